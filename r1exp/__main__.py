@@ -1,0 +1,54 @@
+"""`python -m r1exp [overrides]`: check every job of the command line, then hand it to Hydra to run.
+
+    compose (all jobs) -> validate -> plan -> dry_run? print and exit -> Hydra runs r1exp.run.run per job
+
+A configuration mistake exits with status 2 before Hydra creates a run folder; a failed run exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from r1exp.errors import EXIT_OK, EXIT_USAGE
+
+_status = {"code": EXIT_OK}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from r1exp.config import preflight
+
+    cl = preflight.parse(argv)
+    if not cl.passthrough:
+        verdict = preflight.check(cl)
+        if verdict is not None:
+            return verdict  # dry run done, or problems reported
+    return _hydra(argv, cl)
+
+
+def _hydra(argv: list[str], cl) -> int:
+    import hydra
+
+    from r1exp.config.compose import CONF_DIR
+
+    config_path = None if cl.config_dir or cl.config_path else str(CONF_DIR)
+
+    @hydra.main(config_path=config_path, config_name=cl.config_name, version_base="1.3")
+    def hydra_job(cfg):
+        from r1exp.run import run
+
+        code = run(cfg)
+        _status["code"] = max(_status["code"], code)
+        return code
+
+    sys.argv = [sys.argv[0]] + argv
+    try:
+        hydra_job()
+    except SystemExit as e:  # Hydra reports its own errors and exits 1; a usage error for us
+        if e.code not in (0, None):
+            return EXIT_USAGE if _status["code"] == EXIT_OK else _status["code"]
+    return _status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Composing configs the way `python -m r1exp ARGS` will, before Hydra creates any run folder.
+
+The entry point composes every job of the command line first (one for a single run; for a multirun, every value of
+every swept key), so a wrong option or key is reported in a second with exit status 2, and a sweep is checked
+before its first job starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+# Hydra flags that do not start a run: hand them to Hydra untouched.
+PASSTHROUGH_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
+                     "--version", "--resolve", "--package", "-p")
+VALUE_FLAGS = {"--config-path": "config_path", "-cp": "config_path", "--config-name": "config_name",
+               "-cn": "config_name", "--config-dir": "config_dir", "-cd": "config_dir",
+               "--experimental-rerun": "rerun"}
+
+
+@dataclass
+class CommandLine:
+    overrides: list = field(default_factory=list)
+    multirun: bool = False
+    passthrough: bool = False
+    config_name: str = "config"
+    config_dir: str | None = None
+    config_path: str | None = None
+    rerun: str | None = None
+
+
+def parse_command_line(argv: list[str]) -> CommandLine:
+    cl = CommandLine()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if arg in ("-m", "--multirun"):
+            cl.multirun = True
+        elif name in VALUE_FLAGS:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            setattr(cl, VALUE_FLAGS[name], value)
+        elif name in PASSTHROUGH_FLAGS:
+            cl.passthrough = True
+        elif arg.startswith("-"):
+            cl.passthrough = True  # an unknown flag: let Hydra's own parser say what it thinks
+        else:
+            cl.overrides.append(arg)
+        i += 1
+    return cl
+
+
+def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to check: one per swept value (others at their first value), or the list itself.
+
+    Keys under `hydra.` configure Hydra itself and are left to it.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    own = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if not multirun:
+        return [own]
+    parsed = OverridesParser.create().parse_overrides(own)
+    choices = []
+    for text, ov in zip(own, parsed):
+        if ov.is_sweep_override():
+            key = ov.get_key_element()
+            choices.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            choices.append([text])
+    jobs = [[c[0] for c in choices]]
+    for i, values in enumerate(choices):
+        for v in values[1:]:
+            job = [c[0] for c in choices]
+            job[i] = v
+            jobs.append(job)
+    return jobs
+
+
+def compose(overrides: list[str], config_name: str = "config", config_dir: str | Path | None = None):
+    """The composed config for one job (Hydra's compose API; raises Hydra's exceptions on bad input)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(config_dir or CONF_DIR).resolve()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))

@@ -1,0 +1,59 @@
+"""Validation: run every rule of the table in `rules.py` over a composed config; collect every problem.
+
+Pure and fast: it reads the config and facts about the machine (`environment.Environment`), imports nothing
+heavy and loads no weights. Rules whose scope is "machine" (what is installed here, which GPU is here) become
+warnings in a dry run, which is often made on a laptop to plan a run for a GPU box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from r1exp.errors import Problem
+
+
+@dataclass(frozen=True)
+class Context:
+    cfg: object        # the composed DictConfig
+    env: object        # environment.Environment
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    keys: tuple        # the config keys the rule reads (documentation, and the key named in its message)
+    check: Callable[[Context], Iterable[Problem] | None]
+    scope: str = "config"  # config | machine
+    doc: str = ""
+
+
+def validate(cfg, env, dry_run: bool | None = None) -> list[Problem]:
+    from r1exp.config.rules import RULES
+
+    dry = bool(cfg.get("dry_run", False)) if dry_run is None else dry_run
+    unresolved = _unresolvable(cfg)
+    if unresolved:
+        return unresolved
+    ctx = Context(cfg=cfg, env=env, dry_run=dry)
+    problems: list[Problem] = []
+    for rule in RULES:
+        for p in rule.check(ctx) or ():
+            severity = "warning" if (rule.scope == "machine" and dry and p.severity == "error") else p.severity
+            problems.append(Problem(p.key, p.value, p.why, p.fix, rule=p.rule or rule.id, severity=severity))
+    return problems
+
+
+def _unresolvable(cfg) -> list[Problem]:
+    """Every interpolation must resolve before any rule reads a value."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        return [Problem(str(key), "(unresolvable)", str(e).splitlines()[0],
+                        "fix the interpolation or give the key a value", rule="config.resolve")]
+    return []

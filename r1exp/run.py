@@ -1,0 +1,89 @@
+"""One run, top to bottom: validate -> plan -> build -> check -> train -> save.
+
+Called by Hydra for each job (r1exp.__main__ has already composed and validated every job before Hydra created
+any folder). Returns the exit status: 0 ok, 2 a configuration problem found after building, 1 a runtime failure,
+130 interrupted. The run folder's run.json always says which.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from r1exp import tracking
+from r1exp.config.environment import detect
+from r1exp.config.plan import plan_memory
+from r1exp.config.validate import validate
+from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
+from r1exp.manifest import Manifest
+
+
+def run_dir_of_hydra() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run(cfg, run_dir: Path | None = None) -> int:
+    run_dir = Path(run_dir or run_dir_of_hydra())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = detect()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env))
+    status, code = "failed", EXIT_RUNTIME
+    try:
+        problems = errors_of(validate(cfg, env, dry_run=False))
+        if problems:
+            raise ConfigError(problems)
+        plan = plan_memory(cfg, env)
+        manifest.update(plan=plan.as_dict())
+        report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
+        built = _build(cfg, plan, run_dir, report_to)
+        _check(cfg, built)
+        built.trainer.train()
+        metrics = _save(cfg, built, run_dir)
+        status, code = "ok", EXIT_OK
+        manifest.finish("ok", metrics)
+    except ConfigError as e:
+        print(str(e))
+        manifest.finish("failed", error=str(e))
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        status, code = "interrupted", 130
+        manifest.finish("interrupted", tracking.summarize(tracking.read_metrics(run_dir)))
+    except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
+        traceback.print_exc()
+        manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}")
+    finally:
+        tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status)
+    return code
+
+
+def _build(cfg, plan, run_dir, report_to):
+    from r1exp.build import build
+
+    return build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+
+
+def _check(cfg, built) -> None:
+    """After the build and before the first step: the engine the config asked for is the one in use."""
+    from r1exp.engines.check import check_engine
+
+    problems = check_engine(cfg, built)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _save(cfg, built, run_dir: Path) -> dict:
+    built.trainer.save_model(str(run_dir / "adapter"))
+    metrics = tracking.summarize(tracking.read_metrics(run_dir))
+    tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
+    return metrics
+
+
+def _device_name(cfg, env) -> str:
+    if cfg.hardware.device != "auto":
+        return str(cfg.hardware.device)
+    return f"cuda x{len(env.gpus)}" if env.has_cuda else "cpu"

@@ -1,0 +1,192 @@
+"""Models built locally, without a hub: random weights with a real architecture, and a local tokenizer.
+
+`model=tiny` is a ~0.6M-parameter Qwen2-shaped model with a byte-level BPE tokenizer trained on the task's own
+text and a short warm-up on that text, so that GRPO starts from a model that sometimes answers in format and
+sometimes right, as a real base model would. `model.init=random` at real shapes (0.5B, 7B) gives honest speed and
+memory figures with no download. Both are cached by a hash of what they are built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+BUILD_VERSION = 3  # bump when the way models are built changes (invalidates caches)
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+FAMILY_TO_MODEL_TYPE = {"qwen2": "qwen2", "qwen3": "qwen3", "llama": "llama"}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("R1EXP_CACHE", Path.home() / ".cache" / "r1exp"))
+
+
+def build_key(model_cfg, data_cfg) -> str:
+    spec = {"v": BUILD_VERSION, "arch": _plain(model_cfg.arch), "warmup": _plain(model_cfg.get("warmup"))}
+    if model_cfg.get("warmup"):
+        # the warm-up text depends on the task, not on the run's seed or dataset size
+        spec["data"] = {k: v for k, v in _plain(data_cfg).items() if k not in ("seed", "num_samples", "path", "split")}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
+    """The folder of a locally built model (built once, then reused)."""
+    folder = cache_root() / "models" / f"{model_cfg.arch.family}-{build_key(model_cfg, data_cfg)}"
+    if (folder / "done").exists():
+        return folder
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    warm = model_cfg.get("warmup")
+    texts = _warmup_texts(model_cfg, data_cfg) if warm else _filler_texts()
+    tokenizer = _train_tokenizer(texts, int(model_cfg.arch.vocab))
+    model = _random_model(model_cfg, tokenizer)
+    if warm:
+        log(f"tiny model: warming up on {len(texts)} task texts for {warm.steps} steps ...")
+        _warm_up(model, tokenizer, texts, warm)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
+    if folder.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------------
+
+def _train_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(vocab, 4096), special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
+    )
+    fast.add_tokens(TAGS)
+    filler = vocab - len(fast)
+    if filler > 0:  # real-shape models: every id the model can emit decodes to something
+        fast.add_tokens([f"<|x{i}|>" for i in range(filler)])
+    return fast
+
+
+def _filler_texts() -> list[str]:
+    rng = random.Random(0)
+    words = ["the", "answer", "is", "think", "step", "number", "add", "sum", "so", "then"]
+    return [" ".join(rng.choice(words) for _ in range(20)) + f" {rng.randint(0, 999)}" for _ in range(500)]
+
+
+# --- model -----------------------------------------------------------------------------------------------------
+
+def _random_model(model_cfg, tokenizer):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    a = model_cfg.arch
+    vocab = max(int(a.vocab), len(tokenizer))
+    vocab = (vocab + 63) // 64 * 64
+    kwargs = dict(
+        vocab_size=vocab, hidden_size=int(a.hidden), intermediate_size=int(a.intermediate),
+        num_hidden_layers=int(a.layers), num_attention_heads=int(a.heads), num_key_value_heads=int(a.kv_heads),
+        max_position_embeddings=int(a.max_position), tie_word_embeddings=bool(a.tie_embeddings),
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    if a.get("head_dim"):
+        kwargs["head_dim"] = int(a.head_dim)
+    config = AutoConfig.for_model(FAMILY_TO_MODEL_TYPE[a.family], **kwargs)
+    torch.manual_seed(0)
+    dtype = getattr(torch, str(model_cfg.get("dtype", "float32")))
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.generation_config = GenerationConfig(
+        bos_token_id=kwargs["bos_token_id"], eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return model
+
+
+def _warmup_texts(model_cfg, data_cfg) -> list[str]:
+    """Task texts in chat form; only a share is in format and only a share is right, so RL has room to climb."""
+    from r1exp import data
+
+    w = model_cfg.warmup
+    rng = random.Random(1234)
+    pool = data.examples(data_cfg, n=4000, seed=1234)
+    answers = sorted({ex.answer for ex in pool})
+    texts = []
+    for ex in pool:
+        answer = ex.answer if rng.random() < float(w.correct_rate) else rng.choice(answers)
+        if rng.random() < float(w.format_rate):
+            completion = f"<think>{ex.reasoning}</think><answer>{answer}</answer>"
+        else:
+            completion = f"{ex.reasoning} = {answer}"
+        msgs = data.messages(ex.question, data_cfg.get("system_prompt"))
+        msgs.append({"role": "assistant", "content": completion})
+        texts.append(_render(msgs))
+    return texts
+
+
+def _render(msgs: list[dict]) -> str:
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+
+
+def _warm_up(model, tokenizer, texts: list[str], w) -> None:
+    """Causal-LM training on the completions only (the prompt is context), cosine-decayed learning rate."""
+    import torch
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    marker = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    rows = []
+    for seq in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        start = _find_last(seq, marker) + len(marker)
+        rows.append((seq, start))
+    steps = int(w.steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(w.learning_rate), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(w.learning_rate), total_steps=steps, pct_start=0.1)
+    model.train()
+    pad = tokenizer.pad_token_id
+    for _ in range(steps):
+        batch = rng.sample(rows, int(w.batch_size))
+        width = max(len(seq) for seq, _ in batch)
+        ids = torch.full((len(batch), width), pad)
+        labels = torch.full((len(batch), width), -100)
+        for i, (seq, start) in enumerate(batch):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            labels[i, start : len(seq)] = torch.tensor(seq[start:])
+        loss = model(input_ids=ids, attention_mask=(ids != pad).long(), labels=labels).loss
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def _find_last(seq: list[int], sub: list[int]) -> int:
+    for i in range(len(seq) - len(sub), -1, -1):
+        if seq[i : i + len(sub)] == sub:
+            return i
+    raise ValueError("assistant marker not found in a warm-up text")
+
+
+def _plain(node):
+    if node is None:
+        return None
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
