@@ -2,14 +2,55 @@
 
 A row has `prompt` (chat messages: optional system prompt + the question), `answer` (the gold answer as text)
 and any extra columns a reward needs. TRL applies the tokenizer's chat template to `prompt` for every engine.
+
+Sources: tasks generated offline from a seed (`data.name` in GENERATORS: arithmetic, countdown), or records read
+from `data.path` (a local jsonl/json/csv/parquet file or folder, or a hub dataset name) and mapped by
+`prompt_field`, `answer_field`, `answer_format` (plain | gsm8k), `keep_fields`, `prompt_template`.
+Importing this package is light (no datasets, no torch): validation and the reward sanity check use it.
 """
 
 from __future__ import annotations
 
-from r1exp.data import arithmetic
-from r1exp.data.example import Example
+from dataclasses import dataclass
+from typing import Callable
 
-GENERATED = {"arithmetic": arithmetic.generate}
+from r1exp.data import arithmetic, countdown, files
+from r1exp.data.example import Example
+from r1exp.data.records import ANSWER_FORMATS, FieldError, example_of
+
+__all__ = ["Example", "FieldError", "ANSWER_FORMATS", "GENERATORS", "examples", "rows", "build_dataset",
+           "columns_of", "is_local", "is_generated", "messages"]
+
+
+@dataclass(frozen=True)
+class Generator:
+    generate: Callable    # (data_cfg, n, seed) -> list[Example]
+    columns: tuple        # the dataset columns besides `prompt`
+
+
+GENERATORS = {
+    "arithmetic": Generator(arithmetic.generate, ("answer",)),
+    "countdown": Generator(countdown.generate, countdown.COLUMNS),
+}
+
+
+def is_generated(data_cfg) -> bool:
+    return str(data_cfg.name) in GENERATORS
+
+
+def is_local(data_cfg) -> bool:
+    """Generated, or read from a local file or folder (so a dry run can look at it)."""
+    if is_generated(data_cfg):
+        return True
+    path = files.local_path(data_cfg)
+    return path is not None and path.exists()
+
+
+def columns_of(data_cfg) -> tuple:
+    """The dataset columns rewards can read (all but `prompt`), known from the config alone."""
+    if is_generated(data_cfg):
+        return GENERATORS[str(data_cfg.name)].columns
+    return ("answer", *[str(k) for k in (data_cfg.get("keep_fields") or [])])
 
 
 def messages(question: str, system_prompt: str | None) -> list[dict]:
@@ -18,21 +59,35 @@ def messages(question: str, system_prompt: str | None) -> list[dict]:
 
 
 def examples(data_cfg, n: int | None = None, seed: int | None = None) -> list[Example]:
-    """The task's examples (generated tasks only need the config; files are read by their loaders)."""
-    name = data_cfg.name
-    if name not in GENERATED:
-        raise ValueError(f"data={name} has no generator")
-    count = int(n if n is not None else data_cfg.num_samples)
-    return GENERATED[name](data_cfg, count, int(seed if seed is not None else data_cfg.seed))
+    """The task's examples: generated from `seed` (default data.seed), or the first `n` records of the file (default
+    data.num_samples; None = all). Files keep their order: the trainer's sampler shuffles."""
+    count = n if n is not None else data_cfg.get("num_samples")
+    if is_generated(data_cfg):
+        if count is None:
+            raise ValueError(f"data={data_cfg.name} is generated: set data.num_samples")
+        generator = GENERATORS[str(data_cfg.name)]
+        return generator.generate(data_cfg, int(count), int(seed if seed is not None else data_cfg.seed))
+    if not data_cfg.get("path"):
+        raise ValueError(f"data={data_cfg.name} reads a file or hub dataset: set data.path")
+    return [example_of(r, data_cfg) for r in files.read_records(data_cfg, None if count is None else int(count))]
+
+
+def row_of(example: Example, system_prompt: str | None) -> dict:
+    if example.messages:
+        prompt = [dict(m) for m in example.messages]
+        if system_prompt and not any(m.get("role") == "system" for m in prompt):
+            prompt.insert(0, {"role": "system", "content": system_prompt})
+    else:
+        prompt = messages(example.question, system_prompt)
+    return {"prompt": prompt, "answer": example.answer, **dict(example.extra)}
+
+
+def rows(data_cfg, n: int | None = None) -> list[dict]:
+    return [row_of(ex, data_cfg.get("system_prompt")) for ex in examples(data_cfg, n)]
 
 
 def build_dataset(data_cfg):
     """The training dataset as a `datasets.Dataset` with `prompt`, `answer` and extra columns."""
     from datasets import Dataset
 
-    rows = []
-    for ex in examples(data_cfg):
-        row = {"prompt": messages(ex.question, data_cfg.get("system_prompt")), "answer": ex.answer}
-        row.update(dict(ex.extra))
-        rows.append(row)
-    return Dataset.from_list(rows)
+    return Dataset.from_list(rows(data_cfg))

@@ -11,3 +11,4 @@ class Example:
     answer: str
     reasoning: str = ""  # a worked solution when the task can produce one (used to warm up the tiny model)
     extra: tuple = ()    # extra dataset columns as (name, value) pairs, e.g. countdown's numbers and target
+    messages: tuple = () # the prompt as chat messages when the source already has them (else built from question)

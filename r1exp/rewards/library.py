@@ -1,36 +1,38 @@
-"""The reward library: plain functions, each with TRL's calling convention."""
+"""The reward library as data: each reward's function, the dataset columns it reads, and the sanity probe that
+shows it works (r1exp.rewards.sanity: which good and bad completions it must tell apart).
+
+`conf/reward/<name>.yaml` selects one by `name`; validation (r1exp.config.reward_rules) reads `needs` to check
+that the data has those columns, and the keyword-only parameters of `fn` to check the config's parameters.
+Importing this module is light (math-verify is imported on the first call).
+"""
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
+from typing import Callable
 
-from r1exp.rewards.text import completion_text, extract_answer
-
-FORMAT = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.S)
-
-
-def accuracy(prompts=None, completions=(), answer=(), **_) -> list[float | None]:
-    """1.0 when the extracted answer equals the gold answer mathematically (math-verify), else 0.0.
-    None when the gold answer cannot be parsed (no opinion rather than a silent 0)."""
-    from math_verify import parse, verify
-
-    scores = []
-    for completion, gold in zip(completions, answer):
-        gold_parsed = parse(str(gold), parsing_timeout=None)
-        if not gold_parsed:
-            scores.append(None)
-            continue
-        guess = extract_answer(completion_text(completion))
-        if guess is None:
-            scores.append(0.0)
-            continue
-        scores.append(1.0 if verify(gold_parsed, parse(guess, parsing_timeout=None), timeout_seconds=None) else 0.0)
-    return scores
+from r1exp.rewards import correctness, countdown, length, shape
 
 
-def format(prompts=None, completions=(), **_) -> list[float]:  # noqa: A001 - the reward is called "format"
-    """1.0 when the completion is exactly <think>...</think><answer>...</answer>, else 0.0."""
-    return [1.0 if FORMAT.match(completion_text(c)) else 0.0 for c in completions]
+@dataclass(frozen=True)
+class RewardSpec:
+    fn: Callable
+    needs: tuple = ()        # dataset columns the reward reads (besides prompts and completions)
+    probe: str = "answer"    # r1exp.rewards.sanity.PROBES key
 
 
-LIBRARY = {"accuracy": accuracy, "format": format}
+SPECS: dict[str, RewardSpec] = {
+    "accuracy": RewardSpec(correctness.accuracy, needs=("answer",), probe="answer"),
+    "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer"),
+    "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer"),
+    "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer"),
+    "format": RewardSpec(shape.format, probe="format"),
+    "tag_count": RewardSpec(shape.tag_count, probe="format"),
+    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps"),
+    "repetition": RewardSpec(shape.repetition, probe="repetition"),
+    "length": RewardSpec(length.length, needs=("answer",), probe="brevity"),
+    "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer"),
+    "overlong": RewardSpec(length.overlong, probe="overlong"),
+}
+
+LIBRARY: dict[str, Callable] = {name: spec.fn for name, spec in SPECS.items()}

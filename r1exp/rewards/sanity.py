@@ -1,0 +1,270 @@
+"""The reward sanity check: before training, every selected reward must tell a good completion from a bad one.
+
+For a sample of the data (checks.reward_sanity_samples rows), each reward scores pairs of completions built from
+the row's gold answer, the way TRL will call it (chat-message completions, the row's columns, approximate token
+ids). What "good" and "bad" mean depends on the reward, so each reward has a probe (PROBES, chosen by the library
+table or a reward's `sanity_probe`): a correctness reward must prefer the gold answer to another row's answer,
+both well formatted; a format reward must prefer the well-formatted gold answer to the same answer unformatted
+(it cannot be asked to tell right from wrong); and so on. A reward that raises, returns something TRL cannot use,
+has no opinion on any row, or does not prefer the good completion in most rows stops the run (exit 2) with a
+message naming the reward, an example and the likely cause.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Callable
+
+from r1exp.errors import Problem
+from r1exp.rewards.guard import checked_scores
+from r1exp.rewards.text import approximate_ids, normalize, to_number
+
+MIN_PREFERRED_SHARE = 0.5   # the good completion must score higher in at least this share of rows
+PAD = "Let me check that once more, carefully."
+
+
+@dataclass(frozen=True)
+class Case:
+    """One data row, its gold answer and reasoning, and a wrong answer taken from another row."""
+
+    row: dict
+    gold: str
+    reasoning: str
+    wrong: str
+
+
+def well_formed(answer: str, reasoning: str = "") -> str:
+    return f"<think>{reasoning or 'Let me work it out.'}</think><answer>{answer}</answer>"
+
+
+@dataclass(frozen=True)
+class Probe:
+    good: Callable[[Case, dict], str]   # (case, reward params) -> the completion the reward should prefer
+    bad: Callable[[Case, dict], str]
+    good_is: str                        # words for the message
+    bad_is: str
+    cause: str                          # the likely cause when the reward does not prefer `good`
+
+
+def _overlong(case: Case, params: dict) -> str:
+    words = 2 * int(params.get("max_length") or 1024) + 10
+    return well_formed(case.gold, " ".join(["step"] * words))
+
+
+PROBES: dict[str, Probe] = {
+    "answer": Probe(
+        good=lambda c, p: well_formed(c.gold, c.reasoning), bad=lambda c, p: well_formed(c.wrong, c.reasoning),
+        good_is="the gold answer", bad_is="a wrong answer (another row's), both well formatted",
+        cause="it scores a right and a wrong answer alike: it may read the gold answer from the wrong column, or "
+              "fail to parse answers written like the gold one"),
+    "format": Probe(
+        good=lambda c, p: well_formed(c.gold, c.reasoning), bad=lambda c, p: f"{c.reasoning} so the answer is {c.gold}",
+        good_is="the gold answer in <think>...</think><answer>...</answer>", bad_is="the same answer without tags",
+        cause="it does not reward the <think>...</think><answer>...</answer> format: check its pattern"),
+    "steps": Probe(
+        good=lambda c, p: well_formed(c.gold, f"Step 1: read the question.\nStep 2: {c.reasoning or 'compute'}.\n"
+                                              f"Step 3: check the result."),
+        bad=lambda c, p: well_formed(c.gold, c.gold),
+        good_is="an answer reasoned in numbered steps", bad_is="the same answer with no steps",
+        cause="it does not count reasoning steps: check its step markers"),
+    "repetition": Probe(
+        good=lambda c, p: well_formed(c.gold, c.reasoning),
+        bad=lambda c, p: well_formed(c.gold, " ".join(["so the answer is", c.gold] * 12)),
+        good_is="the gold answer", bad_is="the gold answer after a phrase repeated 12 times",
+        cause="it does not penalize repetition: check its n-gram size and penalty"),
+    "brevity": Probe(
+        good=lambda c, p: well_formed(c.gold, c.reasoning),
+        bad=lambda c, p: well_formed(c.gold, " ".join([c.reasoning, *[PAD] * 12])),
+        good_is="a short right answer", bad_is="the same right answer after much longer reasoning",
+        cause="it does not prefer the shorter of two right answers: it may read the gold answer from the wrong "
+              "column or fail to parse it"),
+    "overlong": Probe(
+        good=lambda c, p: well_formed(c.gold, "ok"), bad=_overlong,
+        good_is="a short answer", bad_is="an answer twice max_length long",
+        cause="it does not punish over-long completions: check max_length"),
+}
+
+
+@dataclass
+class Verdict:
+    label: str
+    probe: str
+    good_mean: float | None = None
+    bad_mean: float | None = None
+    preferred: float | None = None   # share of rows where good scored higher
+    problem: Problem | None = None
+
+
+@dataclass
+class SanityReport:
+    verdicts: list = field(default_factory=list)
+    skipped: str = ""   # why the check did not run, if it did not
+    data_problem: Problem | None = None
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = [self.data_problem] if self.data_problem else []
+        return found + [v.problem for v in self.verdicts if v.problem]
+
+
+def cases_of(data_cfg, n: int) -> list[Case]:
+    """n rows of the data with their gold answers, and for each a wrong answer from another row."""
+    from r1exp import data
+
+    examples = data.examples(data_cfg, n)
+    system = data_cfg.get("system_prompt")
+    cases = []
+    for i, ex in enumerate(examples):
+        others = examples[i + 1:] + examples[:i]
+        wrong = next((o.answer for o in others if _differs(o.answer, ex.answer)), None)
+        cases.append(Case(data.row_of(ex, system), ex.answer, ex.reasoning, wrong or _perturbed(ex.answer)))
+    return cases
+
+
+def check_rewards(cfg) -> SanityReport:
+    """Score every selected reward on its probe over a sample of the data (checks.reward_sanity_samples rows)."""
+    from r1exp.rewards import probe_of
+
+    from r1exp.data import FieldError
+
+    n = int((cfg.get("checks") or {}).get("reward_sanity_samples", 16))
+    report = SanityReport()
+    try:
+        cases = cases_of(cfg.data, n)
+    except (FieldError, OSError, ValueError) as e:
+        report.data_problem = Problem("data", cfg.data.get("path") or cfg.data.name,
+                                      f"reward sanity check: cannot read the data: {e}",
+                                      "fix data.path or the field mapping (data.prompt_field, data.answer_field, "
+                                      "data.keep_fields)", rule="reward.sanity")
+        return report
+    if not cases:
+        report.skipped = "the data has no rows"
+        return report
+    state = SimpleNamespace(global_step=0, epoch=0.0, max_steps=int(cfg.trainer.get("max_steps", -1) or -1))
+    for label, entry in cfg.reward.items():
+        probe = probe_of(entry)
+        if probe == "none":
+            continue
+        report.verdicts.append(_judge(str(label), entry, probe, cases, state))
+    return report
+
+
+def dry_run_sanity(cfg) -> SanityReport:
+    """The check as a dry run does it: only when enabled and the data is local (generated or a local file)."""
+    from r1exp import data
+
+    if not (cfg.get("checks") or {}).get("reward_sanity", True):
+        return SanityReport(skipped="checks.reward_sanity=false")
+    if not data.is_local(cfg.data):
+        return SanityReport(skipped=f"data.path={cfg.data.get('path')} is not local: checked when the run starts")
+    return check_rewards(cfg)
+
+
+def _judge(label: str, entry, probe_name: str, cases: list[Case], state) -> Verdict:
+    from r1exp.rewards import bound_reward, params_of
+
+    verdict = Verdict(label, probe_name)
+    probe = PROBES[probe_name]
+    params = params_of(entry)
+    pairs = [(probe.good(c, params), probe.bad(c, params)) for c in cases]
+    completions = [[{"role": "assistant", "content": text}] for pair in pairs for text in pair]
+    rows = [c.row for c in cases for _ in range(2)]
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
+    fn = bound_reward(entry)
+    try:
+        scores = list(fn(prompts=[r["prompt"] for r in rows], completions=completions,
+                         completion_ids=[approximate_ids(c[0]["content"]) for c in completions], trainer_state=state,
+                         log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns))
+    except Exception as e:  # noqa: BLE001 - any error is the reward's, reported with its likely cause
+        verdict.problem = _problem(label, entry, f"it raised {type(e).__name__}: {e}", _raise_cause(e, fn, columns),
+                                   cases[0], pairs[0], None)
+        return verdict
+    bad_output = _bad_output(scores, len(completions))
+    if bad_output:
+        verdict.problem = _problem(label, entry, bad_output, "return one float (or None) per completion",
+                                   cases[0], pairs[0], None)
+        return verdict
+    good, bad = scores[0::2], scores[1::2]
+    both = [(g, b) for g, b in zip(good, bad) if g is not None and b is not None]
+    if not both:
+        verdict.problem = _problem(
+            label, entry, f"it gave no score (None) to any of {len(cases)} rows",
+            f"the gold answers may not parse (e.g. {cases[0].gold!r}), or it reads another column than the data has "
+            f"({', '.join(sorted(columns))})", cases[0], pairs[0], (good[0], bad[0]))
+        return verdict
+    verdict.good_mean = sum(g for g, _ in both) / len(both)
+    verdict.bad_mean = sum(b for _, b in both) / len(both)
+    verdict.preferred = sum(g > b for g, b in both) / len(both)
+    if verdict.preferred < MIN_PREFERRED_SHARE or verdict.good_mean <= verdict.bad_mean:
+        i = next(i for i, (g, b) in enumerate(zip(good, bad)) if g is not None and b is not None and g <= b)
+        verdict.problem = _problem(
+            label, entry, f"it cannot tell {probe.good_is} from {probe.bad_is}: it preferred the first in "
+                          f"{verdict.preferred:.0%} of {len(both)} rows (mean {verdict.good_mean:.3g} vs "
+                          f"{verdict.bad_mean:.3g})",
+            probe.cause + f" (the data's columns: {', '.join(sorted(columns))})", cases[i], pairs[i], (good[i], bad[i]))
+    return verdict
+
+
+def _problem(label, entry, why, cause, case: Case, pair, scores) -> Problem:
+    g, b = scores if scores else ("-", "-")
+    question = next((m["content"] for m in reversed(case.row["prompt"]) if m.get("role") == "user"), "")
+    example = (f"example: question {question[:160]!r}, gold answer {case.gold!r}\n"
+               f"    scored {g} for {pair[0][:160]!r}\n    scored {b} for {pair[1][:160]!r}")
+    target = entry.get("_target_") or entry.get("name")
+    return Problem(f"reward.{label}", target, f"reward sanity check: {why}",
+                   f"{cause}\n  {example}\n  (checks.reward_sanity=false skips this check)", rule="reward.sanity")
+
+
+def _bad_output(scores: list, n: int) -> str:
+    try:
+        checked_scores(scores, n)
+    except (TypeError, ValueError) as e:
+        return f"it {e}"
+    return ""
+
+
+def _raise_cause(error: Exception, fn, columns: dict) -> str:
+    text = str(error)
+    have = ", ".join(sorted(columns))
+    if isinstance(error, KeyError) or (isinstance(error, TypeError) and ("argument" in text)):
+        return (f"likely a column mismatch: the data's columns are {have}; the reward reads "
+                f"{_params(fn) or 'other names'}")
+    return f"a bug in the reward, or data it does not expect (the data's columns: {have})"
+
+
+def _params(fn) -> str:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return ""
+    return ", ".join(p for p in sig.parameters if p not in ("prompts", "completions", "kwargs", "_"))
+
+
+def _differs(a: str, b: str) -> bool:
+    na, nb = to_number(a), to_number(b)
+    if na is not None and nb is not None:
+        return na != nb
+    return normalize(a) != normalize(b)
+
+
+def _perturbed(answer: str) -> str:
+    number = to_number(answer)
+    if number is not None:
+        return str(int(number) + 1) if number == int(number) else str(number + 1)
+    return f"not {answer}"
+
+
+def render(report: SanityReport) -> str:
+    """One line per reward for the dry-run report."""
+    if report.skipped or report.data_problem:
+        return f"reward sanity check: {'skipped (' + report.skipped + ')' if report.skipped else 'FAILED'}"
+    lines = ["reward sanity check (good vs bad completion, mean score):"]
+    for v in report.verdicts:
+        if v.problem is None:
+            lines.append(f"  ok      {v.label:<16} {v.good_mean:+.3f} vs {v.bad_mean:+.3f}  "
+                         f"({PROBES[v.probe].good_is} preferred in {v.preferred:.0%} of rows)")
+        else:
+            lines.append(f"  FAILED  {v.label:<16} (see above)")
+    return "\n".join(lines)
