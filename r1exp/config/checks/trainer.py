@@ -1,0 +1,190 @@
+"""trainer.* against the installed trl.GRPOConfig: names, types, the keys r1exp sets itself, batch arithmetic with
+TRL's own meaning (GRPOConfig.__post_init__), and sequence lengths."""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from r1exp.config.checks.common import get, trainer_value, world_size
+from r1exp.config.plan import prompt_tokens
+from r1exp.config.trl_fields import grpo_fields
+from r1exp.errors import Problem
+
+# GRPOConfig keys r1exp derives from other groups: setting them under trainer.* is an error naming the group.
+DERIVED = {
+    "output_dir": "the run folder (hydra.run.dir)",
+    "run_name": "the top-level `name`",
+    "report_to": "the logger group (logger=wandb|none)",
+    "reward_weights": "each reward's `weight` (reward.<label>.weight)",
+    "use_vllm": "the engine group (engine=vllm|vllm_server|hf)",
+    "vllm_mode": "the engine group (engine=vllm is colocate, engine=vllm_server is server)",
+    "vllm_gpu_memory_utilization": "engine.gpu_memory_utilization (auto = from the memory plan)",
+    "vllm_tensor_parallel_size": "engine.tensor_parallel_size",
+    "vllm_max_model_length": "engine.max_model_len",
+    "vllm_enable_sleep_mode": "engine.sleep_mode",
+    "vllm_server_host": "engine.host (engine=vllm_server)",
+    "vllm_server_port": "engine.port (engine=vllm_server)",
+    "vllm_server_timeout": "engine.timeout_s (engine=vllm_server)",
+    "vllm_server_base_url": "engine.host and engine.port (engine=vllm_server)",
+    "use_cpu": "hardware.device",
+}
+
+# Names TRL removed or renamed (STACK.md): a better hint than a spelling suggestion.
+RENAMED = {
+    "max_prompt_length": "removed in TRL 0.28 (prompts are no longer truncated by TRL): shorten the prompts in the "
+                         "data, or set data.max_prompt_tokens for the plan",
+    "vllm_importance_sampling_cap": "renamed vllm_importance_sampling_clip_max in TRL 1.6",
+    "vllm_device": "removed: engine=vllm runs in the trainer's process, engine=vllm_server on engine.gpus",
+}
+
+
+def trainer_keys(ctx):
+    fields = grpo_fields()
+    for key in (ctx.cfg.get("trainer") or {}):
+        key = str(key)
+        if key in DERIVED:
+            yield Problem(f"trainer.{key}", OmegaConf.select(ctx.cfg, f"trainer.{key}"),
+                          f"r1exp sets GRPOConfig.{key} itself from {DERIVED[key]}",
+                          f"remove trainer.{key} and set {DERIVED[key]} instead", rule="trainer.derived_key")
+        elif key not in fields:
+            why = f"not a field of trl.GRPOConfig ({fields.source})"
+            if key in RENAMED:
+                fix = RENAMED[key]
+            else:
+                close = fields.suggest(key)
+                fix = (f"did you mean {' or '.join('trainer.' + c for c in close)}?" if close
+                       else "see the GRPOConfig fields of the installed TRL: python -c 'import trl; help(trl.GRPOConfig)'")
+            yield Problem(f"trainer.{key}", OmegaConf.select(ctx.cfg, f"trainer.{key}"), why, fix,
+                          rule="trainer.unknown_key")
+
+
+def trainer_types(ctx):
+    fields = grpo_fields()
+    trainer = ctx.cfg.get("trainer") or {}
+    for key in trainer:
+        key = str(key)
+        spec = fields.fields.get(key)
+        if spec is None or key in DERIVED:
+            continue
+        value = OmegaConf.select(ctx.cfg, f"trainer.{key}")
+        plain = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if not spec.accepts(plain):
+            yield Problem(f"trainer.{key}", plain, f"GRPOConfig.{key} takes {spec.type_text}",
+                          f"set trainer.{key} to {spec.type_text}"
+                          + (f", e.g. {spec.default!r} (TRL's default)" if spec.default not in (None, "<no default>")
+                             else ""))
+        elif spec.choices and isinstance(plain, str) and plain not in spec.choices:
+            import difflib
+
+            close = difflib.get_close_matches(plain, spec.choices, n=2, cutoff=0.5)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            yield Problem(f"trainer.{key}", plain, f"GRPOConfig.{key} is one of: {', '.join(spec.choices)}",
+                          f"{hint}set trainer.{key} to one of those")
+
+
+def grpo_batch(ctx):
+    """TRL's batch arithmetic (GRPOConfig.__post_init__), checked before TRL is imported."""
+    cfg = ctx.cfg
+    t = lambda key, fallback=None: trainer_value(cfg, key, fallback)  # noqa: E731
+    values = {k: t(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+                                "generation_batch_size", "steps_per_generation")}
+    if any(v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in values.values()):
+        return  # types and ranges have their own rules
+    micro, accumulation, gens = (values["per_device_train_batch_size"] or 8, values["gradient_accumulation_steps"] or 1,
+                                 values["num_generations"] or 8)
+    gbs, spg = values["generation_batch_size"], values["steps_per_generation"]
+    world = world_size()
+    global_batch = micro * world
+    if gens < 2:
+        yield Problem("trainer.num_generations", gens,
+                      "GRPO compares completions of the same prompt: it needs at least 2 per prompt",
+                      "set trainer.num_generations>=2 (8 is common)")
+        return
+    if gbs is not None and spg is not None:
+        yield Problem("trainer.generation_batch_size", gbs,
+                      "generation_batch_size and steps_per_generation cannot both be set (TRL derives one from the "
+                      "other)", "remove one of trainer.generation_batch_size / trainer.steps_per_generation")
+        return
+    if gbs is not None:
+        if gbs % global_batch:
+            yield Problem("trainer.generation_batch_size", gbs,
+                          f"must be divisible by the global batch per_device_train_batch_size x processes = "
+                          f"{micro} x {world} = {global_batch}",
+                          f"use a multiple of {global_batch}, e.g. trainer.generation_batch_size={_round_up(gbs, global_batch)}")
+            return
+    else:
+        gbs = global_batch * (spg if spg is not None else accumulation)
+    if gbs % gens:
+        source = ("trainer.generation_batch_size" if values["generation_batch_size"] is not None else
+                  "trainer.per_device_train_batch_size")
+        derived = "" if values["generation_batch_size"] is not None else (
+            f" (= per_device_train_batch_size {micro} x processes {world} x "
+            f"{'steps_per_generation' if spg else 'gradient_accumulation_steps'} {spg or accumulation})")
+        yield Problem(source, values["generation_batch_size"] or micro,
+                      f"the generation batch {gbs}{derived} must hold whole groups of num_generations={gens} "
+                      "completions per prompt", f"make it a multiple of {gens}: e.g. trainer.per_device_train_batch_size="
+                      f"{_round_up(micro, gens)}{_num_generations_hint(gbs, gens)}")
+    if bool(t("do_eval", False)) and str(t("eval_strategy", "no")) != "no":
+        eval_gens = t("num_generations_eval") or gens
+        eval_batch = int(t("per_device_eval_batch_size", 8)) * world
+        if eval_batch % eval_gens:
+            yield Problem("trainer.per_device_eval_batch_size", t("per_device_eval_batch_size"),
+                          f"the global eval batch {eval_batch} must be divisible by the eval generations {eval_gens}",
+                          f"use a multiple of {eval_gens}")
+
+
+def unsloth_batch(ctx):
+    cfg = ctx.cfg
+    if cfg.loader.name != "unsloth":
+        return
+    micro, gens = trainer_value(cfg, "per_device_train_batch_size", 8), trainer_value(cfg, "num_generations", 8)
+    if isinstance(micro, int) and isinstance(gens, int) and gens > 0 and micro % gens:
+        yield Problem("trainer.per_device_train_batch_size", micro,
+                      f"Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations={gens} "
+                      f"({_round_up(micro, gens)}): more memory and a different batch than configured",
+                      f"set trainer.per_device_train_batch_size={_round_up(micro, gens)} (or a multiple of {gens})",
+                      severity="warning")
+
+
+def sequence_lengths(ctx):
+    cfg = ctx.cfg
+    completion = trainer_value(cfg, "max_completion_length", 256)
+    if not (isinstance(completion, int) and completion > 0):
+        return
+    prompt = prompt_tokens(cfg)
+    need = prompt + completion
+    fix_prompt = "(the prompt estimate comes from the data; set data.max_prompt_tokens if you know better)"
+    seq = get(cfg, "model.max_seq_length")
+    if isinstance(seq, int) and need > seq:
+        yield Problem("model.max_seq_length", seq,
+                      f"the longest prompt (~{prompt} tokens) + trainer.max_completion_length ({completion}) = {need} "
+                      "tokens do not fit the model's max_seq_length",
+                      f"set model.max_seq_length>={need}, or lower trainer.max_completion_length to "
+                      f"{max(1, seq - prompt)} {fix_prompt}")
+    model_len = get(cfg, "engine.max_model_len")
+    if cfg.engine.name in ("vllm", "vllm_server") and isinstance(model_len, int) and need > model_len:
+        yield Problem("engine.max_model_len", model_len,
+                      f"vLLM cannot hold prompt (~{prompt}) + completion ({completion}) = {need} tokens",
+                      f"set engine.max_model_len>={need} or null (derived), or lower trainer.max_completion_length "
+                      f"{fix_prompt}")
+    position = get(cfg, "model.arch.max_position")
+    if isinstance(position, int):
+        for key, value in (("model.max_seq_length", seq), ("engine.max_model_len", model_len)):
+            if isinstance(value, int) and value > position:
+                yield Problem(key, value, f"longer than the model's context window ({position} positions)",
+                              f"set {key}<={position}")
+        if need > position:
+            yield Problem("trainer.max_completion_length", completion,
+                          f"prompt + completion ({need} tokens) exceed the model's context ({position} positions)",
+                          f"set trainer.max_completion_length<={max(1, position - prompt)}")
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def _num_generations_hint(batch: int, gens: int) -> str:
+    """A num_generations below `gens` that divides the generation batch, as an alternative fix."""
+    fitting = [d for d in range(2, gens) if batch % d == 0]
+    return f", or trainer.num_generations={fitting[-1]}" if fitting else ""
+
