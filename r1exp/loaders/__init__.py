@@ -24,6 +24,14 @@ def model_source(cfg, log=print) -> str:
     return str(Path(path).expanduser()) if Path(path).expanduser().exists() else path
 
 
+def prepare_imports(cfg) -> None:
+    """Before anything imports transformers or TRL: Unsloth must come first (and its env before it)."""
+    if cfg.loader.name == "unsloth":
+        from r1exp.loaders import unsloth_loader
+
+        unsloth_loader.prepare_imports(cfg)
+
+
 def load(cfg, log=print) -> Loaded:
     source = model_source(cfg, log=log)
     if cfg.loader.name == "unsloth":
