@@ -71,10 +71,14 @@ def _get(cfg, key, default=None):
     return default if value is None else value
 
 
+_ABSENT = object()
+
+
 def trainer_value(cfg, key, fallback=None):
-    """A trainer key as GRPOConfig will see it: the config's value, else the installed TRL's default."""
-    value = OmegaConf.select(cfg, f"trainer.{key}", default=None)
-    if value is not None:
+    """A trainer key as GRPOConfig will see it: the config's value (an explicit null included), else the installed
+    TRL's default, else `fallback`."""
+    value = OmegaConf.select(cfg, f"trainer.{key}", default=_ABSENT)
+    if value is not _ABSENT:
         return value
     from r1exp.config.trl_fields import grpo_fields
 
@@ -97,16 +101,14 @@ def kv_bytes_per_token(arch, dtype: str) -> int:
 
 
 def prompt_tokens(cfg) -> int:
-    """A generous estimate of the longest prompt in tokens (about 3.5 characters a token, plus template)."""
-    if cfg.data.get("max_prompt_tokens"):
-        return int(cfg.data.max_prompt_tokens)
-    system = len(str(cfg.data.get("system_prompt") or ""))
-    question = {"arithmetic": 24, "countdown": 120}.get(str(cfg.data.name), 1200)
-    return int(math.ceil((system + question) / 3.5)) + 16
+    """The longest prompt in tokens (r1exp.config.prompts: given, measured on the data, or guessed)."""
+    from r1exp.config.prompts import prompt_estimate
+
+    return prompt_estimate(cfg).tokens
 
 
 def completion_tokens(cfg) -> int:
-    return int(trainer_value(cfg, "max_completion_length", 256))
+    return int(trainer_value(cfg, "max_completion_length") or 256)
 
 
 def sequence_tokens(cfg) -> int:

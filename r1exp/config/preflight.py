@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from r1exp.config.compose import CommandLine, compose, job_overrides, parse_command_line
+from omegaconf import OmegaConf
+
+from r1exp.config.compose import CONF_DIR, CommandLine, compose, job_overrides, parse_command_line
+from r1exp.config.compose_errors import composition_problem, silent_mistakes
 from r1exp.errors import EXIT_OK, EXIT_USAGE, Problem, errors_of, render_problems
 
 parse = parse_command_line
@@ -23,46 +27,63 @@ def check(cl: CommandLine) -> int | None:
         jobs = compose_jobs(cl)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         print(render_problems([_composition_problem(e, cl)]), file=sys.stderr)
+        print("\nthe command line does not compose; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
     from r1exp.config.environment import detect
     from r1exp.config.validate import validate
 
     env = detect()
-    seen, problems = set(), []
-    for cfg in jobs:
-        for p in validate(cfg, env):
-            if (p.key, str(p.value), p.why) not in seen:
-                seen.add((p.key, str(p.value), p.why))
-                problems.append(p)
-    if problems:
-        print(render_problems(problems), file=sys.stderr)
+    output_dir = output_root(cl)
+    per_job = [validate(cfg, env, output_dir=output_dir) for cfg in jobs]
+    problems = silent_mistakes(cl.overrides, conf_dir(cl), cl.config_name) + _unique(p for job in per_job for p in job)
     if errors_of(problems):
+        print(render_problems(problems), file=sys.stderr)
         n = len(errors_of(problems))
         print(f"\n{n} problem{'s' * (n > 1)} found before loading anything; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
     if any(bool(cfg.get("dry_run", False)) for cfg in jobs):
         from r1exp.config.report import print_dry_run
 
-        for cfg in jobs:
-            print_dry_run(cfg, env)
+        for cfg, job_problems in zip(jobs, per_job):
+            print_dry_run(cfg, env, problems=job_problems)  # the plan and this job's warnings
         return EXIT_OK
+    if problems:
+        print(render_problems(problems), file=sys.stderr)  # warnings only: the run goes on
     return None
 
 
+def _unique(problems) -> list[Problem]:
+    """The same problem in several jobs of a sweep is reported once."""
+    seen, out = set(), []
+    for p in problems:
+        if (p.key, str(p.value), p.why) not in seen:
+            seen.add((p.key, str(p.value), p.why))
+            out.append(p)
+    return out
+
+
+def conf_dir(cl: CommandLine) -> Path:
+    return Path(cl.config_dir or cl.config_path or CONF_DIR)
+
+
+def output_root(cl: CommandLine) -> str:
+    """The part of hydra.run.dir (hydra.sweep.dir for -m) before its first interpolation: the folder that must be
+    writable for Hydra to create the run folder in it."""
+    key = "hydra.sweep.dir" if cl.multirun else "hydra.run.dir"
+    given = [o.partition("=")[2] for o in cl.overrides if o.lstrip("+").startswith(key + "=")]
+    path = given[-1] if given else "outputs/${now:%Y-%m-%d}"
+    head = path.split("${")[0]
+    return head if head.endswith("/") or "${" not in path else (str(Path(head).parent) if head else ".")
+
+
 def _composition_problem(e: Exception, cl: CommandLine) -> Problem:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else type(e).__name__
-    rest = "\n  ".join(line for line in text.splitlines()[1:] if line.strip())
-    key = _offending_key(text, cl.overrides)
-    fix = "check the spelling; `python -m r1exp --help` lists the groups and their options"
-    if rest:
-        fix = rest + "\n  " + fix
-    return Problem(key, " ".join(cl.overrides), first, fix, rule="hydra.compose")
+    def base_keys(path: str) -> list:
+        """Keys under `path` in the config composed with the command line's group choices only."""
+        choices = [o for o in cl.overrides if "=" in o and "." not in o.partition("=")[0]]
+        try:
+            node = OmegaConf.select(compose(choices, cl.config_name, cl.config_dir or cl.config_path), path or "")
+        except Exception:  # noqa: BLE001 - a suggestion is optional; the problem is reported either way
+            return []
+        return list(node.keys()) if OmegaConf.is_dict(node) else []
 
-
-def _offending_key(text: str, overrides: list[str]) -> str:
-    for o in overrides:
-        key = o.lstrip("+~").split("=")[0]
-        if key and (f"'{key}'" in text or f"{key}/" in text or f"'{key.split('.')[-1]}'" in text):
-            return key
-    return "command line"
+    return composition_problem(e, cl.overrides, conf_dir(cl), base_keys)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from r1exp.config.plan import MemoryPlan, plan_memory, trainer_value
+from r1exp.config.prompts import prompt_estimate
 from r1exp.errors import render_problems
 
 TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
@@ -33,8 +34,9 @@ def choices_table(cfg, env, plan: MemoryPlan) -> Table:
                    f" -> {plan.gpu_memory_utilization}" f" max_model_len={plan.max_model_len}"
                    f" tp={cfg.engine.get('tensor_parallel_size', 1)}")
     table.add_row("engine", engine)
-    table.add_row("data", f"{cfg.data.name} ({cfg.data.get('num_samples')} samples, prompts ~{plan.prompt_tokens} "
-                          "tokens)")
+    samples = cfg.data.get("num_samples") or "all"
+    source = prompt_estimate(cfg).source
+    table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
     table.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
     t = lambda key: trainer_value(cfg, key)  # noqa: E731
     table.add_row("trainer", f"lr={t('learning_rate')} steps={t('max_steps')} batch={t('per_device_train_batch_size')}"

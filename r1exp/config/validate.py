@@ -42,22 +42,31 @@ def validate(cfg, env, dry_run: bool | None = None, output_dir: str | None = Non
         return unresolved
     ctx = Context(cfg=cfg, env=env, dry_run=dry, output_dir=output_dir)
     problems: list[Problem] = []
+    crashed: list[tuple[Rule, Exception]] = []
     for rule in RULES:
-        for p in _run(rule, ctx):
+        try:
+            found = list(rule.check(ctx) or ())
+        except Exception as e:  # noqa: BLE001 - reported below, never swallowed
+            crashed.append((rule, e))
+            continue
+        for p in found:
             severity = "warning" if (rule.scope == "machine" and dry and p.severity == "error") else p.severity
             problems.append(Problem(p.key, p.value, p.why, p.fix, rule=p.rule or rule.id, severity=severity))
-    return problems
+    return problems + _crashes(crashed, any(p.severity == "error" for p in problems))
 
 
-def _run(rule: Rule, ctx: Context) -> list[Problem]:
-    """A rule that crashes is a bug in r1exp, not the user's mistake: say so as a warning and go on checking."""
-    try:
-        return list(rule.check(ctx) or ())
-    except Exception as e:  # noqa: BLE001 - reported, never swallowed
-        return [Problem(", ".join(rule.keys[:3]), "(not checked)",
-                        f"the check {rule.id} failed: {type(e).__name__}: {e}",
-                        "this is a bug in r1exp's checker: please report it with this command line",
-                        rule="internal", severity="warning")]
+def _crashes(crashed: list, after_errors: bool) -> list[Problem]:
+    """A check that raises on values other rules already reject waits for those to be fixed (one note); one that
+    raises on a config with no errors is a bug in r1exp: each is reported, the run is not blocked by it."""
+    if not crashed:
+        return []
+    if after_errors:
+        ids = ", ".join(rule.id for rule, _ in crashed)
+        return [Problem("checks", ids, "these checks could not run on values the errors above reject",
+                        "fix the errors; these checks run again then", rule="skipped", severity="warning")]
+    return [Problem(", ".join(rule.keys[:3]), "(not checked)", f"the check {rule.id} failed: {type(e).__name__}: {e}",
+                    "this is a bug in r1exp's checker: please report it with this command line", rule="internal",
+                    severity="warning") for rule, e in crashed]
 
 
 def _unresolvable(cfg) -> list[Problem]:

