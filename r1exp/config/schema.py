@@ -59,6 +59,7 @@ KEY_TYPES: dict = {
     "data.answer_field": str,
     "data.system_prompt?": str,
     "data.num_samples?": int,
+    "data.max_prompt_tokens?": int,
     "data.seed": int,
     "logger.name": ["wandb", "none"],
     "logger.project": str,

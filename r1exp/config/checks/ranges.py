@@ -67,6 +67,7 @@ RANGES: list[Range] = [
     Range("engine.port", lambda v: 1 <= v <= 65535, "in 1..65535"),
     Range("engine.timeout_s", positive, "> 0"),
     Range("data.num_samples", at_least_one, ">= 1"),
+    Range("data.max_prompt_tokens", at_least_one, ">= 1"),
     Range("hardware.num_gpus", non_negative, ">= 0"),
     Range("hardware.gpu_memory_gb", positive, "> 0"),
     Range("checks.reward_sanity_samples", at_least_one, ">= 1"),
