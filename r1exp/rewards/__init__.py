@@ -56,4 +56,8 @@ def build_rewards(reward_cfg) -> tuple[list, list[float]]:
     for label, entry in reward_cfg.items():
         funcs.append(GuardedReward(bound_reward(entry), str(label)))
         weights.append(float(entry.get("weight", 1.0)))
+    if any(SPECS[e.name].math_verify for e in reward_cfg.values() if not e.get("_target_") and e.get("name") in SPECS):
+        from r1exp.rewards.mathcheck import warm_up
+
+        warm_up()
     return funcs, weights

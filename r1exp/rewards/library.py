@@ -19,10 +19,11 @@ class RewardSpec:
     fn: Callable
     needs: tuple = ()        # dataset columns the reward reads (besides prompts and completions)
     probe: str = "answer"    # r1exp.rewards.sanity.PROBES key
+    math_verify: bool = False  # checks answers with math-verify (imported when the reward is built, not mid-step)
 
 
 SPECS: dict[str, RewardSpec] = {
-    "accuracy": RewardSpec(correctness.accuracy, needs=("answer",), probe="answer"),
+    "accuracy": RewardSpec(correctness.accuracy, needs=("answer",), probe="answer", math_verify=True),
     "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer"),
     "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer"),
     "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer"),
@@ -30,8 +31,8 @@ SPECS: dict[str, RewardSpec] = {
     "tag_count": RewardSpec(shape.tag_count, probe="format"),
     "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps"),
     "repetition": RewardSpec(shape.repetition, probe="repetition"),
-    "length": RewardSpec(length.length, needs=("answer",), probe="brevity"),
-    "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer"),
+    "length": RewardSpec(length.length, needs=("answer",), probe="brevity", math_verify=True),
+    "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer", math_verify=True),
     "overlong": RewardSpec(length.overlong, probe="overlong"),
 }
 

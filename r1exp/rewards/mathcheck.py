@@ -61,3 +61,9 @@ def is_correct(guess: str | None, gold) -> bool | None:
     if guess is None:
         return False
     return _equal(gold_text, str(guess).strip())
+
+
+def warm_up() -> None:
+    """Import math-verify (and sympy) now, so its ~1 s is not charged to the first training step that meets an
+    answer that is not a plain integer."""
+    parsed("1/2")
