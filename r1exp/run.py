@@ -39,6 +39,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
             raise ConfigError(problems)
         plan = plan_memory(cfg, env)
         manifest.update(plan=plan.as_dict())
+        _check_rewards(cfg)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built)
@@ -61,10 +62,25 @@ def run(cfg, run_dir: Path | None = None) -> int:
     return code
 
 
+def _check_rewards(cfg) -> None:
+    """Before loading the model: every reward tells a good completion from a bad one on the data (cheap)."""
+    checks = cfg.get("checks") or {}
+    if checks.get("reward_sanity", True):
+        from r1exp.rewards.sanity import check_rewards
+
+        problems = check_rewards(cfg).problems
+        if problems:
+            raise ConfigError(problems)
+
+
 def _build(cfg, plan, run_dir, report_to):
     from r1exp.build import build
+    from r1exp.rewards.monitor import reward_monitor
 
-    return build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    monitor = reward_monitor(run_dir, (cfg.get("checks") or {}).get("max_reward_failure_rate"))
+    built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
+    return built
 
 
 def _check(cfg, built) -> None:

@@ -43,9 +43,16 @@ def check(cl: CommandLine) -> int | None:
         return EXIT_USAGE
     if any(bool(cfg.get("dry_run", False)) for cfg in jobs):
         from r1exp.config.report import print_dry_run
+        from r1exp.rewards.sanity import dry_run_sanity, render
 
-        for cfg, job_problems in zip(jobs, per_job):
+        sanity = [dry_run_sanity(cfg) for cfg in jobs]  # rewards on gold and wrong answers, when the data is local
+        failed = list({(p.key, p.why): p for s in sanity for p in s.problems}.values())
+        if failed:
+            print(render_problems(failed) + "\n\nthe reward sanity check failed; nothing was started.", file=sys.stderr)
+            return EXIT_USAGE
+        for cfg, report, job_problems in zip(jobs, sanity, per_job):
             print_dry_run(cfg, env, problems=job_problems)  # the plan and this job's warnings
+            print(render(report))
         return EXIT_OK
     if problems:
         print(render_problems(problems), file=sys.stderr)  # warnings only: the run goes on
