@@ -1,0 +1,72 @@
+"""Measured GPU memory of a run, to set next to the memory plan's prediction (bench/results/).
+
+TRL colocate and Unsloth fast_inference keep trainer and vLLM engine in one process, so the device-level peak
+(total - free, polled by a thread) is the number to compare with the plan's total; torch's own counters split
+out what went through its allocator. Nothing happens without CUDA.
+"""
+
+from __future__ import annotations
+
+import threading
+
+GiB = 1024**3
+
+
+class PeakMemory:
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self.peak_used = 0
+        self.baseline_used = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self.enabled = False
+
+    def __enter__(self):
+        try:
+            import torch
+        except ImportError:
+            return self
+        if not torch.cuda.is_available():
+            return self
+        self.enabled = True
+        self._torch = torch
+        free, total = torch.cuda.mem_get_info()
+        self.baseline_used = total - free
+        self.peak_used = self.baseline_used
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(self.interval_s):
+            free, total = self._torch.cuda.mem_get_info()
+            self.peak_used = max(self.peak_used, total - free)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        return False
+
+    def summary(self) -> dict:
+        if not self.enabled:
+            return {}
+        t = self._torch
+        return {
+            "gpu/peak_used_gb": round(self.peak_used / GiB, 2),
+            "gpu/used_before_train_gb": round(self.baseline_used / GiB, 2),
+            "gpu/torch_max_allocated_gb": round(t.cuda.max_memory_allocated() / GiB, 2),
+            "gpu/torch_max_reserved_gb": round(t.cuda.max_memory_reserved() / GiB, 2),
+            "gpu/device_total_gb": round(t.cuda.mem_get_info()[1] / GiB, 2),
+        }
+
+
+def watchdog_from_env() -> None:
+    """R1EXP_STACK_DUMP_S=N: print every thread's stack each N seconds (to find where a run hangs)."""
+    import faulthandler
+    import os
+    import sys
+
+    seconds = float(os.environ.get("R1EXP_STACK_DUMP_S", "0") or 0)
+    if seconds > 0:
+        faulthandler.dump_traceback_later(seconds, repeat=True, file=sys.stderr)
