@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-BUILD_VERSION = 3  # bump when the way models are built changes (invalidates caches)
+BUILD_VERSION = 6  # bump when the way models are built changes (invalidates caches)
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHAT_TEMPLATE = (
@@ -48,12 +48,13 @@ def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     warm = model_cfg.get("warmup")
-    texts = _warmup_texts(model_cfg, data_cfg) if warm else _filler_texts()
+    texts = _warmup_texts(model_cfg, data_cfg, sloppy=True) if warm else _filler_texts()
     tokenizer = _train_tokenizer(texts, int(model_cfg.arch.vocab))
     model = _random_model(model_cfg, tokenizer)
     if warm:
-        log(f"tiny model: warming up on {len(texts)} task texts for {warm.steps} steps ...")
-        _warm_up(model, tokenizer, texts, warm)
+        log(f"tiny model: warming up on task text ({warm.steps} clean + {warm.sloppy_steps} sloppy steps) ...")
+        _warm_up(model, tokenizer, _warmup_texts(model_cfg, data_cfg, sloppy=False), warm.steps, warm.learning_rate)
+        _warm_up(model, tokenizer, texts, warm.sloppy_steps, warm.sloppy_learning_rate)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
@@ -78,14 +79,36 @@ def _train_tokenizer(texts: list[str], vocab: int):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if vocab > 4096:  # real shapes: widen the vocabulary with synthetic merges, so every id decodes as real text
+        tok = _widen(tok, vocab - len(TAGS))  # the special tokens are in the trained vocabulary already
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
     )
     fast.add_tokens(TAGS)
-    filler = vocab - len(fast)
-    if filler > 0:  # real-shape models: every id the model can emit decodes to something
-        fast.add_tokens([f"<|x{i}|>" for i in range(filler)])
     return fast
+
+
+def _widen(tok, size: int):
+    """A byte-level BPE of `size` entries: the trained vocabulary plus merges of byte pairs, then triples.
+
+    Added tokens would do too, but 150k of them take ~25 s to load in every process; a plain BPE loads in a second.
+    """
+    import json as _json
+
+    from tokenizers import Tokenizer
+
+    spec = _json.loads(tok.to_str())
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    alphabet = sorted(t for t in vocab if len(t) == 1)
+    pairs = ((a, b) for a in alphabet for b in alphabet)
+    triples = ((a + b, c) for a in alphabet for b in alphabet for c in alphabet)
+    for left, right in (p for gen in (pairs, triples) for p in gen):
+        if len(vocab) >= size:
+            break
+        if left in vocab and left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            merges.append([left, right])
+    return Tokenizer.from_str(_json.dumps(spec))
 
 
 def _filler_texts() -> list[str]:
@@ -122,18 +145,21 @@ def _random_model(model_cfg, tokenizer):
     return model
 
 
-def _warmup_texts(model_cfg, data_cfg) -> list[str]:
-    """Task texts in chat form; only a share is in format and only a share is right, so RL has room to climb."""
+def _warmup_texts(model_cfg, data_cfg, sloppy: bool) -> list[str]:
+    """Task texts in chat form. Clean: every completion in format and right. Sloppy: only a share in format and a
+    share of answers near misses. Training on clean then briefly on sloppy text gives a model that knows the task
+    but is careless about it, as a base model is, so RL has room to climb."""
     from r1exp import data
 
     w = model_cfg.warmup
     rng = random.Random(1234)
+    format_rate, correct_rate = (float(w.format_rate), float(w.correct_rate)) if sloppy else (1.0, 1.0)
     pool = data.examples(data_cfg, n=4000, seed=1234)
     answers = sorted({ex.answer for ex in pool})
     texts = []
     for ex in pool:
-        answer = ex.answer if rng.random() < float(w.correct_rate) else rng.choice(answers)
-        if rng.random() < float(w.format_rate):
+        answer = ex.answer if rng.random() < correct_rate else _sloppy(ex.answer, answers, rng)
+        if rng.random() < format_rate:
             completion = f"<think>{ex.reasoning}</think><answer>{answer}</answer>"
         else:
             completion = f"{ex.reasoning} = {answer}"
@@ -143,12 +169,20 @@ def _warmup_texts(model_cfg, data_cfg) -> list[str]:
     return texts
 
 
+def _sloppy(answer: str, pool: list[str], rng: random.Random) -> str:
+    """A near miss: off by one for numbers (a habit the model can learn and RL can remove), else another answer."""
+    try:
+        return str(int(answer) + rng.choice((-1, 1)))
+    except ValueError:
+        return rng.choice([a for a in pool if a != answer] or pool)
+
+
 def _render(msgs: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
 
 
-def _warm_up(model, tokenizer, texts: list[str], w) -> None:
-    """Causal-LM training on the completions only (the prompt is context), cosine-decayed learning rate."""
+def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float) -> None:
+    """Causal-LM training on the completions only (the prompt is context), one-cycle learning rate."""
     import torch
 
     torch.manual_seed(0)
@@ -158,13 +192,13 @@ def _warm_up(model, tokenizer, texts: list[str], w) -> None:
     for seq in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         start = _find_last(seq, marker) + len(marker)
         rows.append((seq, start))
-    steps = int(w.steps)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(w.learning_rate), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(w.learning_rate), total_steps=steps, pct_start=0.1)
+    steps, batch_size = int(steps), 64
+    opt = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(learning_rate), total_steps=steps, pct_start=0.1)
     model.train()
     pad = tokenizer.pad_token_id
     for _ in range(steps):
-        batch = rng.sample(rows, int(w.batch_size))
+        batch = rng.sample(rows, batch_size)
         width = max(len(seq) for seq, _ in batch)
         ids = torch.full((len(batch), width), pad)
         labels = torch.full((len(batch), width), -100)
