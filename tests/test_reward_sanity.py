@@ -38,6 +38,10 @@ def one_score_only(completions, **kwargs):
     return [1.0]
 
 
+def a_number(completions, **kwargs):
+    return 1.0
+
+
 def raises_when_unformatted(completions, **kwargs):
     """Fine on well-formed completions; raises on the others (a parser that assumes the tags are there)."""
     scores = []
@@ -91,6 +95,7 @@ BROKEN = [
     (wrong_column_raises, "it raised KeyError: 'solution'", "likely a column mismatch: the data's columns are answer"),
     (no_opinion, "gave no score (None) to any of 16 rows", "the gold answers may not parse"),
     (one_score_only, "returned 1 scores for 32 completions", "one float (or None) per completion"),
+    (a_number, "returned 1.0 (float); expected a list", "one float (or None) per completion"),
 ]
 
 

@@ -109,6 +109,8 @@ class GuardedReward:
 
 def checked_scores(scores, n: int) -> list:
     """The scores, or TypeError/ValueError for an output TRL would choke on (wrong length, not numbers)."""
+    if isinstance(scores, (str, bytes)) or not hasattr(scores, "__iter__"):
+        raise TypeError(f"returned {scores!r} ({type(scores).__name__}); expected a list of floats or None")
     scores = list(scores)
     if len(scores) != n:
         raise ValueError(f"returned {len(scores)} scores for {n} completions")

@@ -125,9 +125,8 @@ def cases_of(data_cfg, n: int) -> list[Case]:
 
 def check_rewards(cfg) -> SanityReport:
     """Score every selected reward on its probe over a sample of the data (checks.reward_sanity_samples rows)."""
-    from r1exp.rewards import probe_of
-
     from r1exp.data import FieldError
+    from r1exp.rewards import probe_of
 
     n = int((cfg.get("checks") or {}).get("reward_sanity_samples", 16))
     report = SanityReport()
@@ -174,16 +173,17 @@ def _judge(label: str, entry, probe_name: str, cases: list[Case], state) -> Verd
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
     fn = bound_reward(entry)
     try:
-        scores = list(fn(prompts=[r["prompt"] for r in rows], completions=completions,
-                         completion_ids=[approximate_ids(c[0]["content"]) for c in completions], trainer_state=state,
-                         log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns))
+        raw = fn(prompts=[r["prompt"] for r in rows], completions=completions,
+                 completion_ids=[approximate_ids(c[0]["content"]) for c in completions], trainer_state=state,
+                 log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns)
     except Exception as e:  # noqa: BLE001 - any error is the reward's, reported with its likely cause
         verdict.problem = _problem(label, entry, f"it raised {type(e).__name__}: {e}", _raise_cause(e, fn, columns),
                                    cases[0], pairs[0], None)
         return verdict
-    bad_output = _bad_output(scores, len(completions))
-    if bad_output:
-        verdict.problem = _problem(label, entry, bad_output, "return one float (or None) per completion",
+    try:
+        scores = checked_scores(raw, len(completions))
+    except (TypeError, ValueError) as e:
+        verdict.problem = _problem(label, entry, f"it {e}", "return one float (or None) per completion",
                                    cases[0], pairs[0], None)
         return verdict
     good, bad = scores[0::2], scores[1::2]
@@ -215,14 +215,6 @@ def _problem(label, entry, why, cause, case: Case, pair, scores) -> Problem:
     target = entry.get("_target_") or entry.get("name")
     return Problem(f"reward.{label}", target, f"reward sanity check: {why}",
                    f"{cause}\n  {example}\n  (checks.reward_sanity=false skips this check)", rule="reward.sanity")
-
-
-def _bad_output(scores: list, n: int) -> str:
-    try:
-        checked_scores(scores, n)
-    except (TypeError, ValueError) as e:
-        return f"it {e}"
-    return ""
 
 
 def _raise_cause(error: Exception, fn, columns: dict) -> str:
