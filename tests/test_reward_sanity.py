@@ -42,13 +42,12 @@ def a_number(completions, **kwargs):
     return 1.0
 
 
-def raises_when_unformatted(completions, **kwargs):
-    """Fine on well-formed completions; raises on the others (a parser that assumes the tags are there)."""
+def raises_on_odd_lengths(completions, **kwargs):
+    """A parser that chokes on about half of all completions, whatever the model writes."""
     scores = []
     for c in completions:
-        text = completion_text(c)
-        if "<answer>" not in text:
-            raise ValueError("no <answer> tag")
+        if len(completion_text(c)) % 2:
+            raise ValueError("cannot parse an odd-length completion")
         scores.append(1.0)
     return scores
 
@@ -147,7 +146,7 @@ def test_a_run_with_a_broken_reward_stops_before_loading_the_model(cli):
 
 def _flaky_run(cli, *more):
     return cli("logger=none", "trainer.max_steps=2", "trainer.per_device_train_batch_size=16", *target(
-        raises_when_unformatted), "+reward.mine.sanity_probe=none", *more)
+        raises_on_odd_lengths), "+reward.mine.sanity_probe=none", *more)
 
 
 def test_a_reward_that_raises_on_some_completions_does_not_kill_the_run(cli):
@@ -161,9 +160,8 @@ def test_a_reward_that_raises_on_some_completions_does_not_kill_the_run(cli):
     assert all(r["rewards/mine/seconds"] > 0 and r["rewards/accuracy/seconds"] > 0 for r in steps)
     logged = [json.loads(line) for line in (result.run_dir / "reward_failures.jsonl").read_text().splitlines()]
     assert len(logged) == sum(failures)
-    assert all(f["reward"] == "mine" and "no <answer> tag" in f["error"] and "<answer>" not in f["completion"]
-               for f in logged)
-    assert "'mine' raised ValueError: no <answer> tag on the completion" in result.stderr
+    assert all(f["reward"] == "mine" and "odd-length" in f["error"] and len(f["completion"]) % 2 for f in logged)
+    assert "'mine' raised ValueError: cannot parse an odd-length completion on the completion" in result.stderr
 
 
 def test_too_many_reward_failures_stop_the_run(cli):
