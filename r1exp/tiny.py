@@ -36,6 +36,8 @@ def build_key(model_cfg, data_cfg) -> str:
     if model_cfg.get("warmup"):
         # the warm-up text depends on the task, not on the run's seed or dataset size
         spec["data"] = {k: v for k, v in _plain(data_cfg).items() if k not in ("seed", "num_samples", "path", "split")}
+        if data_cfg.get("path"):  # a file or hub dataset: its rows are the warm-up text
+            spec["data"]["source"] = [str(data_cfg.path), str(data_cfg.get("split"))]
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
