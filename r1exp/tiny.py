@@ -140,7 +140,10 @@ def _random_model(model_cfg, tokenizer):
     config = AutoConfig.for_model(FAMILY_TO_MODEL_TYPE[a.family], **kwargs)
     torch.manual_seed(0)
     dtype = getattr(torch, str(model_cfg.get("dtype", "float32")))
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    # Real shapes (no warm-up) are initialised on the GPU when there is one: a 7B model in seconds, not minutes.
+    device = "cuda" if torch.cuda.is_available() and not model_cfg.get("warmup") else "cpu"
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.generation_config = GenerationConfig(
         bos_token_id=kwargs["bos_token_id"], eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )

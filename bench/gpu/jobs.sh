@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run named r1exp jobs on the GPU machine and pack what each left (run.json, metrics.jsonl, config, log tail)
+# into $OUT/results.tgz (the device returns at most 8 files). Usage, after staging (../shared/gpu/README.md):
+#   source /tmp/gpu-env.sh && bash bench/gpu/jobs.sh JOB [JOB ...]
+# JOB names are the keys of JOBS below; each runs `python -m r1exp` with the shared and the job's overrides.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /tmp/r1runs
+export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache} R1EXP_STACK_DUMP_S=${R1EXP_STACK_DUMP_S:-0}
+LIMIT=${LIMIT:-420}
+# 0.5B shape, 64 completions x 256 tokens per step (8 prompts x 8 generations), a few steps.
+Q05="model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=4 trainer.learning_rate=1e-5 checks.reward_sanity=true"
+Q7="model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=3 trainer.learning_rate=1e-5 trainer.gradient_checkpointing=true"
+declare -A JOBS=(
+  [peft_hf]="$Q05 loader=peft engine=hf"
+  [peft_vllm]="$Q05 loader=peft engine=vllm"
+  [unsloth_vllm]="$Q05 loader=unsloth engine=vllm"
+  [unsloth_hf]="$Q05 loader=unsloth engine=hf"
+  [seed_mistake]="$Q05 loader=unsloth engine=vllm loader.fast_inference=false"
+  [q7_peft_vllm]="$Q7 loader=peft engine=vllm"
+  [q7_peft_hf]="$Q7 loader=peft engine=hf trainer.max_steps=2"
+  [q7_unsloth_vllm]="$Q7 loader=unsloth engine=vllm"
+)
+for job in "$@"; do
+  dir=/tmp/r1runs/$job
+  rm -rf "$dir"
+  start=$(date +%s)
+  echo "=== $job: python -m r1exp ${JOBS[$job]} ${EXTRA:-}"
+  timeout "$LIMIT" python -m r1exp ${JOBS[$job]} ${EXTRA:-} name=$job hydra.run.dir=$dir > /tmp/r1runs/$job.log 2>&1
+  code=$?
+  echo "$job exit=$code wall_s=$(( $(date +%s) - start ))" | tee -a "$OUT/summary.txt"
+  mkdir -p "$dir"; tail -c 20000 /tmp/r1runs/$job.log > "$dir/log_tail.txt"; echo "$code" > "$dir/exit_code"
+  nvidia-smi --query-gpu=memory.used,memory.total --format=csv >> "$dir/log_tail.txt" 2>/dev/null
+  python - "$dir" <<'PY' | tee -a "$OUT/summary.txt"
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1]); m = d / "run.json"
+if m.exists():
+    j = json.loads(m.read_text()); met = j.get("metrics", {})
+    steps = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()] if (d / "metrics.jsonl").exists() else []
+    times = [r.get("step_time") for r in steps if "step_time" in r]
+    print(" ", j["status"], "| step_time", [round(t, 2) for t in times], "| gpu", j.get("gpu_memory"),
+          "| plan_total_gb", round(j.get("plan", {}).get("total_gb", 0), 2), "| util", j.get("plan", {}).get("gpu_memory_utilization"))
+else:
+    print("  (no run.json: stopped before the run started)")
+PY
+done
+tar czf "$OUT/results.tgz" -C /tmp/r1runs --exclude='adapter' --exclude='trainer' --exclude='wandb' . 2>/dev/null
+ls -la "$OUT"
