@@ -31,15 +31,17 @@ def _hydra(argv: list[str], cl) -> int:
 
     from r1exp.config.compose import CONF_DIR
 
-    config_path = None if cl.config_dir or cl.config_path else str(CONF_DIR)
+    # --config-dir adds a folder (sweeps/, a reproduction's saved config) in front of conf/, which stays searchable
+    config_path = None if cl.config_path else str(CONF_DIR)
 
     @hydra.main(config_path=config_path, config_name=cl.config_name, version_base="1.3")
     def hydra_job(cfg):
-        from r1exp.run import run
+        from r1exp.run import run, run_dir_of_hydra
+        from r1exp.sweep import job_value
 
         code = run(cfg)
         _status["code"] = max(_status["code"], code)
-        return code
+        return job_value(cfg, code, run_dir_of_hydra())  # the exit status, or an Optuna search's metric
 
     sys.argv = [sys.argv[0]] + argv
     try:
@@ -47,6 +49,10 @@ def _hydra(argv: list[str], cl) -> int:
     except SystemExit as e:  # Hydra reports its own errors and exits 1; a usage error for us
         if e.code not in (0, None):
             return EXIT_USAGE if _status["code"] == EXIT_OK else _status["code"]
+    if cl.multirun:  # jobs may have run in other processes (submitit): the sweep summary read their run.json
+        from r1exp.sweep import last_exit_code
+
+        return max(_status["code"], last_exit_code() or EXIT_OK)
     return _status["code"]
 
 

@@ -27,9 +27,10 @@ def grpo_config(cfg, run_dir: Path, plan, report_to: str, reward_weights: list[f
     from trl import GRPOConfig
 
     from r1exp.engines import grpo_engine_args
+    from r1exp.tracking import grpo_logging_args
 
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kwargs = dict(trainer_keys)
+    kwargs = {**grpo_logging_args(cfg, report_to), **trainer_keys}  # completions table for W&B; trainer.* wins
     kwargs.update(grpo_engine_args(cfg, plan.gpu_memory_utilization))
     kwargs.update(
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,

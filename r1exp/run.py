@@ -2,7 +2,8 @@
 
 Called by Hydra for each job (r1exp.__main__ has already composed and validated every job before Hydra created
 any folder). Returns the exit status: 0 ok, 2 a configuration problem found after building, 1 a runtime failure,
-130 interrupted. The run folder's run.json always says which.
+128 + signal when stopped by SIGTERM or Ctrl-C (a checkpoint is saved, see r1exp.resume). The run folder's run.json
+always says which. It never raises: a sweep goes on after a failed job.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import tracking
+from r1exp import secrets, tracking
 from r1exp.config.environment import detect
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
 from r1exp.manifest import Manifest
+from r1exp.resume import GracefulStop, last_checkpoint, prepare_resume
 
 
 def run_dir_of_hydra() -> Path:
@@ -29,10 +31,14 @@ def run_dir_of_hydra() -> Path:
 def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
+    secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
     env = detect()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env))
+    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env),
+                        resume=bool(cfg.get("resume", False)))
     status, code = "failed", EXIT_RUNTIME
+    stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
+    stop.install()
     try:
         problems = errors_of(validate(cfg, env, dry_run=False))
         if problems:
@@ -40,25 +46,35 @@ def run(cfg, run_dir: Path | None = None) -> int:
         plan = plan_memory(cfg, env)
         manifest.update(plan=plan.as_dict())
         _check_rewards(cfg)
+        checkpoint = prepare_resume(cfg, run_dir)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
+        manifest.update(wandb_id=tracking.tracker_run_id())
         built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built)
-        built.trainer.train()
+        built.trainer.add_callback(stop.callback())
+        stop.install()
+        built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if stop.requested:
+            raise KeyboardInterrupt
         metrics = _save(cfg, built, run_dir)
         status, code = "ok", EXIT_OK
-        manifest.finish("ok", metrics)
+        manifest.finish("ok", metrics, exit_code=code)
     except ConfigError as e:
         print(str(e))
-        manifest.finish("failed", error=str(e))
         code = EXIT_USAGE
+        manifest.finish("failed", error=str(e), exit_code=code)
     except KeyboardInterrupt:
-        status, code = "interrupted", 130
-        manifest.finish("interrupted", tracking.summarize(tracking.read_metrics(run_dir)))
+        status, code = "interrupted", stop.exit_code
+        saved = last_checkpoint(run_dir)
+        manifest.finish("interrupted", tracking.summarize(tracking.read_metrics(run_dir)), exit_code=code,
+                        checkpoint=str(saved) if saved else None)
     except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
         traceback.print_exc()
-        manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}")
+        manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
+                        exit_code=code)
     finally:
-        tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status)
+        stop.restore()
+        tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
     return code
 
 

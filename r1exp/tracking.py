@@ -1,11 +1,24 @@
-"""Metrics of a run: one JSON line per logged step, the reward curve, and the experiment tracker (W&B)."""
+"""Metrics of a run: one JSON line per logged step, the reward curve, and the experiment tracker (W&B).
+
+W&B: r1exp starts the run itself, before TRL, so TRL's WandbCallback logs into it (`wandb.run` is reused). The run
+carries the resolved config (secrets redacted) and the manifest's facts under `r1exp`; jobs of one sweep share a
+group named after the sweep folder; the completions of every step go to a `completions` table (TRL's
+`log_completions`); the adapter, config and manifest end as a `model` artifact. With `mode: auto` a machine without
+an API key logs offline into the run folder (`wandb sync <run_dir>/wandb/offline-run-*` uploads it later);
+`read_offline_run` reads those files back, which is how the tests see what W&B would receive.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import struct
+import sys
 from pathlib import Path
+
+from r1exp import secrets
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "reward_curve.png"
@@ -33,6 +46,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, after_step: int) -> int:
+    """Drop the lines logged after `after_step` (a resumed run repeats them from its checkpoint); how many."""
+    rows = read_metrics(run_dir)
+    keep = [r for r in rows if int(r.get("step", 0)) <= after_step]
+    if len(keep) != len(rows):
+        (Path(run_dir) / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in keep))
+    return len(rows) - len(keep)
 
 
 def step_rows(rows: list[dict]) -> list[dict]:
@@ -97,34 +119,155 @@ def wandb_mode(logger_cfg) -> str:
     return "offline"
 
 
+def grpo_logging_args(cfg, report_to: str) -> dict:
+    """GRPOConfig keys for logging: completions go to the W&B table, not to the console (trainer.* still wins)."""
+    if report_to != "wandb" or not cfg.logger.get("log_completions", False):
+        return {}
+    return {"log_completions": True, "num_completions_to_print": 0}
+
+
+def run_identity(cfg, run_dir: Path, manifest: dict) -> dict:
+    """W&B name and group: a sweep's jobs share the sweep folder's name as group, and are named by job number."""
+    job = manifest.get("hydra") or {}
+    name, group = Path(run_dir).name, cfg.logger.get("group")
+    if job.get("mode") == "multirun" and job.get("sweep_dir"):
+        sweep = Path(job["sweep_dir"])
+        group = group or f"{sweep.parent.name}_{sweep.name}"
+        name = f"{sweep.name}-{job['job_num']}"
+    return {"name": name, "group": group}
+
+
 def start_tracker(cfg, run_dir: Path, resolved: dict, manifest: dict) -> str:
-    """Start the W&B run before TRL, so TRL's WandbCallback logs into it. Returns GRPOConfig.report_to."""
+    """Start the W&B run before TRL, so TRL's WandbCallback logs into it. Returns GRPOConfig.report_to.
+
+    A resumed run (resume=true) logs into the W&B run of the attempt it continues."""
     if cfg.logger.name != "wandb":
         return "none"
     import wandb
 
+    earlier = (manifest.get("attempts") or [{}])[-1]
+    resume_id = earlier.get("wandb_id") if cfg.get("resume", False) else None
     mode = wandb_mode(cfg.logger)
     os.environ["WANDB_MODE"] = mode
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
-    wandb.init(
-        project=cfg.logger.project, entity=cfg.logger.get("entity"), name=str(Path(run_dir).name),
-        group=cfg.logger.get("group"), tags=list(cfg.logger.get("tags") or []), mode=mode, dir=str(run_dir),
-        config=resolved, notes=f"r1exp run {run_dir}",
-    )
-    wandb.run.summary["r1exp/git_commit"] = manifest.get("git", {}).get("commit")
+    facts = {k: manifest.get(k) for k in ("run_dir", "seed", "device", "git", "versions", "hydra")}
+    with _argv(secrets.redact_argv(sys.argv)):  # W&B records the command line in its metadata
+        wandb.init(
+            project=cfg.logger.project, entity=cfg.logger.get("entity"), **run_identity(cfg, run_dir, manifest),
+            tags=list(cfg.logger.get("tags") or []), mode=mode, dir=str(run_dir), job_type="grpo",
+            config={**secrets.redact(resolved), "r1exp": secrets.redact(facts)}, notes=f"r1exp run {run_dir}",
+            id=resume_id, resume="allow" if resume_id else None,
+        )
     return "wandb"
 
 
-def finish_tracker(cfg, summary: dict, status: str) -> None:
-    if cfg.logger.name != "wandb":
+def tracker_run_id() -> str | None:
+    if "wandb" not in sys.modules:
+        return None
+    import wandb
+
+    return wandb.run.id if wandb.run is not None else None
+
+
+def finish_tracker(cfg, summary: dict, status: str, run_dir: Path | None = None) -> None:
+    """Final metrics into the W&B summary; for a finished run, the adapter + config + manifest as an artifact."""
+    if cfg.logger.name != "wandb" or "wandb" not in sys.modules:
         return
     import wandb
 
-    if wandb.run is not None:
-        for key, value in summary.items():
-            wandb.run.summary[f"r1exp/{key}"] = value
-        wandb.finish(exit_code=0 if status == "ok" else 1)
+    if wandb.run is None:
+        return
+    for key, value in summary.items():
+        wandb.run.summary[f"r1exp/{key}"] = value
+    wandb.run.summary["r1exp/status"] = status
+    if status == "ok" and run_dir is not None and (Path(run_dir) / "adapter").is_dir():
+        wandb.run.log_artifact(_artifact(wandb, Path(run_dir), summary))
+    wandb.finish(exit_code=0 if status == "ok" else 1)
+
+
+def _artifact(wandb, run_dir: Path, summary: dict):
+    artifact = wandb.Artifact(f"adapter-{wandb.run.id}", type="model", metadata=dict(summary),
+                              description=f"LoRA adapter, resolved config and run.json of {run_dir.name}")
+    artifact.add_dir(str(run_dir / "adapter"), name="adapter", policy="immutable")
+    for name in (".hydra/config.yaml", "run.json"):
+        if (run_dir / name).exists():
+            artifact.add_file(str(run_dir / name), name=Path(name).name, policy="immutable")
+    return artifact
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]):
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+# Reading an offline W&B run back. The .wandb file is a LevelDB-style log: a 7-byte header (":W&B", magic, version),
+# then 32 KiB blocks of records, each with a 7-byte header (checksum, length, type: full/first/middle/last), holding
+# serialized wandb.proto Record messages.
+_BLOCK, _HEADER = 32768, 7
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _records(path: Path):
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    pos, parts = _HEADER, b""
+    while pos + _HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        chunk, pos = data[pos + _HEADER:pos + _HEADER + length], pos + _HEADER + length
+        parts = chunk if kind in (_FULL, _FIRST) else parts + chunk
+        if kind in (_FULL, _LAST):
+            record = pb.Record()
+            record.ParseFromString(parts)
+            yield record
+
+
+def _items(items) -> dict:
+    return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in items}
+
+
+def read_offline_run(run_dir: Path) -> dict:
+    """What an offline W&B run in run_dir/wandb holds: run (id, name, group, tags, project), config, history (one
+    dict per logged row), summary, artifacts (name, type, files), args (the recorded command line)."""
+    files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no offline W&B run under {run_dir}/wandb")
+    out = {"run": {}, "config": {}, "history": [], "summary": {}, "artifacts": [], "args": []}
+    for record in (r for f in files for r in _records(f)):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            r = record.run
+            out["run"] = {"id": r.run_id, "name": r.display_name, "group": r.run_group, "project": r.project,
+                          "tags": list(r.tags), "job_type": r.job_type}
+            out["config"].update(_items(r.config.update))
+        elif kind == "config":
+            out["config"].update(_items(record.config.update))
+        elif kind == "history":
+            out["history"].append(_items(record.history.item))
+        elif kind == "summary":
+            out["summary"].update(_items(record.summary.update))
+        elif kind == "artifact":
+            a = record.artifact
+            out["artifacts"].append({"name": a.name, "type": a.type,
+                                     "files": sorted(e.path for e in a.manifest.contents)})
+        elif kind == "environment":
+            out["args"] = list(record.environment.args)
+    return out
 
 
 def _plain(v):

@@ -68,7 +68,7 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     for text, ov in zip(own, parsed):
         if ov.is_sweep_override():
             key = ov.get_key_element()
-            choices.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+            choices.append([f"{key}={v}" for v in _sweep_values(ov)])
         else:
             choices.append([text])
     jobs = [[c[0] for c in choices]]
@@ -80,10 +80,41 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     return jobs
 
 
-def compose(overrides: list[str], config_name: str = "config", config_dir: str | Path | None = None):
-    """The composed config for one job (Hydra's compose API; raises Hydra's exceptions on bad input)."""
+def _sweep_values(ov) -> list[str]:
+    """The values to check of a swept key: every one of a list or range, both ends of an (Optuna) interval."""
+    if ov.is_discrete_sweep():
+        return list(ov.sweep_string_iterator())
+    interval = ov.value()
+    return [str(interval.start), str(interval.end)]
+
+
+def sweep_overrides(overrides: list[str], multirun: bool, config_name: str = "config",
+                    config_dir: str | Path | None = None) -> list[str]:
+    """A multirun's overrides as its sweeper sees them: the config's own `hydra.sweeper.params` (a ready sweep in
+    sweeps/ is such a config) first, then the command line, whose keys win."""
+    if not multirun:
+        return list(overrides)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    fixed = [text for text, ov in zip(overrides, parsed) if not ov.is_sweep_override()]
+    given = {ov.get_key_element().lstrip("+~") for ov in parsed}
+    cfg = compose(fixed, config_name, config_dir, return_hydra_config=True)
+    params = cfg.hydra.sweeper.get("params") or {}
+    return [f"{k}={v}" for k, v in params.items() if str(k).lstrip("+~") not in given] + list(overrides)
+
+
+def compose(overrides: list[str], config_name: str = "config", config_dir: str | Path | None = None,
+            return_hydra_config: bool = False):
+    """The composed config for one job (Hydra's compose API; raises Hydra's exceptions on bad input).
+
+    A config_dir other than conf/ (sweeps/, a reproduction's saved config) is searched first, conf/ after it, as
+    `python -m r1exp --config-dir DIR` does."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(Path(config_dir or CONF_DIR).resolve()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+    folder = Path(config_dir or CONF_DIR).resolve()
+    extra = [] if folder == CONF_DIR.resolve() else [f"hydra.searchpath=[file://{CONF_DIR.resolve()}]"]
+    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=extra + list(overrides),
+                             return_hydra_config=return_hydra_config)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp.config.compose import CONF_DIR, CommandLine, compose, job_overrides, parse_command_line
+from r1exp.config.compose import CONF_DIR, CommandLine, compose, job_overrides, parse_command_line, sweep_overrides
 from r1exp.config.compose_errors import composition_problem, silent_mistakes
 from r1exp.errors import EXIT_OK, EXIT_USAGE, Problem, errors_of, render_problems
 
@@ -16,7 +16,9 @@ parse = parse_command_line
 
 
 def compose_jobs(cl: CommandLine) -> list:
-    return [compose(o, cl.config_name, cl.config_dir or cl.config_path) for o in job_overrides(cl.overrides, cl.multirun)]
+    folder = cl.config_dir or cl.config_path
+    overrides = sweep_overrides(cl.overrides, cl.multirun, cl.config_name, folder)  # + a sweep config's params
+    return [compose(o, cl.config_name, folder) for o in job_overrides(overrides, cl.multirun)]
 
 
 def check(cl: CommandLine) -> int | None:

@@ -1,0 +1,115 @@
+"""Stopping a run cleanly on SIGTERM or Ctrl-C with a checkpoint, and continuing from that checkpoint later.
+
+Stopping: SIGTERM (a cluster preempting or cancelling the job, `kill`) or Ctrl-C (SIGINT).
+
+During training the first signal asks the trainer to finish the current step, save a checkpoint
+(`<run_dir>/trainer/checkpoint-<step>`: adapter, optimizer, scheduler, RNG states) and stop; the run is then marked
+`interrupted` and exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM). `python -m r1exp.reproduce
+RUN_DIR resume=true` continues from that checkpoint. A second signal stops at once (KeyboardInterrupt). Before
+training starts (loading, building) a signal stops at once: there is nothing to save yet.
+
+Resuming (`resume: true`): the run continues in its own folder from the last `trainer/checkpoint-<step>`; the lines
+metrics.jsonl holds beyond that step are dropped (they are logged again), so the metrics read as one run whose
+steps go on from the checkpoint. No checkpoint is a usage error: there is nothing to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+from r1exp import tracking
+from r1exp.errors import ConfigError, Problem
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class GracefulStop:
+    """`install()` puts the handlers in place, `restore()` the previous ones; `callback()` is the trainer's side."""
+
+    def __init__(self, signals=SIGNALS):
+        self.signals = signals
+        self.signum: int | None = None
+        self.training = False
+        self._saved: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+    def install(self) -> None:
+        """(Re)install the handlers; libraries loaded during the build may have put their own in place."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only; a launcher running jobs in threads keeps its own
+        for sig in self.signals:
+            previous = signal.signal(sig, self._handle)
+            self._saved.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
+        self._saved.clear()
+
+    def _handle(self, signum, frame) -> None:
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if not first or not self.training:
+            raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+        print(f"\nr1exp: {signal.Signals(signum).name} received; saving a checkpoint at the end of this step "
+              f"(send it again to stop at once)", flush=True)
+
+    def callback(self):
+        """A TrainerCallback: at the end of the step during which a signal came, save a checkpoint and stop."""
+        from transformers import TrainerCallback
+
+        stop = self
+
+        class StopOnSignal(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                stop.training = True
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if stop.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+            def on_train_end(self, args, state, control, **kwargs):
+                stop.training = False
+
+        return StopOnSignal()
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest trainer/checkpoint-<step> folder of a run, or None."""
+    folder = Path(run_dir) / "trainer"
+    steps = [(int(p.name.rsplit("-", 1)[1]), p) for p in folder.glob("checkpoint-*")
+             if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    return max(steps)[1] if steps else None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+
+
+def prepare_resume(cfg, run_dir: Path) -> Path | None:
+    """For resume=true: the checkpoint to continue from, with metrics.jsonl cut back to its step. Else None, and
+    metrics.jsonl starts empty (a run started again in the same folder, e.g. a requeued cluster job)."""
+    if not cfg.get("resume", False):
+        tracking.truncate_metrics(run_dir, after_step=-1)  # a fresh run in a used folder logs its own steps only
+        return None
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError([Problem(
+            "resume", True, f"there is no checkpoint to continue from in {Path(run_dir) / 'trainer'}",
+            "a run saves one when stopped by SIGTERM or Ctrl-C during training (or with trainer.save_strategy=steps);"
+            " to run it again from the start use `python -m r1exp.reproduce RUN_DIR` without resume=true",
+            rule="resume.checkpoint")])
+    tracking.truncate_metrics(run_dir, after_step=checkpoint_step(checkpoint))
+    return checkpoint
