@@ -31,7 +31,7 @@ def grpo_config(cfg, run_dir: Path, plan, report_to: str, reward_weights: list[f
 
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {**grpo_logging_args(cfg, report_to), **trainer_keys}  # completions table for W&B; trainer.* wins
-    kwargs.update(grpo_engine_args(cfg, plan.gpu_memory_utilization))
+    kwargs.update(grpo_engine_args(cfg, plan, _device(cfg)))
     kwargs.update(
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
         reward_weights=reward_weights, use_cpu=_device(cfg) == "cpu",
@@ -48,10 +48,14 @@ def build(cfg, plan, run_dir: Path, report_to: str, callbacks: list, log=print) 
     dataset = data.build_dataset(cfg.data)
     funcs, weights = rewards.build_rewards(cfg.reward)
     args = grpo_config(cfg, run_dir, plan, report_to, weights)
-    trainer = GRPOTrainer(
-        model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
-        processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
-    )
+    from r1exp.engines import engine_settings
+    from r1exp.engines.colocate import engine_build
+
+    with engine_build(engine_settings(cfg, plan, _device(cfg)), log=log):  # CPU patch, LLM kwargs TRL lacks
+        trainer = GRPOTrainer(
+            model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
+            processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
+        )
     return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args)
 
 
