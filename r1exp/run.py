@@ -8,6 +8,7 @@ always says which. It never raises: a sweep goes on after a failed job.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env),
                         resume=bool(cfg.get("resume", False)))
     status, code = "failed", EXIT_RUNTIME
+    servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
     stop.install()
     try:
@@ -49,6 +51,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         checkpoint = prepare_resume(cfg, run_dir)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
+        servers.enter_context(_engine_server(cfg, run_dir))
         built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built)
         built.trainer.add_callback(stop.callback())
@@ -73,6 +76,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
                         exit_code=code)
     finally:
+        servers.close()
         stop.restore()
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
     return code
@@ -97,6 +101,12 @@ def _build(cfg, plan, run_dir, report_to):
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     return built
+
+
+def _engine_server(cfg, run_dir):
+    from r1exp.engines.server import engine_server
+
+    return engine_server(cfg, run_dir)
 
 
 def _check(cfg, built) -> None:

@@ -54,6 +54,12 @@ def unknown_version_problem(version: str) -> Problem:
     )
 
 
+def check_version(version: str) -> None:
+    """The patch is only applied to vLLM versions whose CPU dispatch code was read and tested."""
+    if version not in KNOWN_VERSIONS:
+        raise ConfigError([unknown_version_problem(version)])
+
+
 def _keep_weight_dispatch(original):
     import torch
 
@@ -72,9 +78,7 @@ def patch_weight_sync() -> bool:
     False when vLLM does not run on CPU (nothing to do). Raises ConfigError for an unchecked vLLM version."""
     if not on_cpu_platform():
         return False
-    version = vllm_version()
-    if version not in KNOWN_VERSIONS:
-        raise ConfigError([unknown_version_problem(version)])
+    check_version(vllm_version())
     from vllm.model_executor.layers import utils
 
     if not getattr(utils.dispatch_cpu_unquantized_gemm, PATCH_MARK, False):

