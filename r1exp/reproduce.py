@@ -155,13 +155,15 @@ def render(c: Comparison, atol: float) -> str:
 
 
 def parse_args(argv: list[str]) -> tuple[Path, list[str], float]:
+    flags = [a for a in argv if a.startswith("-")]
     positional = [a for a in argv if not a.startswith("-") and "=" not in a]
-    flags = [a for a in argv if a.startswith("--")]
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    if len(positional) != 1 or any(not f.startswith("--atol=") for f in flags) or len(argv) != len(
-            positional) + len(flags) + len(overrides):
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a]
+    if len(positional) != 1 or any(not f.startswith("--atol=") for f in flags):
         raise UsageError(USAGE)
-    atol = float(flags[-1].split("=", 1)[1]) if flags else 0.0
+    try:
+        atol = float(flags[-1].split("=", 1)[1]) if flags else 0.0
+    except ValueError:
+        raise UsageError(f"{flags[-1]}: --atol takes a number\n{USAGE}") from None
     run_dir = Path(positional[0])
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run folder\n{USAGE}")
@@ -242,14 +244,19 @@ def reproduce(run_dir: Path, overrides: list[str], atol: float = 0.0, out=print)
 
 
 def _record(new_path: Path, run_dir: Path, overrides, changes, result, atol, verdict) -> None:
+    config_overrides = [o for o in overrides if not o.startswith("hydra.")]
     update_manifest(new_path, reproduction={
-        "of": str(run_dir), "overrides": secrets.redact_argv(overrides), "drift": changes, "atol": atol,
+        "of": str(run_dir), "overrides": secrets.redact_argv(config_overrides), "drift": changes, "atol": atol,
         "comparison": result.as_dict(), "exit_code": verdict})
 
 
 def cli(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return EXIT_OK
     try:
-        run_dir, overrides, atol = parse_args(list(sys.argv[1:] if argv is None else argv))
+        run_dir, overrides, atol = parse_args(argv)
         return reproduce(run_dir, overrides, atol)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
