@@ -44,8 +44,12 @@ def _hydra(argv: list[str], cl) -> int:
         return job_value(cfg, code, run_dir_of_hydra())  # the exit status, or an Optuna search's metric
 
     sys.argv = [sys.argv[0]] + argv
+    from r1exp.sweep import SweepStopped, summarize
+
     try:
         hydra_job()
+    except SweepStopped as stopped:  # SIGTERM / Ctrl-C during a job: no further jobs; summarise what ran
+        return max(_status["code"], summarize(stopped.sweep_dir) or EXIT_OK)
     except SystemExit as e:  # Hydra reports its own errors and exits 1; a usage error for us
         if e.code not in (0, None):
             return EXIT_USAGE if _status["code"] == EXIT_OK else _status["code"]

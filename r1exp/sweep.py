@@ -7,6 +7,9 @@ so it works the same for jobs run in this process (basic launcher) and in others
 - the reward curves of all jobs in one plot;
 - the exit status of the whole sweep (0 when every job ended ok, else the worst job's), for `python -m r1exp -m`.
 
+A job stopped by SIGTERM or Ctrl-C (it saved a checkpoint, see r1exp.resume) stops the sweep: the jobs after it do
+not start, and the summary of what ran is written all the same.
+
 Ready sweeps live in sweeps/ (see sweeps/README.md). For an Optuna search the sweep config names the metric to
 optimise (`objective: reward_last10`) and each job returns that metric to the sweeper (`job_value`).
 """
@@ -191,15 +194,26 @@ class SweepSummary(Callback):
     """Hydra callback: write the summary when a multirun ends and remember the sweep's exit status."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        jobs = collect_jobs(sweep_dir)
-        metric, maximize = _objective(config)
-        paths = write_summary(sweep_dir, jobs, metric, maximize)
-        _last.update(exit_code=exit_status(jobs), sweep_dir=sweep_dir)
-        ok = sum(job.ok for job in jobs)
-        print(f"\nsweep: {ok}/{len(jobs)} jobs ok; summary in {paths['md']}", flush=True)
+        summarize(Path(config.hydra.sweep.dir), *_objective(config))
+
+
+class SweepStopped(KeyboardInterrupt):
+    """A job was stopped by a signal: the sweep ends there (the entry point catches it and calls summarize)."""
+
+    def __init__(self, sweep_dir: Path):
+        super().__init__(f"sweep {sweep_dir} stopped")
+        self.sweep_dir = Path(sweep_dir)
+
+
+def summarize(sweep_dir: Path, metric: str = "reward_last10", maximize: bool = True) -> int | None:
+    """Write the summary of the jobs in sweep_dir; the sweep's exit status (None when there is no sweep folder)."""
+    if not Path(sweep_dir).is_dir():
+        return None
+    jobs = collect_jobs(sweep_dir)
+    paths = write_summary(sweep_dir, jobs, metric, maximize)
+    _last.update(exit_code=exit_status(jobs), sweep_dir=Path(sweep_dir))
+    print(f"\nsweep: {sum(job.ok for job in jobs)}/{len(jobs)} jobs ok; summary in {paths['md']}", flush=True)
+    return _last["exit_code"]
 
 
 def last_exit_code() -> int | None:
@@ -215,13 +229,19 @@ def _objective(config) -> tuple[str, bool]:
 
 def job_value(cfg, code: int, run_dir: Path):
     """What a job returns to Hydra's sweeper: its exit status; for an Optuna search (`objective: <metric>` in the
-    config) the metric from run.json, or the worst value when the job failed, so the search goes on."""
+    config) the metric from run.json, or the worst value when the job failed, so the search goes on.
+
+    A job of a multirun stopped by a signal (exit status 128 + signal) raises SweepStopped instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    if code > 128 and hydra is not None and hydra.mode == RunMode.MULTIRUN:
+        raise SweepStopped(Path(hydra.sweep.dir))
     metric = cfg.get("objective")
     if not metric:
         return code
-    from hydra.core.hydra_config import HydraConfig
-
-    direction = str(HydraConfig.get().sweeper.get("direction", "maximize")) if HydraConfig.initialized() else "max"
+    direction = str(hydra.sweeper.get("direction", "maximize")) if hydra is not None else "maximize"
     worst = math.inf if "min" in direction else -math.inf
     value = (read_manifest(run_dir).get("metrics") or {}).get(str(metric)) if code == 0 else None
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else worst

@@ -26,15 +26,19 @@ from r1exp.reproduce import VOLATILE
 MAX_STEPS = 6
 
 
-def interrupted_run(run_dir: Path, sig: int, after_steps: int = 2, timeout: float = 600) -> tuple[int, str]:
-    """Start the default run, send `sig` once `after_steps` steps are logged, return (exit status, output)."""
+def interrupted_run(run_dir: Path, sig: int, after_steps: int = 2, args: tuple = (), watch: Path | None = None,
+                    timeout: float = 600) -> tuple[int, str]:
+    """Start the default run (or `python -m r1exp ARGS` when args are given), send `sig` once `after_steps` steps
+    are logged in `watch` (the run folder by default), return (exit status, output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "r1exp", f"hydra.run.dir={run_dir}", "logger=none", f"trainer.max_steps={MAX_STEPS}"]
+    args = args or (f"hydra.run.dir={run_dir}", "logger=none", f"trainer.max_steps={MAX_STEPS}")
+    watch = watch or run_dir
     log = run_dir.parent / f"{run_dir.name}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "r1exp", *args], env=env, cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while len(tracking.step_rows(tracking.read_metrics(run_dir))) < after_steps:
+        while len(tracking.step_rows(tracking.read_metrics(watch))) < after_steps:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the run logged no steps in time"
             time.sleep(0.1)

@@ -4,8 +4,8 @@ the others, and the sweep folder ends with summary.md, summary.csv and summary.p
 The default suite runs one real 2x2 multirun on the tiny model (max_steps x resume: the resume=true jobs fail,
 as there is nothing to resume, so failures are real and cheap) with W&B offline. The ready sweeps in sweeps/ and
 the launcher configs are composed and checked with their documented commands (dry runs). Slow: one job of the
-sweep repeated with `python -m r1exp.reproduce`, the real lr x beta grid from sweeps/, the submitit local
-launcher, and an Optuna search.
+sweep repeated with `python -m r1exp.reproduce`, Ctrl-C stopping a sweep, the real lr x beta grid from sweeps/,
+the submitit local launcher, and an Optuna search.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import csv
 import importlib.util
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_cli
+from test_resume import interrupted_run
 from r1exp import __main__ as entry
 from r1exp import tracking
 from r1exp.config.compose import compose
@@ -137,6 +139,18 @@ def test_launcher_configs_compose(launcher, target, keys):
 
 
 # --- slow: the real grid, submitit, Optuna ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_after_checkpointing_the_running_job(tmp_path):
+    sweep_dir = tmp_path / "stopped"
+    code, output = interrupted_run(sweep_dir, signal.SIGINT, watch=sweep_dir / "0", args=(
+        "-m", "trainer.max_steps=8", "trainer.learning_rate=1e-3,2e-3", "logger=none", f"hydra.sweep.dir={sweep_dir}"))
+    assert code == 130, output[-3000:]
+    assert not (sweep_dir / "1").exists()  # the next job did not start
+    rows = read_csv(sweep_dir)
+    assert [(r["job"], r["status"], r["exit_code"]) for r in rows] == [("0", "interrupted", "130")]
+    assert json.loads((sweep_dir / "0" / "run.json").read_text())["checkpoint"]
+
 
 @pytest.mark.slow
 def test_lr_beta_grid_from_sweeps(tmp_path):
