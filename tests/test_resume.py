@@ -26,12 +26,11 @@ from r1exp.reproduce import VOLATILE
 MAX_STEPS = 6
 
 
-def interrupted_run(run_dir: Path, sig: int, after_steps: int = 2, args: tuple = (), watch: Path | None = None,
+def interrupted_run(run_dir: Path, sig: int, args: tuple, watch: Path | None = None, after_steps: int = 2,
                     timeout: float = 600) -> tuple[int, str]:
-    """Start the default run (or `python -m r1exp ARGS` when args are given), send `sig` once `after_steps` steps
-    are logged in `watch` (the run folder by default), return (exit status, output)."""
+    """Start `python -m r1exp ARGS`, send `sig` once `after_steps` steps are logged in `watch` (run_dir by
+    default), return (exit status, output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = args or (f"hydra.run.dir={run_dir}", "logger=none", f"trainer.max_steps={MAX_STEPS}")
     watch = watch or run_dir
     log = run_dir.parent / f"{run_dir.name}.log"
     with log.open("w") as out:
@@ -55,8 +54,9 @@ def steps(run_dir: Path) -> list[int]:
     return [r["step"] for r in tracking.step_rows(tracking.read_metrics(run_dir))]
 
 
-def check_interrupted_then_resumed(run_dir: Path, sig: int) -> None:
-    code, output = interrupted_run(run_dir, sig)
+def check_interrupted_then_resumed(run_dir: Path, sig: int, *extra: str) -> None:
+    args = (f"hydra.run.dir={run_dir}", "logger=none", f"trainer.max_steps={MAX_STEPS}", *extra)
+    code, output = interrupted_run(run_dir, sig, args=args)
     assert code == 128 + sig, output[-3000:]
     assert f"{signal.Signals(sig).name} received; saving a checkpoint" in output
     manifest = json.loads((run_dir / "run.json").read_text())
@@ -87,8 +87,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_the_steps(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path):
-    check_interrupted_then_resumed(tmp_path / "resumed", signal.SIGTERM)
-    whole = run_cli(["logger=none", f"trainer.max_steps={MAX_STEPS}"], tmp_path / "whole")
+    """Bit for bit with engine=hf. With engine=vllm the resumed steps differ from the first one on by float
+    rounding (~1e-7): TRL merges the LoRA into the base weights and unmerges it at every sync, which leaves rounding
+    in the base weights of a run that never stopped, while a resumed run starts from clean ones."""
+    check_interrupted_then_resumed(tmp_path / "resumed", signal.SIGTERM, "engine=hf")
+    whole = run_cli(["logger=none", "engine=hf", f"trainer.max_steps={MAX_STEPS}"], tmp_path / "whole")
     assert whole.code == 0, whole.output[-3000:]
 
     def compared(run_dir):

@@ -143,8 +143,8 @@ def test_launcher_configs_compose(launcher, target, keys):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_after_checkpointing_the_running_job(tmp_path):
     sweep_dir = tmp_path / "stopped"
-    code, output = interrupted_run(sweep_dir, signal.SIGINT, watch=sweep_dir / "0", args=(
-        "-m", "trainer.max_steps=8", "trainer.learning_rate=1e-3,2e-3", "logger=none", f"hydra.sweep.dir={sweep_dir}"))
+    args = ("-m", "trainer.max_steps=8", "trainer.learning_rate=1e-3,2e-3", "logger=none", f"hydra.sweep.dir={sweep_dir}")
+    code, output = interrupted_run(sweep_dir, signal.SIGINT, args, watch=sweep_dir / "0")
     assert code == 130, output[-3000:]
     assert not (sweep_dir / "1").exists()  # the next job did not start
     rows = read_csv(sweep_dir)
