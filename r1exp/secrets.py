@@ -106,15 +106,20 @@ def redacted_keys(obj, prefix: str = "") -> list[str]:
     return [key for k, v in items for key in redacted_keys(v, f"{prefix}{k}.")]
 
 
-def scrub_hydra_files(run_dir: Path) -> list[str]:
-    """Rewrite the run's .hydra/*.yaml (Hydra saves them before r1exp runs) without secrets; the names changed."""
+def scrub_yaml(path: Path) -> bool:
+    """Rewrite a YAML file Hydra saved (config, overrides, multirun.yaml) without secrets; whether it changed."""
     from omegaconf import OmegaConf
 
-    changed = []
-    for path in sorted((Path(run_dir) / ".hydra").glob("*.yaml")):
-        original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        clean = redact(original)
-        if clean != original:
-            OmegaConf.save(OmegaConf.create(clean), path)
-            changed.append(path.name)
-    return changed
+    path = Path(path)
+    if not path.exists():
+        return False
+    original = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    clean = redact(original)
+    if clean != original:
+        OmegaConf.save(OmegaConf.create(clean), path)
+    return clean != original
+
+
+def scrub_hydra_files(run_dir: Path) -> list[str]:
+    """Rewrite the run's .hydra/*.yaml (Hydra saves them before r1exp runs) without secrets; the names changed."""
+    return [path.name for path in sorted((Path(run_dir) / ".hydra").glob("*.yaml")) if scrub_yaml(path)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from r1exp import tracking
+from r1exp import secrets, tracking
 from r1exp.manifest import MANIFEST_FILE, read_manifest
 
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
@@ -191,7 +191,15 @@ def _plot(path: Path, jobs: list[Job], keys: list[str]) -> Path | None:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: write the summary when a multirun ends and remember the sweep's exit status."""
+    """Hydra callback: write the summary when a multirun ends and remember the sweep's exit status. Hydra saves
+    the sweep's config (multirun.yaml) before the first job: secrets are taken out of it as each job starts."""
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            secrets.scrub_yaml(Path(HydraConfig.get().sweep.dir) / "multirun.yaml")
 
     def on_multirun_end(self, config, **kwargs) -> None:
         summarize(Path(config.hydra.sweep.dir), *_objective(config))
@@ -209,6 +217,7 @@ def summarize(sweep_dir: Path, metric: str = "reward_last10", maximize: bool = T
     """Write the summary of the jobs in sweep_dir; the sweep's exit status (None when there is no sweep folder)."""
     if not Path(sweep_dir).is_dir():
         return None
+    secrets.scrub_yaml(Path(sweep_dir) / "multirun.yaml")
     jobs = collect_jobs(sweep_dir)
     paths = write_summary(sweep_dir, jobs, metric, maximize)
     _last.update(exit_code=exit_status(jobs), sweep_dir=Path(sweep_dir))

@@ -25,6 +25,7 @@ from r1exp import __main__ as entry
 from r1exp import tracking
 from r1exp.config.compose import compose
 
+FAKE_KEY = "sk-fake-sweep-key-2209"
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 OPTUNA = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
                             reason="hydra-optuna-sweeper is not installed (pip install hydra-optuna-sweeper==1.2.0)")
@@ -43,7 +44,8 @@ def read_csv(sweep_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep") / "grid"
-    result = multirun(["trainer.max_steps=1,2", "resume=false,true", "logger.mode=offline"], sweep_dir)
+    result = multirun(["trainer.max_steps=1,2", "resume=false,true", "logger.mode=offline",
+                       f"+logger.api_key={FAKE_KEY}"], sweep_dir)
     return result
 
 
@@ -79,6 +81,12 @@ def test_summary_md_is_a_table_that_lists_failed_jobs(grid):
     assert [line.split("|")[4].strip() for line in table] == ["ok", "failed", "ok", "failed"]
     assert "## Not ok" in text and text.count("no checkpoint to continue from") == 2
     assert "Best by reward_last10" in text
+
+
+def test_no_secret_is_written_anywhere_in_the_sweep_folder(grid):
+    files = [p for p in grid.run_dir.rglob("*") if p.is_file()]
+    assert (grid.run_dir / "multirun.yaml") in files and len(files) > 20
+    assert [str(p) for p in files if FAKE_KEY.encode() in p.read_bytes()] == []
 
 
 def test_summary_png_plots_the_reward_curves(grid):
