@@ -60,13 +60,3 @@ class PeakMemory:
             "gpu/device_total_gb": round(t.cuda.mem_get_info()[1] / GiB, 2),
         }
 
-
-def watchdog_from_env() -> None:
-    """R1EXP_STACK_DUMP_S=N: print every thread's stack each N seconds (to find where a run hangs)."""
-    import faulthandler
-    import os
-    import sys
-
-    seconds = float(os.environ.get("R1EXP_STACK_DUMP_S", "0") or 0)
-    if seconds > 0:
-        faulthandler.dump_traceback_later(seconds, repeat=True, file=sys.stderr)

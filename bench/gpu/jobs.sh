@@ -6,7 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/r1runs
-export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache} R1EXP_STACK_DUMP_S=${R1EXP_STACK_DUMP_S:-0}
+export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache}
 LIMIT=${LIMIT:-420}
 # 0.5B shape, 64 completions x 256 tokens per step (8 prompts x 8 generations), a few steps.
 Q05="model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=4 trainer.learning_rate=1e-5 checks.reward_sanity=true"
@@ -26,7 +26,7 @@ for job in "$@"; do
   rm -rf "$dir"
   start=$(date +%s)
   echo "=== $job: python -m r1exp ${JOBS[$job]} ${EXTRA:-}"
-  timeout "$LIMIT" python -m r1exp ${JOBS[$job]} ${EXTRA:-} name=$job hydra.run.dir=$dir > /tmp/r1runs/$job.log 2>&1
+  timeout -k 10 "$LIMIT" python -m r1exp ${JOBS[$job]} ${EXTRA:-} name=$job hydra.run.dir=$dir > /tmp/r1runs/$job.log 2>&1
   code=$?
   echo "$job exit=$code wall_s=$(( $(date +%s) - start ))" | tee -a "$OUT/summary.txt"
   mkdir -p "$dir"; tail -c 20000 /tmp/r1runs/$job.log > "$dir/log_tail.txt"; echo "$code" > "$dir/exit_code"

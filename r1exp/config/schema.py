@@ -39,6 +39,7 @@ KEY_TYPES: dict = {
     "loader.fast_inference": bool,
     "loader.max_lora_rank": int,
     "loader.standby": bool,
+    "loader.compile": bool,
     "engine.name": ["vllm", "vllm_server", "hf"],
     "engine.in_process": bool,
     "engine.gpu_memory_utilization?": AUTO_OR_FRACTION,
