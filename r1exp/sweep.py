@@ -176,9 +176,9 @@ def _plot(path: Path, jobs: list[Job], keys: list[str]) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for job, rows in curves:
         label = f"{job.num}: " + (" ".join(f"{k}={job.override_map().get(k)}" for k in keys) or "job")
-        style = "-" if job.ok else ":"
-        ax.plot([r["step"] for r in rows], [r["reward"] for r in rows], style, marker="o", markersize=3, label=label + ("" if job.ok else
-                f" ({job.status})"))
+        label += "" if job.ok else f" ({job.status})"
+        ax.plot([r["step"] for r in rows], [r["reward"] for r in rows], "-" if job.ok else ":", marker="o",
+                markersize=3, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward (weighted sum)")
     ax.set_title(f"sweep {path.parent.name}")

@@ -5,7 +5,7 @@ carries the resolved config (secrets redacted) and the manifest's facts under `r
 group named after the sweep folder; the completions of every step go to a `completions` table (TRL's
 `log_completions`); the adapter, config and manifest end as a `model` artifact. With `mode: auto` a machine without
 an API key logs offline into the run folder (`wandb sync <run_dir>/wandb/offline-run-*` uploads it later);
-`read_offline_run` reads those files back, which is how the tests see what W&B would receive.
+`r1exp.wandb_offline.read_offline_run` reads those files back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import json
 import math
 import os
-import struct
 import sys
 from pathlib import Path
 
@@ -204,70 +203,6 @@ def _argv(argv: list[str]):
         yield
     finally:
         sys.argv = saved
-
-
-# Reading an offline W&B run back. The .wandb file is a LevelDB-style log: a 7-byte header (":W&B", magic, version),
-# then 32 KiB blocks of records, each with a 7-byte header (checksum, length, type: full/first/middle/last), holding
-# serialized wandb.proto Record messages.
-_BLOCK, _HEADER = 32768, 7
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def _records(path: Path):
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path} is not a W&B run file")
-    pos, parts = _HEADER, b""
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        chunk, pos = data[pos + _HEADER:pos + _HEADER + length], pos + _HEADER + length
-        parts = chunk if kind in (_FULL, _FIRST) else parts + chunk
-        if kind in (_FULL, _LAST):
-            record = pb.Record()
-            record.ParseFromString(parts)
-            yield record
-
-
-def _items(items) -> dict:
-    return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in items}
-
-
-def read_offline_run(run_dir: Path) -> dict:
-    """What an offline W&B run in run_dir/wandb holds: run (id, name, group, tags, project), config, history (one
-    dict per logged row), summary, artifacts (name, type, files), args (the recorded command line)."""
-    files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no offline W&B run under {run_dir}/wandb")
-    out = {"run": {}, "config": {}, "history": [], "summary": {}, "artifacts": [], "args": []}
-    for record in (r for f in files for r in _records(f)):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            out["run"] = {"id": r.run_id, "name": r.display_name, "group": r.run_group, "project": r.project,
-                          "tags": list(r.tags), "job_type": r.job_type}
-            out["config"].update(_items(r.config.update))
-        elif kind == "config":
-            out["config"].update(_items(record.config.update))
-        elif kind == "history":
-            out["history"].append(_items(record.history.item))
-        elif kind == "summary":
-            out["summary"].update(_items(record.summary.update))
-        elif kind == "artifact":
-            a = record.artifact
-            out["artifacts"].append({"name": a.name, "type": a.type,
-                                     "files": sorted(e.path for e in a.manifest.contents)})
-        elif kind == "environment":
-            out["args"] = list(record.environment.args)
-    return out
 
 
 def _plain(v):

@@ -22,8 +22,8 @@ import pytest
 from conftest import ROOT, run_cli
 from test_resume import interrupted_run
 from r1exp import __main__ as entry
-from r1exp import tracking
 from r1exp.config.compose import compose
+from r1exp.wandb_offline import read_offline_run
 
 FAKE_KEY = "sk-fake-sweep-key-2209"
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -62,7 +62,8 @@ def test_every_job_runs_and_the_sweep_exit_status_is_the_worst_jobs(grid):
 def test_summary_csv_has_every_job_with_its_overrides_status_and_final_metrics(grid):
     rows = read_csv(grid.run_dir)
     assert [(r["job"], r["trainer.max_steps"], r["resume"].lower(), r["status"]) for r in rows] == [
-        ("0", "1", "false", "ok"), ("1", "1", "true", "failed"), ("2", "2", "false", "ok"), ("3", "2", "true", "failed")]
+        ("0", "1", "false", "ok"), ("1", "1", "true", "failed"),
+        ("2", "2", "false", "ok"), ("3", "2", "true", "failed")]
     for row in rows:
         manifest = json.loads((grid.run_dir / row["folder"] / "run.json").read_text())
         assert int(row["exit_code"]) == manifest["exit_code"]
@@ -95,7 +96,7 @@ def test_summary_png_plots_the_reward_curves(grid):
 
 
 def test_jobs_of_a_sweep_share_one_wandb_group(grid):
-    runs = [tracking.read_offline_run(grid.run_dir / job) for job in ("0", "2")]
+    runs = [read_offline_run(grid.run_dir / job) for job in ("0", "2")]
     group = f"{grid.run_dir.parent.name}_{grid.run_dir.name}"
     assert [r["run"]["group"] for r in runs] == [group, group]
     assert [r["run"]["name"] for r in runs] == [f"{grid.run_dir.name}-0", f"{grid.run_dir.name}-2"]
@@ -151,7 +152,8 @@ def test_launcher_configs_compose(launcher, target, keys):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_after_checkpointing_the_running_job(tmp_path):
     sweep_dir = tmp_path / "stopped"
-    args = ("-m", "trainer.max_steps=8", "trainer.learning_rate=1e-3,2e-3", "logger=none", f"hydra.sweep.dir={sweep_dir}")
+    args = ("-m", "trainer.max_steps=8", "trainer.learning_rate=1e-3,2e-3", "logger=none",
+            f"hydra.sweep.dir={sweep_dir}")
     code, output = interrupted_run(sweep_dir, signal.SIGINT, args, watch=sweep_dir / "0")
     assert code == 130, output[-3000:]
     assert not (sweep_dir / "1").exists()  # the next job did not start

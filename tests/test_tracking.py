@@ -1,8 +1,8 @@
 """W&B logging and secrets, as a specification.
 
 One real run of `python -m r1exp` (tiny model, 2 steps, W&B offline) with fake secrets in the environment and on
-the command line; its offline W&B files are read back (`tracking.read_offline_run`, the records `wandb sync` would
-upload) and the whole run folder is searched, byte for byte, for the secrets.
+the command line; its offline W&B files are read back (`r1exp.wandb_offline.read_offline_run`: the records
+`wandb sync` would upload) and the whole run folder is searched, byte for byte, for the secrets.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_cli
 from r1exp import secrets, tracking
+from r1exp.wandb_offline import read_offline_run
 
 FAKE_ENV = {
     "WANDB_API_KEY": "wandb-fake-key-4c1d9e0a7b",
@@ -35,7 +36,7 @@ def wandb_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def offline(wandb_run):
-    return tracking.read_offline_run(wandb_run.run_dir)
+    return read_offline_run(wandb_run.run_dir)
 
 
 # --- secrets ---------------------------------------------------------------------------------------------------
