@@ -18,6 +18,7 @@ from r1exp import secrets, tracking
 from r1exp.config.environment import detect
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
+from r1exp.device_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
 from r1exp.manifest import Manifest
 from r1exp.resume import GracefulStop, last_checkpoint, prepare_resume
@@ -56,7 +57,9 @@ def run(cfg, run_dir: Path | None = None) -> int:
         _check(cfg, built)
         built.trainer.add_callback(stop.callback())
         stop.install()
-        built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
+            built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        manifest.update(gpu_memory=gpu_memory.summary())
         if stop.requested:
             raise KeyboardInterrupt
         metrics = _save(cfg, built, run_dir)
@@ -94,6 +97,9 @@ def _check_rewards(cfg) -> None:
 
 
 def _build(cfg, plan, run_dir, report_to):
+    from r1exp.loaders import prepare_imports
+
+    prepare_imports(cfg)  # Unsloth before anything imports transformers or TRL
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
