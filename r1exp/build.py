@@ -42,6 +42,10 @@ def grpo_config(cfg, run_dir: Path, plan, report_to: str, reward_weights: list[f
 def build(cfg, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
     from r1exp import data, loaders, rewards
 
+    if cfg.engine.name == "vllm" and _device(cfg) == "cpu":
+        from r1exp.engines.vllm_cpu import prepare_threads
+
+        prepare_threads(log=log)  # before torch is imported: OpenMP's wait policy for vLLM on a shared CPU
     loaded = loaders.load(cfg, log=log)  # first: Unsloth must be imported before TRL
     from trl import GRPOTrainer
 

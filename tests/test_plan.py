@@ -112,9 +112,9 @@ def test_sleep_mode_releases_the_engine_while_training():
 
 
 def test_hf_generation_needs_a_kv_cache_and_a_server_keeps_the_engine_off_the_trainer_gpu():
-    hf = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141"), H200)
+    hf = plan_memory(cfg_of("model=qwen7b", "engine=hf", "hardware.gpu_memory_gb=141"), H200)
     per_token = planner.kv_bytes_per_token(cfg_of("model=qwen7b").model.arch, "bfloat16")
-    cfg = cfg_of("model=qwen7b")
+    cfg = cfg_of("model=qwen7b", "engine=hf")
     assert hf.terms["generation_kv_cache"] == pytest.approx(
         planner.generation_batch(cfg) * planner.sequence_tokens(cfg) * per_token / GiB)
     server = plan_memory(cfg_of("model=qwen7b", "engine=vllm_server", "hardware.gpu_memory_gb=141"), H200)

@@ -16,11 +16,17 @@ error that names it. `tests/test_weight_sync.py` fails if the engine ever sample
 
 Its environment. vLLM's compile cache does not know about the patch, so patched engines use a cache folder of
 their own (`VLLM_CACHE_ROOT` under r1exp's cache). The engine's memory on CPU is set by `r1exp.engines`.
+OpenMP threads (torch's libgomp, which vLLM's CPU kernels share) spin at every barrier; on a CPU shared with other
+processes a descheduled thread then stalls each of vLLM's many small parallel regions: the default run's 20 steps
+took 85 s instead of 4 s next to one busy process. `GOMP_SPINCOUNT=10000` (spin briefly, then sleep) brought that
+to 12 s and cost nothing on an idle machine (3.7 s both); it is set before torch is imported, unless the user set
+GOMP_SPINCOUNT or OMP_WAIT_POLICY. Numbers: bench/results/step_time_cpu.md.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from r1exp.errors import ConfigError, Problem
@@ -108,4 +114,16 @@ def prepare_cpu_engine(log=print) -> bool:
         log(f"vLLM on CPU: VLLM_CACHE_ROOT set to {root} (the weight-sync patch needs its own compile cache)")
     root.mkdir(parents=True, exist_ok=True)
     os.environ["VLLM_CACHE_ROOT"] = str(root)
+    return True
+
+
+OPENMP_ENV = {"GOMP_SPINCOUNT": "10000"}
+
+
+def prepare_threads(log=print) -> bool:
+    """Set OPENMP_ENV for this process if torch is not imported yet (libgomp reads it once) and the user has not
+    chosen a wait policy. Returns True when it was set."""
+    if "torch" in sys.modules or any(k in os.environ for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")):
+        return False
+    os.environ.update(OPENMP_ENV)
     return True
