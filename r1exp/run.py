@@ -81,6 +81,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     finally:
         servers.close()
         stop.restore()
+        _close_process_group()
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
     return code
 
@@ -100,6 +101,7 @@ def _build(cfg, plan, run_dir, report_to):
     from r1exp.loaders import prepare_imports
 
     prepare_imports(cfg)  # Unsloth before anything imports transformers or TRL
+    _own_rendezvous_port()
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
@@ -135,3 +137,25 @@ def _device_name(cfg, env) -> str:
     if cfg.hardware.device != "auto":
         return str(cfg.hardware.device)
     return f"cuda x{len(env.gpus)}" if env.has_cuda else "cpu"
+
+
+def _own_rendezvous_port() -> None:
+    """A single-process run rendezvouses on a free port: accelerate otherwise pins MASTER_PORT=29500 on CPU, so two
+    runs with an in-process vLLM engine on one machine collide (EADDRINUSE). Launchers that set it keep theirs."""
+    import os
+    import socket
+
+    if os.environ.get("MASTER_PORT") or os.environ.get("WORLD_SIZE"):
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+
+
+def _close_process_group() -> None:
+    """The next job of an in-process sweep starts from a clean torch.distributed state."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
