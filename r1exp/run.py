@@ -81,7 +81,6 @@ def run(cfg, run_dir: Path | None = None) -> int:
     finally:
         servers.close()
         stop.restore()
-        _close_process_group()
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
     return code
 
@@ -151,11 +150,3 @@ def _own_rendezvous_port() -> None:
         s.bind(("127.0.0.1", 0))
         os.environ["MASTER_PORT"] = str(s.getsockname()[1])
 
-
-def _close_process_group() -> None:
-    """The next job of an in-process sweep starts from a clean torch.distributed state."""
-    import sys
-
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
