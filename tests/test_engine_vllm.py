@@ -33,7 +33,9 @@ KV = "kv_cache_memory_bytes"
 MAPPING = [
     (["engine=hf"], "cpu", {"use_vllm": False}, {}, ["dtype", KV]),
     (["engine=vllm"], "cpu", {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1,
-                              "vllm_enable_sleep_mode": False}, {"dtype": "float32", "enforce_eager": True}, []),
+                              "vllm_enable_sleep_mode": False}, {"dtype": "bfloat16", "enforce_eager": True}, []),
+    (["engine=vllm", "+trainer.bf16=false"], "cpu", {}, {"dtype": "float32"}, []),     # a float32 trainer
+    (["engine=vllm", "+trainer.fp16=true", "+trainer.bf16=false"], "cuda", {}, {"dtype": "float16"}, []),
     (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
      {"dtype": "bfloat16"}, ["enforce_eager"]),
     (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
@@ -41,7 +43,7 @@ MAPPING = [
     (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",
      {"vllm_max_model_length": 512, "vllm_enable_sleep_mode": True}, {}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.45", "engine.tensor_parallel_size=2"], "cuda",
-     {"vllm_gpu_memory_utilization": 0.45, "vllm_tensor_parallel_size": 2}, {"dtype": "float32"}, [KV]),
+     {"vllm_gpu_memory_utilization": 0.45, "vllm_tensor_parallel_size": 2}, {"dtype": "bfloat16"}, [KV]),
     (["engine=vllm_server", "engine.host=10.0.0.2", "engine.port=8123", "engine.timeout_s=30"], "cuda",
      {"use_vllm": True, "vllm_mode": "server", "vllm_server_host": "10.0.0.2", "vllm_server_port": 8123,
       "vllm_server_timeout": 30.0}, {}, ["dtype", KV]),
@@ -129,7 +131,7 @@ def test_a_real_build_has_the_colocate_engine_with_r1exps_settings(vllm_build):
     llm = built.trainer.vllm_generation.llm
     assert isinstance(llm, LLM)
     config = llm.llm_engine.vllm_config
-    assert config.model_config.dtype == torch.float32          # vLLM's auto would have picked bfloat16
+    assert config.model_config.dtype == torch.bfloat16         # the trainer autocasts to bfloat16 (TRL's default)
     assert config.model_config.enforce_eager is True
     assert config.cache_config.kv_cache_memory_bytes >= 64 * 1024**2
 
@@ -159,3 +161,18 @@ def test_check_reports_an_engine_other_than_the_one_asked_for(overrides, built_w
     problems = check_engine(compose(overrides + SMALL), built)
     assert rule in [p.rule for p in problems], problems
     assert all(p.severity == "error" and p.fix for p in problems)
+
+
+@pytest.mark.gpu
+def test_unsloth_fast_inference_brings_the_engine_trl_uses(tmp_path):
+    """On a GPU: Unsloth's model carries vllm_engine and TRL holds no second engine (the check passes)."""
+    from r1exp.build import build
+    from r1exp.engines.check import check_engine, engine_facts
+
+    cfg = compose(["loader=unsloth", "engine=vllm", "logger=none", "trainer.max_steps=1",
+                   "trainer.per_device_train_batch_size=8", "trainer.num_generations=4", "hardware.device=cuda"])
+    built = build(cfg, plan_memory(cfg, detect()), tmp_path, "none", callbacks=[])
+    facts = engine_facts(built.trainer, built.loaded.model)
+    assert facts.model_engine is not None
+    assert facts.trainer_engine in (None, facts.model_engine)
+    assert check_engine(cfg, built) == []

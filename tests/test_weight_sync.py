@@ -14,6 +14,7 @@ does not read them, the synced comparison would fail like the control.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -130,8 +131,11 @@ def test_every_training_step_sampled_on_policy(trained):
         assert math.isfinite(value) and value < ON_POLICY_TOL, row
 
 
-def test_the_cpu_patch_is_what_made_it_work(trained):
+def test_the_engine_ran_patched_and_in_the_trainers_float32(trained):
+    import torch
+
     from r1exp.engines import vllm_cpu
 
     assert vllm_cpu.is_patched()
-    assert vllm_cpu.patched_cache_root().name in str(__import__("os").environ["VLLM_CACHE_ROOT"])
+    assert os.environ["VLLM_CACHE_ROOT"] == str(vllm_cpu.patched_cache_root())  # compiled graphs kept apart
+    assert trained["built"].trainer.vllm_generation.llm.llm_engine.model_config.dtype == torch.float32

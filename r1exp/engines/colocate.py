@@ -1,7 +1,8 @@
 """Building TRL's colocate engine with the vLLM arguments GRPOConfig has no field for.
 
 TRL (1.15 on the GPU stack, 1.16 here) builds `vllm.LLM(...)` itself in `trl.generation.vllm_generation` with a
-fixed set of keyword arguments: the model's dtype (vLLM's `auto` turns float32 into bfloat16), `enforce_eager` and
+fixed set of keyword arguments: the trainer's compute dtype (vLLM's `auto` turns float32 into bfloat16 even for a
+float32 trainer), `enforce_eager` and
 an explicit KV-cache size (`kv_cache_memory_bytes`, the only way to size vLLM's cache on CPU without counting the
 trainer's memory) are not among them. While the trainer is
 built, `engine_build(...)` points that module's `LLM` name at a thin subclass that adds them, and restores it
