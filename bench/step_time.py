@@ -126,7 +126,7 @@ def measure_r1exp(overrides: list[str], run_dir: Path) -> dict:
     if code != 0:
         raise SystemExit(f"r1exp failed ({code}): see {run_dir.with_suffix('.log')}")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {"step_times": step_times(rows), "train_wall_s": train_wall(rows)}
+    return {"step_times": step_times(rows), "train_wall_s": train_wall(rows), "load_after": os.getloadavg()[0]}
 
 
 def measure_bare(run_dir: Path) -> dict:
@@ -136,14 +136,16 @@ def measure_bare(run_dir: Path) -> dict:
     if code != 0:
         raise SystemExit(f"bare TRL run failed ({code}): see {run_dir.with_name(run_dir.name + '_bare.log')}")
     result = json.loads(out.read_text())
-    return {"step_times": step_times(result["log_history"]), "train_wall_s": train_wall(result["log_history"])}
+    return {"step_times": step_times(result["log_history"]), "train_wall_s": train_wall(result["log_history"]),
+            "load_after": os.getloadavg()[0]}
 
 
 def summarize(samples: list[dict], steps: int, skip: int) -> dict:
     per_step = [t for s in samples for t in s["step_times"][skip:]]
     wall = [s["train_wall_s"] / steps for s in samples if s["train_wall_s"]]
     return {"step_time_median_s": statistics.median(per_step), "step_time_mean_s": statistics.fmean(per_step),
-            "train_wall_per_step_s": statistics.median(wall), "n_steps": len(per_step), "runs": len(samples)}
+            "train_wall_per_step_s": statistics.median(wall), "n_steps": len(per_step), "runs": len(samples),
+            "max_load_after": max(s.get("load_after", 0.0) for s in samples)}
 
 
 def bench(models: dict, engines: list[str], steps: int, skip: int, repeats: int, settings: list[str],
@@ -181,13 +183,16 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
              f"Settings: {' '.join(meta['settings'])}; {meta['steps']} steps per run, the first {meta['skip']} "
              f"skipped, {meta['repeats']} runs of each, r1exp and bare TRL interleaved. `step` = median of TRL's "
              "`step_time` (the training step, generation included); `wall` = median of TRL's train_runtime / steps.",
-             "", "| model | engine | r1exp step | bare TRL step | overhead | r1exp wall | bare wall | overhead (wall) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"`load` = the highest 1-minute load average seen after a run ({os.cpu_count()} CPUs; other work on "
+             "the machine slows every figure).",
+             "", "| model | engine | r1exp step | bare TRL step | overhead | r1exp wall | bare wall | overhead (wall) "
+             "| load |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['engine']} | {r['r1exp']['step_time_median_s']:.3f} | "
                      f"{r['bare']['step_time_median_s']:.3f} | {r['overhead_step_time']:+.1%} | "
                      f"{r['r1exp']['train_wall_per_step_s']:.3f} | {r['bare']['train_wall_per_step_s']:.3f} | "
-                     f"{r['overhead_train_wall']:+.1%} |")
+                     f"{r['overhead_train_wall']:+.1%} | "
+                     f"{max(r['r1exp']['max_load_after'], r['bare']['max_load_after']):.1f} |")
     lines += ["", "engine=vllm vs engine=hf (r1exp, median step):", ""]
     for label in dict.fromkeys(r["model"] for r in rows):
         by = {r["engine"]: r["r1exp"]["step_time_median_s"] for r in rows if r["model"] == label}

@@ -45,7 +45,7 @@ def build(cfg, plan, run_dir: Path, report_to: str, callbacks: list, log=print) 
     if cfg.engine.name == "vllm" and _device(cfg) == "cpu":
         from r1exp.engines.vllm_cpu import prepare_threads
 
-        prepare_threads(log=log)  # before torch is imported: OpenMP's wait policy for vLLM on a shared CPU
+        prepare_threads()  # before torch is imported: OpenMP's wait policy for vLLM on a shared CPU
     loaded = loaders.load(cfg, log=log)  # first: Unsloth must be imported before TRL
     from trl import GRPOTrainer
 

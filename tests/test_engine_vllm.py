@@ -176,3 +176,23 @@ def test_unsloth_fast_inference_brings_the_engine_trl_uses(tmp_path):
     assert facts.model_engine is not None
     assert facts.trainer_engine in (None, facts.model_engine)
     assert check_engine(cfg, built) == []
+
+
+# (environment given, what prepare_threads returns, GOMP_SPINCOUNT afterwards)
+THREADS = [({}, True, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, False, None), ({"GOMP_SPINCOUNT": "5"}, False, "5")]
+
+
+@pytest.mark.parametrize("env,applied,spincount", THREADS, ids=["unset", "user-policy", "user-spincount"])
+def test_openmp_spin_is_limited_unless_the_user_chose(env, applied, spincount):
+    """In a fresh process (libgomp reads it once, at torch's import): see bench/results/step_time_cpu.openmp.md."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = ("import os; from r1exp.engines.vllm_cpu import prepare_threads; "
+            "print(prepare_threads(), os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**clean, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}).stdout.split()
+    assert out == [str(applied), str(spincount)]
