@@ -17,7 +17,7 @@ import inspect
 from omegaconf import OmegaConf
 
 from r1exp import data
-from r1exp.config.validate import Rule
+from r1exp.config.rule import Rule
 from r1exp.errors import Problem
 from r1exp.rewards import RESERVED, params_of
 from r1exp.rewards.library import SPECS

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from r1exp.config.checks import inputs, memory, ranges, schema_types, trainer, versions, wiring
 from r1exp.config.schema import KEY_TYPES
-from r1exp.config.validate import Rule
+from r1exp.config.rule import Rule
 
 R = Rule
 RULES: list[Rule] = [

@@ -7,30 +7,11 @@ warnings in a dry run, which is often made on a laptop to plan a run for a GPU b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable
-
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from r1exp.config.rule import Context, Rule
 from r1exp.errors import Problem
-
-
-@dataclass(frozen=True)
-class Context:
-    cfg: object        # the composed DictConfig
-    env: object        # environment.Environment
-    dry_run: bool
-    output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    keys: tuple        # the config keys the rule reads (documentation, and the key named in its message)
-    check: Callable[[Context], Iterable[Problem] | None]
-    scope: str = "config"  # config | machine
-    doc: str = ""
 
 
 def validate(cfg, env, dry_run: bool | None = None, output_dir: str | None = None) -> list[Problem]:
