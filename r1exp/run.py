@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import secrets, tracking
+from r1exp import secrets, summary, tracking
 from r1exp.config.environment import detect
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -42,6 +42,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
     stop.install()
+    clock = summary.PhaseClock()  # wall time per phase, kept in run.json (`phases`)
     try:
         problems = errors_of(validate(cfg, env, dry_run=False))
         if problems:
@@ -50,6 +51,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         manifest.update(plan=plan.as_dict())
         _check_rewards(cfg)
         checkpoint = prepare_resume(cfg, run_dir)
+        clock.enter("build")
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
         servers.enter_context(_engine_server(cfg, run_dir))
@@ -57,11 +59,13 @@ def run(cfg, run_dir: Path | None = None) -> int:
         _check(cfg, built)
         built.trainer.add_callback(stop.callback())
         stop.install()
+        clock.enter("train")
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
             built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         manifest.update(gpu_memory=gpu_memory.summary())
         if stop.requested:
             raise KeyboardInterrupt
+        clock.enter("save")
         metrics = _save(cfg, built, run_dir)
         status, code = "ok", EXIT_OK
         manifest.finish("ok", metrics, exit_code=code)
@@ -76,12 +80,15 @@ def run(cfg, run_dir: Path | None = None) -> int:
                         checkpoint=str(saved) if saved else None)
     except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
         traceback.print_exc()
+        summary.save_traceback(run_dir)  # error.txt, named by the closing summary
         manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
                         exit_code=code)
     finally:
         servers.close()
         stop.restore()
+        manifest.update(phases=clock.stop(), wandb_url=summary.wandb_url())
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
+        summary.print_run_summary(run_dir, manifest.data)
     return code
 
 
@@ -101,12 +108,14 @@ def _build(cfg, plan, run_dir, report_to):
 
     prepare_imports(cfg)  # Unsloth before anything imports transformers or TRL
     _own_rendezvous_port()
+    from r1exp import live
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
     monitor = reward_monitor(run_dir, (cfg.get("checks") or {}).get("max_reward_failure_rate"))
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
+    live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries
     return built
 
 
