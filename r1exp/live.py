@@ -101,8 +101,9 @@ class Signals:
         zero = [r["frac_reward_zero_std"] for r in recent if _num(r.get("frac_reward_zero_std"))]
         if len(zero) == min(WINDOW, len(self.history)) and zero and sum(zero) / len(zero) >= ZERO_STD_SHARE:
             out["zero_std"] = (f"no signal: {100 * sum(zero) / len(zero):.0f}% of groups gave every completion the same "
-                               "reward (frac_reward_zero_std); GRPO learns nothing from them. Make the task fit the "
-                               "model, or raise trainer.num_generations / trainer.temperature")
+                               "reward (frac_reward_zero_std); GRPO learns nothing from them. Done if the rewards are "
+                               "at their best; if not, make the task fit the model, or raise trainer.num_generations "
+                               "or trainer.temperature")
         clipped = self.history[-1].get("completions/clipped_ratio")
         if _num(clipped) and clipped >= CLIPPED_SHARE:
             limit = f"={self.max_completion_length}" if self.max_completion_length else ""

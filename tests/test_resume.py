@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,9 @@ def check_interrupted_then_resumed(run_dir: Path, sig: int, *extra: str) -> None
     assert checkpoint.parent == run_dir / "trainer" and 2 <= stopped_at < MAX_STEPS
     assert steps(run_dir) == list(range(1, stopped_at + 1))
     assert not (run_dir / "adapter").exists()  # an interrupted run does not look finished
+    closing = output[output.rindex(f"run interrupted (exit {128 + sig})"):]  # the closing summary says what next
+    assert re.search(rf"checkpoint\s+{re.escape(str(checkpoint))}$", closing, re.M), closing
+    assert re.search(rf"resume\s+python -m r1exp.reproduce {re.escape(str(run_dir))} resume=true$", closing, re.M)
 
     result = resume(run_dir)
     assert result.code == 0, result.output[-3000:]

@@ -10,6 +10,7 @@ past checks.max_reward_failure_rate the run stops. The broken rewards below are 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -171,3 +172,8 @@ def test_too_many_reward_failures_stop_the_run(cli):
     assert manifest["status"] == "failed"
     assert "RewardFailureError: reward 'mine' raised on" in manifest["error"]
     assert "checks.max_reward_failure_rate=0.0" in manifest["error"]
+    error_txt = (result.run_dir / "error.txt").read_text()   # the traceback is kept, and the summary points at it
+    assert error_txt.startswith("Traceback") and "RewardFailureError" in error_txt
+    closing = result.stdout[result.stdout.rindex("run failed (exit 1)"):]
+    assert re.search(r"failed\s+error during train: RewardFailureError: reward 'mine' raised on", closing), closing
+    assert re.search(rf"traceback\s+{re.escape(str(result.run_dir / 'error.txt'))}$", closing, re.M)
