@@ -51,9 +51,11 @@ class PhaseClock:
 
 
 def save_traceback(run_dir: Path) -> Path:
-    """The exception being handled, with its traceback, in <run_dir>/error.txt."""
+    """The exception being handled, with its traceback (secrets redacted), in <run_dir>/error.txt."""
+    from r1exp.secrets import redact_text
+
     path = Path(run_dir) / ERROR_FILE
-    path.write_text(traceback.format_exc())
+    path.write_text(redact_text(traceback.format_exc()))  # an error message may quote a key: kept out, as in run.json
     return path
 
 

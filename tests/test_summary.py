@@ -113,3 +113,14 @@ def test_phase_clock_splits_the_wall_time_and_names_the_last_phase():
     phases = clock.stop()
     assert phases["checks"] >= 0.02 and phases["build"] >= 0.01 and phases["last"] == "train"
     assert phases["total"] == pytest.approx(sum(v for k, v in phases.items() if k not in ("total", "last")), abs=0.02)
+
+
+def test_the_saved_traceback_has_no_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "sk-live-test-secret-1234")
+    try:
+        raise RuntimeError("login failed with key sk-live-test-secret-1234")
+    except RuntimeError:
+        path = summary.save_traceback(tmp_path)
+    text = path.read_text()
+    assert text.startswith("Traceback") and "RuntimeError: login failed with key" in text
+    assert "sk-live-test-secret-1234" not in text
