@@ -144,7 +144,6 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
             self.last_step_end = None
             self.step_times: list[float] = []
             self.last_line_at = 0.0
-            self.last: Step | None = None
 
         # --- trainer events ---------------------------------------------------------------------------------
         def on_train_begin(self, args, state, control, **kwargs):
@@ -174,7 +173,7 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
             self._write_log(f"step {state.global_step}/{state.max_steps} {json.dumps(_plain(logs))}")
             if "reward" not in logs:  # the end-of-training line (train_runtime, ...): file only
                 return
-            self.last = s = self._step(state, logs)
+            s = self._step(state, logs)
             for warning in self.signals.update(logs):
                 self._warn(f"step {s.step}: {warning}")
             if self.mode == "rich":
@@ -234,7 +233,9 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
         def _warn(self, text: str):
             self._write_log(f"warning: {text}")
             if self.mode == "rich":
-                self.console.print(f"[bold yellow]warning[/] {text}", highlight=False, soft_wrap=True)
+                from rich.markup import escape
+
+                self.console.print(f"[bold yellow]warning[/] {escape(text)}", highlight=False, soft_wrap=True)
             else:
                 self._print(f"warning: {text}")
 
