@@ -156,15 +156,15 @@ def list_runs(root: Path, console=None) -> int:
 
     console = console or Console()
     if not root.exists():
-        console.print(f"{root}: no such folder. Runs are written to outputs/ in the folder you run "
-                      "`python -m r1exp` from; give that folder: python -m r1exp.runs PATH/outputs", markup=False)
+        _error(f"{root}: no such folder. Runs are written to outputs/ in the folder you run `python -m r1exp` "
+               "from; give that folder: python -m r1exp.runs PATH/outputs")
         return EXIT_USAGE
     if not root.is_dir():
-        console.print(f"{root}: not a folder", markup=False)
+        _error(f"{root}: not a folder; give the folder that holds the runs (outputs/)")
         return EXIT_USAGE
     runs, sweeps = find_runs(root)
     if not runs and not sweeps:
-        console.print(f"no runs under {root} (start one with: python -m r1exp)", markup=False)
+        console.print(f"no runs under {root} (start one with: python -m r1exp)", markup=False, soft_wrap=True)
         return EXIT_OK
     table = Table(title=f"runs under {root}", title_justify="left", show_lines=False)
     for column in ("status", "name", "date", "overrides", "reward first -> last", "folder"):
@@ -176,7 +176,7 @@ def list_runs(root: Path, console=None) -> int:
     console.print(table)
     for sweep in sweeps:
         console.print(_sweep_line(sweep, root), markup=False, soft_wrap=True)
-    console.print("compare runs: python -m r1exp.runs compare RUN RUN ...", markup=False)
+    console.print("compare runs: python -m r1exp.runs compare RUN RUN ...", markup=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -226,7 +226,7 @@ def compare(args: list[str], out: Path, console=None) -> int:
     try:
         runs = [open_run(a) for a in args]
     except BadRun as e:
-        console.print(f"error: {e}", markup=False, soft_wrap=True)
+        _error(str(e))
         return EXIT_USAGE
     labels = _labels(runs)
     diff = config_diff(runs)
@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT), help="folder to search (default outputs/)")
     args = parser.parse_args(argv)
     return list_runs(Path(args.root))
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def _labels(runs: list[Run]) -> list[str]:
