@@ -58,7 +58,7 @@ def bare_run(run_dir: Path) -> dict:
 
     from r1exp import data, rewards
     from r1exp.build import _device, grpo_config
-    from r1exp.config.environment import detect
+    from r1exp.machine import detect
     from r1exp.config.plan import plan_memory
     from r1exp.engines import engine_settings
     from r1exp.loaders import model_source

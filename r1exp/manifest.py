@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from r1exp import secrets
-from r1exp.config.environment import installed_versions
+from r1exp.machine import installed_versions
 
 MANIFEST_FILE = "run.json"
 STATUSES = ("running", "ok", "failed", "interrupted")

@@ -15,11 +15,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from r1exp import secrets, tracking
-from r1exp.config.environment import detect
+from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
 from r1exp.device_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
+from r1exp.machine import detect, device_label
 from r1exp.manifest import Manifest
 from r1exp.resume import GracefulStop, last_checkpoint, prepare_resume
 
@@ -36,7 +37,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
     env = detect()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env),
+    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))
     status, code = "failed", EXIT_RUNTIME
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
@@ -52,9 +53,9 @@ def run(cfg, run_dir: Path | None = None) -> int:
         checkpoint = prepare_resume(cfg, run_dir)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
-        servers.enter_context(_engine_server(cfg, run_dir))
+        servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
         built = _build(cfg, plan, run_dir, report_to)
-        _check(cfg, built)
+        _check(cfg, built, plan)
         built.trainer.add_callback(stop.callback())
         stop.install()
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
@@ -97,9 +98,6 @@ def _check_rewards(cfg) -> None:
 
 
 def _build(cfg, plan, run_dir, report_to):
-    from r1exp.loaders import prepare_imports
-
-    prepare_imports(cfg)  # Unsloth before anything imports transformers or TRL
     _own_rendezvous_port()
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
@@ -110,17 +108,12 @@ def _build(cfg, plan, run_dir, report_to):
     return built
 
 
-def _engine_server(cfg, run_dir):
-    from r1exp.engines.server import engine_server
-
-    return engine_server(cfg, run_dir)
-
-
-def _check(cfg, built) -> None:
-    """After the build and before the first step: the engine the config asked for is the one in use."""
+def _check(cfg, built, plan) -> None:
+    """After the build and before the first step: the engine the config asked for is the one in use, with the
+    settings the plan computed."""
     from r1exp.engines.check import check_engine
 
-    problems = check_engine(cfg, built)
+    problems = check_engine(cfg, built, plan)
     if problems:
         raise ConfigError(problems)
 
@@ -130,12 +123,6 @@ def _save(cfg, built, run_dir: Path) -> dict:
     metrics = tracking.summarize(tracking.read_metrics(run_dir))
     tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
     return metrics
-
-
-def _device_name(cfg, env) -> str:
-    if cfg.hardware.device != "auto":
-        return str(cfg.hardware.device)
-    return f"cuda x{len(env.gpus)}" if env.has_cuda else "cpu"
 
 
 def _own_rendezvous_port() -> None:

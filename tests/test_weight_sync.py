@@ -78,7 +78,7 @@ def trained(tmp_path_factory):
     trainer.bf16=false: TRL's default bf16 autocast would make the trainer's own log-probs differ by ~1e-2 between
     the adapter and the merged weights, hiding the 1e-6 agreement a correct sync gives in float32."""
     from r1exp.build import build
-    from r1exp.config.environment import detect
+    from r1exp.machine import detect
     from r1exp.config.plan import plan_memory
     from transformers import TrainerCallback
 

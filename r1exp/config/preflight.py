@@ -31,7 +31,7 @@ def check(cl: CommandLine) -> int | None:
         print(render_problems([_composition_problem(e, cl)]), file=sys.stderr)
         print("\nthe command line does not compose; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
-    from r1exp.config.environment import detect
+    from r1exp.machine import detect
     from r1exp.config.validate import validate
 
     env = detect()

@@ -22,6 +22,8 @@ class Context:
     env: object        # r1exp.machine.Environment
     dry_run: bool
     output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
+    engine: object = None           # the chosen engine (r1exp.engines.base.Engine), when it could be built
+    loader: object = None           # the chosen loader (r1exp.loaders.base.Loader), when it could be built
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,17 @@ class Rule:
     check: Callable[[Context], Iterable[Problem] | None]
     scope: str = "config"  # config | machine
     doc: str = ""
+
+
+ABSENT = object()
+
+
+def get(cfg, key: str, default=None):
+    """A config value by dotted key, `default` when absent (rows read keys that an option may not have)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=default)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

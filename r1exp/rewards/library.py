@@ -1,7 +1,7 @@
 """The reward library as data: each reward's function, the dataset columns it reads, and the sanity probe that
 shows it works (r1exp.rewards.sanity: which good and bad completions it must tell apart).
 
-`conf/reward/<name>.yaml` selects one by `name`; validation (r1exp.config.reward_rules) reads `needs` to check
+`conf/reward/<name>.yaml` selects one by `name`; validation (r1exp.rewards.rules) reads `needs` to check
 that the data has those columns, and the keyword-only parameters of `fn` to check the config's parameters.
 Importing this module is light (math-verify is imported on the first call).
 """

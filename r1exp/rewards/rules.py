@@ -1,4 +1,4 @@
-"""Checks of the reward and data configs, before anything is loaded: rows for the RULES table (r1exp.config.rules).
+"""Checks of the reward configs against the data, before anything is loaded: rows of the rules table.
 
 The classic silent failure of a GRPO run is a reward that reads a column the data does not have (open-r1's
 `solution` against a dataset's `answer`), or a user's function that cannot be called the way TRL calls it. These
@@ -11,13 +11,14 @@ user's `_target_` module imports whatever that module imports).
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import inspect
+import math
 
 from omegaconf import OmegaConf
 
 from r1exp import data
-from r1exp.config.rule import Rule
+from r1exp.config.rule import Rule, is_number
 from r1exp.errors import Problem
 from r1exp.rewards import RESERVED, params_of
 from r1exp.rewards.library import SPECS
@@ -33,20 +34,32 @@ def _entries(cfg):
 
 
 def _import_target(target: str):
-    """(function, None) or (None, why it cannot be used)."""
+    """(function, None) or (None, why it cannot be used), imported as Hydra imports a `_target_`."""
+    from hydra.utils import get_object
+
     module_name, _, attr = str(target).rpartition(".")
     if not module_name:
         return None, "it is not a dotted path pkg.module.function"
     try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is the user's to see, with its message
-        return None, f"importing {module_name} failed: {type(e).__name__}: {e}"
-    fn = getattr(module, attr, None)
-    if fn is None:
-        return None, f"module {module_name} has no attribute {attr!r}"
+        fn = get_object(str(target))
+    except Exception as e:  # noqa: BLE001 - any import failure is the user's to see, with its cause
+        return None, _why_not_importable(module_name, attr, e)
     if not callable(fn):
         return None, f"{target} is a {type(fn).__name__}, not a function"
     return fn, None
+
+
+def _why_not_importable(module_name: str, attr: str, error: Exception) -> str:
+    """Hydra's message names the whole path; say whether the module or the name in it is missing."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001
+        return f"importing {module_name} failed: {type(e).__name__}: {e}"
+    if not hasattr(module, attr):
+        return f"module {module_name} has no attribute {attr!r}"
+    return f"{type(error).__name__}: {str(error).splitlines()[0]}"
 
 
 def _signature(fn):
@@ -138,46 +151,6 @@ def check_columns(ctx):
                           "data.keep_fields=[...], map it with data.answer_field=..., or change the reward")
 
 
-def check_data_source(ctx):
-    d = OmegaConf.select(ctx.cfg, "data", default=None)
-    if d is None or data.is_generated(d):
-        return
-    if not d.get("path"):
-        yield Problem("data.path", None, f"data={d.name} reads a file or a hub dataset and has no path",
-                      "set data.path to a local .jsonl/.json/.csv/.parquet file or a hub dataset name")
-        return
-    fmt = d.get("format")
-    if fmt not in (None, "auto", *data.files.FORMATS):
-        yield Problem("data.format", fmt, "not a known file format",
-                      f"use auto or one of {', '.join(data.files.FORMATS)}")
-        return
-    answer_format = d.get("answer_format") or "plain"
-    if answer_format not in data.ANSWER_FORMATS:
-        yield Problem("data.answer_format", answer_format, "not a known answer format",
-                      f"use one of {', '.join(data.ANSWER_FORMATS)}")
-    local = data.files.local_path(d)
-    if local is None:
-        return  # a hub name: checked when it is loaded
-    if not local.exists():
-        return  # reported by the shared data.path rule
-    try:
-        fields = data.files.field_names(d)
-    except Exception as e:  # noqa: BLE001 - an unreadable file is the user's to see
-        yield Problem("data.path", d.path, f"cannot read it: {type(e).__name__}: {e}",
-                      "check the file and data.format")
-        return
-    if fields is None:
-        return
-    keep = list(d.get("keep_fields") or [])
-    mapped = {"data.prompt_field": d.get("prompt_field"), "data.answer_field": d.get("answer_field"),
-              "data.reasoning_field": d.get("reasoning_field"),
-              **{f"data.keep_fields[{i}]": k for i, k in enumerate(keep)}}
-    for key, field_name in mapped.items():
-        if field_name and field_name not in fields:
-            yield Problem(key, field_name, f"{d.path} has no field {field_name!r}",
-                          f"its fields are {', '.join(map(str, fields))}")
-
-
 def check_reward_checks(ctx):
     rate = OmegaConf.select(ctx.cfg, "checks.max_reward_failure_rate", default=None)
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
@@ -189,17 +162,67 @@ def check_reward_checks(ctx):
                       "answer comes from another row)", "set checks.reward_sanity_samples to 2 or more (16 is cheap)")
 
 
-# Rules of the shared table cover the rest: reward.name (selected, known), reward.weight, data.path (exists).
-REWARD_RULES: list[Rule] = [
+def _library() -> dict:
+    from r1exp.rewards.library import LIBRARY  # light: functions only, math-verify loads on first call
+
+    return LIBRARY
+
+
+def reward_names(ctx):
+    rewards = ctx.cfg.get("reward")
+    if not rewards:
+        yield Problem("reward", rewards, "no reward is selected: GRPO has nothing to learn from",
+                      "select at least one, e.g. reward=[accuracy,format]")
+        return
+    library = _library()
+    for label, entry in rewards.items():
+        key = f"reward.{label}"
+        if not OmegaConf.is_dict(entry):
+            yield Problem(key, entry, "a reward is a mapping with `name` (a library reward) or `_target_`",
+                          f"see conf/reward/ for examples; e.g. {key}.name=accuracy")
+            continue
+        if entry.get("_target_"):
+            continue
+        name = entry.get("name")
+        if name is None:
+            yield Problem(f"{key}.name", None, "the reward names neither a library reward nor a `_target_`",
+                          f"set {key}.name to one of: {', '.join(sorted(library))}; or {key}._target_=pkg.module.fn")
+        elif str(name) not in library:
+            close = difflib.get_close_matches(str(name), list(library), n=2, cutoff=0.5)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            yield Problem(f"{key}.name", name, "not a reward in the library",
+                          f"{hint}library rewards: {', '.join(sorted(library))}; your own: {key}._target_=pkg.module.fn")
+
+
+def reward_weights(ctx):
+    rewards = ctx.cfg.get("reward") or {}
+    weights = []
+    for label, entry in rewards.items():
+        if not OmegaConf.is_dict(entry):
+            continue
+        weight = entry.get("weight", 1.0)
+        if not is_number(weight) or not math.isfinite(weight):
+            yield Problem(f"reward.{label}.weight", weight, "a reward weight must be a finite number",
+                          f"set reward.{label}.weight to a number such as 1.0 (negative = penalty)")
+        else:
+            weights.append(weight)
+    if weights and len(weights) == len(rewards) and all(w == 0 for w in weights):
+        yield Problem("reward", {str(k): 0 for k in rewards}, "every reward weight is 0: all advantages are 0 and "
+                      "nothing is learned", "give at least one reward a non-zero weight")
+
+
+
+RULES: list[Rule] = [
+    Rule("reward.name", ("reward.*.name", "reward.*._target_"), reward_names,
+         doc="at least one reward; each names a library reward or a _target_"),
+    Rule("reward.weight", ("reward.*.weight",), reward_weights,
+         doc="reward weights are finite numbers, not all zero"),
     Rule("reward.target", ("reward.*._target_",), check_target,
          doc="a user's reward imports, is callable and accepts completions and **kwargs"),
     Rule("reward.params", ("reward.*",), check_params,
          doc="library rewards get only parameters they have; sanity probes exist"),
     Rule("reward.columns", ("reward.*", "data.name", "data.keep_fields"), check_columns,
          doc="every column a reward reads exists in the data"),
-    Rule("data.source", ("data.path", "data.format", "data.answer_format", "data.prompt_field", "data.answer_field",
-                         "data.keep_fields"), check_data_source,
-         doc="file and hub data have a path and known formats; a local file has the mapped fields"),
     Rule("checks.reward", ("checks.max_reward_failure_rate", "checks.reward_sanity_samples"), check_reward_checks,
          doc="reward failure rate is a share; the sanity check has rows to compare"),
 ]

@@ -1,4 +1,4 @@
-"""What this machine has, found without importing torch or any heavy package."""
+"""What this machine has (found without importing torch or any heavy package), and where a run trains."""
 
 from __future__ import annotations
 
@@ -97,3 +97,53 @@ def visible_gpus() -> tuple:
 def detect() -> Environment:
     return Environment(versions=installed_versions(), gpus=visible_gpus(), cpu_count=os.cpu_count() or 1,
                        cpu_node_gb=cpu_node_memory())
+
+
+def planned_gpus(cfg, env: Environment) -> int:
+    """GPUs the run is planned for: hardware.num_gpus, else those detected, else 1 when the config implies a GPU
+    (hardware.device=cuda, hardware.gpu_memory_gb, or a loader that needs one), else 0 (a CPU run)."""
+    from omegaconf import OmegaConf
+
+    device = OmegaConf.select(cfg, "hardware.device", default="auto")
+    if device == "cpu":
+        return 0
+    wanted = OmegaConf.select(cfg, "hardware.num_gpus", default=None)
+    if isinstance(wanted, int) and not isinstance(wanted, bool):
+        return wanted
+    if env.gpus:
+        return len(env.gpus)
+    from r1exp.components import loader_class
+
+    implied = (device == "cuda" or OmegaConf.select(cfg, "hardware.gpu_memory_gb", default=None)
+               or getattr(loader_class(cfg), "needs_gpu", False))
+    return 1 if implied else 0
+
+
+def run_device(cfg, env: Environment | None = None) -> str:
+    """'cuda' or 'cpu': where this run trains (hardware.device, else what the machine has). The one place that
+    decides it, for the plan, the build and the manifest alike."""
+    env = env or detect()
+    device = str(cfg.hardware.device)
+    if device != "auto":
+        return device
+    return "cuda" if env.has_cuda else "cpu"
+
+
+def device_label(cfg, env: Environment | None = None) -> str:
+    """The device as run.json records it: 'cpu' or 'cuda xN'."""
+    env = env or detect()
+    device = run_device(cfg, env)
+    return f"cuda x{len(env.gpus)}" if device == "cuda" and env.gpus and cfg.hardware.device == "auto" else device
+
+
+def world_size() -> int:
+    """Training processes: WORLD_SIZE as set by torchrun/accelerate for each process, 1 for a plain run."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def on_cpu(ctx) -> bool:
+    """The run a validation context describes trains on the CPU."""
+    return planned_gpus(ctx.cfg, ctx.env) == 0

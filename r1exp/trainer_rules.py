@@ -1,14 +1,16 @@
-"""trainer.* against the installed trl.GRPOConfig: names, types, the keys r1exp sets itself, batch arithmetic with
+"""Rows of the rules table about trainer.* against the installed trl.GRPOConfig: names, types, the keys r1exp sets itself, batch arithmetic with
 TRL's own meaning (GRPOConfig.__post_init__), and sequence lengths."""
 
 from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from r1exp.config.checks.common import get, trainer_value, world_size
-from r1exp.config.prompts import prompt_estimate
-from r1exp.config.trl_fields import grpo_fields
+from r1exp.config.plan import trainer_value
+from r1exp.config.rule import Rule, get
+from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import Problem
+from r1exp.machine import world_size
+from r1exp.trl_fields import grpo_fields
 
 # GRPOConfig keys r1exp derives from other groups: setting them under trainer.* is an error naming the group.
 DERIVED = {
@@ -16,17 +18,19 @@ DERIVED = {
     "run_name": "the top-level `name`",
     "report_to": "the logger group (logger=wandb|none)",
     "reward_weights": "each reward's `weight` (reward.<label>.weight)",
-    "use_vllm": "the engine group (engine=vllm|vllm_server|hf)",
-    "vllm_mode": "the engine group (engine=vllm is colocate, engine=vllm_server is server)",
+    "use_vllm": "the engine group (conf/engine/)",
+    "vllm_mode": "the engine group (conf/engine/: each engine sets its TRL mode)",
     "vllm_gpu_memory_utilization": "engine.gpu_memory_utilization (auto = from the memory plan)",
     "vllm_tensor_parallel_size": "engine.tensor_parallel_size",
     "vllm_max_model_length": "engine.max_model_len",
     "vllm_enable_sleep_mode": "engine.sleep_mode",
-    "vllm_server_host": "engine.host (engine=vllm_server)",
-    "vllm_server_port": "engine.port (engine=vllm_server)",
-    "vllm_server_timeout": "engine.timeout_s (engine=vllm_server)",
-    "vllm_server_base_url": "engine.host and engine.port (engine=vllm_server)",
+    "vllm_server_host": "engine.host (a vLLM server engine)",
+    "vllm_server_port": "engine.port (a vLLM server engine)",
+    "vllm_server_timeout": "engine.timeout_s (a vLLM server engine)",
+    "vllm_server_base_url": "engine.host and engine.port (a vLLM server engine)",
     "use_cpu": "hardware.device",
+    "use_transformers_continuous_batching": "the engine group (conf/engine/)",
+    "use_transformers_paged": "the engine group (conf/engine/)",
 }
 
 # Names TRL removed or renamed (STACK.md): a better hint than a spelling suggestion.
@@ -34,7 +38,7 @@ RENAMED = {
     "max_prompt_length": "removed in TRL 0.28 (prompts are no longer truncated by TRL): shorten the prompts in the "
                          "data, or set data.max_prompt_tokens for the plan",
     "vllm_importance_sampling_cap": "renamed vllm_importance_sampling_clip_max in TRL 1.6",
-    "vllm_device": "removed: engine=vllm runs in the trainer's process, engine=vllm_server on engine.gpus",
+    "vllm_device": "removed: an in-process engine runs in the trainer's process, a server engine on engine.gpus",
 }
 
 
@@ -138,19 +142,6 @@ def grpo_batch(ctx):
                           f"use a multiple of {eval_gens}")
 
 
-def unsloth_batch(ctx):
-    cfg = ctx.cfg
-    if cfg.loader.name != "unsloth":
-        return
-    micro, gens = trainer_value(cfg, "per_device_train_batch_size", 8), trainer_value(cfg, "num_generations", 8)
-    if isinstance(micro, int) and isinstance(gens, int) and gens > 0 and micro % gens:
-        yield Problem("trainer.per_device_train_batch_size", micro,
-                      f"Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations={gens} "
-                      f"({_round_up(micro, gens)}): more memory and a different batch than configured",
-                      f"set trainer.per_device_train_batch_size={_round_up(micro, gens)} (or a multiple of {gens})",
-                      severity="warning")
-
-
 def sequence_lengths(ctx):
     cfg = ctx.cfg
     completion = trainer_value(cfg, "max_completion_length", 256)
@@ -175,15 +166,16 @@ def sequence_lengths(ctx):
                       f"set model.max_seq_length>={need}"
                       + (f", or lower trainer.max_completion_length to {seq - prompt}" if seq > prompt else "")
                       + f" {fix_prompt}", severity=severity)
-    model_len = get(cfg, "engine.max_model_len")
-    if cfg.engine.name in ("vllm", "vllm_server") and isinstance(model_len, int) and need > model_len:
-        yield Problem("engine.max_model_len", model_len,
-                      f"vLLM cannot hold prompt (~{prompt}) + completion ({completion}) = {need} tokens",
-                      f"set engine.max_model_len>={need} or null (derived), or lower trainer.max_completion_length "
+    budget = ctx.engine.sequence_budget(cfg)  # (key, tokens) of an engine with a sequence limit of its own
+    budget_key, model_len = budget if budget else ("", None)
+    if isinstance(model_len, int) and need > model_len:
+        yield Problem(budget_key, model_len,
+                      f"the engine cannot hold prompt (~{prompt}) + completion ({completion}) = {need} tokens",
+                      f"set {budget_key}>={need} or null (derived), or lower trainer.max_completion_length "
                       f"{fix_prompt}", severity=severity)
     position = get(cfg, "model.arch.max_position")
     if isinstance(position, int):
-        for key, value in (("model.max_seq_length", seq), ("engine.max_model_len", model_len)):
+        for key, value in (("model.max_seq_length", seq), (budget_key, model_len)):
             if isinstance(value, int) and value > position:
                 yield Problem(key, value, f"longer than the model's context window ({position} positions)",
                               f"set {key}<={position}")
@@ -205,3 +197,17 @@ def _num_generations_hint(batch: int, gens: int) -> str:
     fitting = [d for d in range(2, gens) if batch % d == 0]
     return f", or trainer.num_generations={fitting[-1]}" if fitting else ""
 
+
+
+RULES: list[Rule] = [
+    Rule("trainer.keys", ("trainer.*",), trainer_keys,
+         doc="trainer keys are GRPOConfig fields (did you mean ...) and not ones r1exp derives from other groups"),
+    Rule("trainer.type", ("trainer.*",), trainer_types,
+         doc="trainer values have the type (and enum value) of the installed GRPOConfig's annotation"),
+    Rule("trainer.batch", ("trainer.per_device_train_batch_size", "trainer.gradient_accumulation_steps",
+                           "trainer.num_generations", "trainer.generation_batch_size", "trainer.steps_per_generation"),
+         grpo_batch, doc="GRPO batch arithmetic with the meaning of GRPOConfig.__post_init__"),
+    Rule("lengths", ("trainer.max_completion_length", "model.max_seq_length", "engine.max_model_len",
+                     "model.arch.max_position", "data.max_prompt_tokens"), sequence_lengths,
+         doc="prompt + completion fit max_seq_length, the engine's length and the model's context"),
+]

@@ -5,7 +5,7 @@ Importing trl imports torch and takes seconds; a check must take about one. So t
 chain (transformers' TrainingArguments -> TRL's _BaseConfig -> GRPOConfig) are parsed with `ast`, located with
 `importlib.util.find_spec`, which finds a top-level package without importing it. Where TRL or transformers is not
 installed (planning a GPU run on a laptop), the table cached from the last parse is used instead:
-`trl_fields.json`, rewritten with `python -m r1exp.config.trl_fields`.
+`trl_fields.json`, rewritten with `python -m r1exp.trl_fields`.
 """
 
 from __future__ import annotations

