@@ -44,8 +44,8 @@ MAPPING = [
     (["engine=vllm", "+trainer.fp16=true", "+trainer.bf16=false"], "cuda", {}, {"dtype": "float16"}, []),
     (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
      {"dtype": "bfloat16", "enforce_eager": False}, []),
-    (["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda", {"vllm_max_model_length": 1024},
-     {"enforce_eager": False}, [KV]),   # CUDA graphs on a GPU; the planned length always reaches the engine
+    (["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda", {"use_vllm": True},
+     {"enforce_eager": False}, [KV]),   # CUDA graphs on a GPU
     (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.3"], "cpu", {"vllm_gpu_memory_utilization": 0.3}, {}, [KV]),
     (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",
@@ -65,6 +65,16 @@ def test_engine_config_maps_to_trl_and_vllm_arguments(overrides, device, grpo, l
     assert settings.grpo_args.items() >= grpo.items(), settings.grpo_args
     assert settings.llm_kwargs.items() >= llm.items(), settings.llm_kwargs
     assert not set(absent) & set(settings.llm_kwargs), settings.llm_kwargs
+
+
+@pytest.mark.parametrize("overrides", [["engine=vllm"], ["engine=vllm_server"], ["engine=vllm", "model=llama3_8b"]])
+def test_the_planned_length_always_reaches_the_engine(overrides):
+    """A model whose context (131072 for Llama 3) is far longer than the run needs must not size vLLM's KV cache:
+    the plan's max_model_len is passed even when engine.max_model_len is null."""
+    cfg, settings = settings_for(overrides + ["hardware.gpu_memory_gb=80"], "cuda")
+    assert cfg.engine.max_model_len is None
+    assert settings.grpo_args["vllm_max_model_length"] == plan_memory(cfg, detect()).max_model_len
+    assert settings.grpo_args["vllm_max_model_length"] < cfg.model.arch.max_position
 
 
 def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
