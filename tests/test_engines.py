@@ -85,3 +85,14 @@ def test_continuous_batching_trains_the_tiny_model_end_to_end_on_cpu(tmp_path):
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["status"] == "ok" and manifest["metrics"]["steps_logged"] == 2
     assert manifest["config"]["engine"]["name"] == "transformers_cb"
+
+
+def test_continuous_batching_rows():
+    from r1exp.machine import Environment
+
+    old = Environment(versions={**detect().versions, "transformers": "5.2.0"}, gpus=())
+    found = {p.rule: p for p in validate(compose(["engine=transformers_cb"]), old)}
+    assert found["engine.transformers_version"].severity == "error" and "5.8" in found["engine.transformers_version"].why
+    assert found["engine.cb_dtype"].severity == "warning" and "bf16=false" in found["engine.cb_dtype"].fix
+    clean = validate(compose(["engine=transformers_cb", "+trainer.bf16=false"]), detect())
+    assert not {"engine.transformers_version", "engine.cb_dtype"} & {p.rule for p in clean}

@@ -53,6 +53,8 @@ class TransformersCB(Engine):
     num_blocks: int | None = Field(None, ge=1, description="KV-cache blocks; null = the plan's generation batch")
     max_batch_tokens: int | None = Field(None, ge=1, description="tokens per forward pass; null = from the plan")
 
+    not_reproducible: ClassVar[str | None] = ("its scheduler batches requests by arrival and memory, and it was not "
+                                              "verified to give the same tokens on a rerun")
     rules: ClassVar[tuple] = (
         Rule("engine.transformers_version", ("engine.name",), check_transformers, scope="machine",
              doc="continuous batching needs transformers>=5.8"),

