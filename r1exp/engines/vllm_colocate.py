@@ -224,10 +224,15 @@ class VllmColocate(VllmEngine):
 
     def llm_kwargs(self, cfg: DictConfig, plan, device: str) -> dict:
         """vllm.LLM arguments GRPOConfig has no field for."""
-        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager(device)}
+        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager_in(cfg, device)}
         if device == "cpu" and plan.gpu_memory_utilization is None:
             kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(plan)
         return kwargs
+
+    def eager_in(self, cfg: DictConfig, device: str) -> bool:
+        """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
+        compile does (Inductor: "we will avoid those benchmarkings that would cause non deterministic results")."""
+        return True if cfg.get("reproducible") else self.eager(device)
 
     def before_imports(self, cfg: DictConfig, device: str) -> None:
         if device == "cpu":
@@ -245,7 +250,7 @@ class VllmColocate(VllmEngine):
             yield
 
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
-        expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager(device),
+        expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
                     "dtype": compute_dtype(cfg)}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
