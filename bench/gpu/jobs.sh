@@ -25,6 +25,8 @@ declare -A JOBS=(
   [det_a]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
   [det_b]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
   [normal_20]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_20b]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_20_lr]="$Q05 loader=peft engine=vllm trainer.max_steps=20 trainer.learning_rate=1e-4"
   [llama_ctx]="$L8 loader=peft engine=vllm"
 )
 for job in "$@"; do
