@@ -34,6 +34,7 @@ class Engine(BaseModel):
     built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
     deterministic_env: ClassVar[dict] = {}          # environment of its deterministic mode (reproducible=true)
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
+    deterministic_cost: ClassVar[str | None] = None  # the measured price of its deterministic mode, for the dry run
 
     def sequence_budget(self, cfg: DictConfig) -> int | None:
         """The engine's max sequence length in tokens, when it has one (vLLM's max_model_len)."""
