@@ -29,6 +29,8 @@ from r1exp.rewards import rules as reward_rules
 SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
                        *sources.RULES, *plausibility.RULES)
 # hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
+PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "
+                  "this machine lacks is a warning")
 HARDWARE_DEFAULTS = {"hardware.gpu_memory_gb": None, "hardware.num_gpus": None, "hardware.device": "auto"}
 
 
@@ -81,8 +83,9 @@ def validate(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str 
             crashed.append((rule, e))
             continue
         for p in found:
-            problems.append(Problem(p.key, p.value, p.why, p.fix, rule=p.rule or rule.id,
-                                    severity=severity_here(rule, p, cfg, dry)))
+            severity = severity_here(rule, p, cfg, dry)
+            fix = p.fix + (PLAN_ELSEWHERE if dry and rule.scope == "machine" and severity == "error" else "")
+            problems.append(Problem(p.key, p.value, p.why, fix, rule=p.rule or rule.id, severity=severity))
     return problems + _crashes(crashed, any(p.severity == "error" for p in problems))
 
 
