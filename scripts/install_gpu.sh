@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 want_torch="${R1EXP_GPU_TORCH:-2.11.0}"   # the torch the GPU stack was measured with (the machine's own)
-have_torch=$(python -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+have_torch=$(python -c "from importlib.metadata import version; print(version('torch'))" 2>/dev/null || true)
 if [ -z "$have_torch" ]; then
   echo "install_gpu.sh: no torch in this Python ($(command -v python)): the GPU stack uses the machine's torch $want_torch" \
        "(CUDA 13); activate the environment that has it (or a venv made with --system-site-packages)" >&2
