@@ -41,7 +41,7 @@ PRESETS = {
            "model.arch.kv_heads=2 model.arch.head_dim=64 model.arch.intermediate=2048 model.arch.vocab=4096 "
            "model.arch.params=25.0e6",
 }
-# The CPU settings of ../shared/STACK.md's measurement: 4 prompts x 4 generations x 32 tokens, LoRA r=8.
+# The CPU settings of the stack's first measurement: 4 prompts x 4 generations x 32 tokens, LoRA r=8.
 CPU_SETTINGS = ["trainer.per_device_train_batch_size=16", "trainer.num_generations=4",
                 "trainer.max_completion_length=32", "model.lora.r=8", "model.lora.alpha=16",
                 "checks.reward_sanity=false"]

@@ -37,7 +37,8 @@ DERIVED = {
 RENAMED = {
     "max_prompt_length": "removed in TRL 0.28 (prompts are no longer truncated by TRL): shorten the prompts in the "
                          "data, or set data.max_prompt_tokens for the plan",
-    "vllm_importance_sampling_cap": "renamed vllm_importance_sampling_clip_max in TRL 1.6",
+    "vllm_importance_sampling_cap": "renamed vllm_importance_sampling_clip_max in TRL 1.6 (removed in 2.0): use "
+                                    "trainer.vllm_importance_sampling_clip_max",
     "vllm_device": "removed: an in-process engine runs in the trainer's process, a server engine on engine.gpus",
 }
 
@@ -81,9 +82,69 @@ def trainer_types(ctx):
             import difflib
 
             close = difflib.get_close_matches(plain, spec.choices, n=2, cutoff=0.5)
-            hint = f"did you mean {' or '.join(close)}? " if close else ""
-            yield Problem(f"trainer.{key}", plain, f"GRPOConfig.{key} is one of: {', '.join(spec.choices)}",
-                          f"{hint}set trainer.{key} to one of those")
+            hint = (f"did you mean {' or '.join(f'trainer.{key}={c}' for c in close)}?" if close
+                    else f"did you mean one of {', '.join(spec.choices)}?")
+            yield Problem(f"trainer.{key}", plain, f"the installed TRL ({fields.source}) accepts GRPOConfig.{key} = "
+                          f"{', '.join(spec.choices)}", f"{hint} (TRL's default: {spec.default!r})")
+
+
+def trainer_deprecated(ctx):
+    """A deprecated GRPOConfig field set in the config: TRL's own deprecation message, naming its replacement."""
+    fields = grpo_fields()
+    for key in (ctx.cfg.get("trainer") or {}):
+        spec = fields.fields.get(str(key))
+        if spec is None or not spec.deprecated:
+            continue
+        value = OmegaConf.select(ctx.cfg, f"trainer.{key}")
+        if value == spec.default:
+            continue
+        fix = (f"use trainer.{spec.replacement}={value} instead of trainer.{key}" if spec.replacement
+               else "follow TRL's advice above and remove trainer." + str(key))
+        yield Problem(f"trainer.{key}", value, f"deprecated in the installed TRL ({fields.source}): {spec.deprecated}",
+                      fix, severity="warning")
+
+
+def trl_values(ctx) -> dict:
+    """GRPOConfig's values for this run, as TRL's checks read them: trainer.* over TRL's defaults, and what the
+    engine decides (use_vllm)."""
+    fields = grpo_fields()
+    values = {name: f.default for name, f in fields.fields.items() if f.default != "<no default>"}
+    trainer = OmegaConf.to_container(ctx.cfg.trainer, resolve=True) if OmegaConf.is_dict(ctx.cfg.get("trainer")) \
+        else {}
+    values.update({k: v for k, v in trainer.items() if k in fields.fields})
+    if ctx.engine is not None:
+        values["use_vllm"] = bool(getattr(ctx.engine, "uses_vllm", False))
+    else:
+        values.pop("use_vllm", None)
+    return values
+
+
+# Fields whose checks have rows of their own (TRL's batch arithmetic): TRL's conditions on them are not repeated.
+OWN_ROWS = {"num_generations", "generation_batch_size", "steps_per_generation", "per_device_train_batch_size",
+            "gradient_accumulation_steps"}
+
+
+def trl_conditions(ctx, level: str):
+    """TRL's own checks of field values (read from its source, r1exp.trl_source) that hold for this config."""
+    values = trl_values(ctx)
+    for condition in grpo_fields().conditions:
+        if condition.level != level or set(condition.fields) <= OWN_ROWS:
+            continue
+        if condition.holds(values):
+            shown = {f: values.get(f) for f in condition.fields}
+            changed = [f for f in condition.fields if values.get(f) != grpo_fields().default(f, values.get(f))]
+            key = (changed or [f for f in condition.fields if f in (ctx.cfg.get("trainer") or {})]
+                   or list(condition.fields))[0]
+            yield Problem(f"trainer.{key}", shown[key],
+                          f"TRL {'rejects' if level == 'error' else 'warns about'} "
+                          f"{', '.join(f'{k}={v!r}' for k, v in shown.items())} ({condition.where}): "
+                          f"{condition.text(values)}",
+                          "change one of " + ", ".join(f"trainer.{f}" for f in condition.fields)
+                          + " as TRL says", severity=level)
+
+
+def trl_errors(ctx):
+    yield from trl_conditions(ctx, "error")
 
 
 def grpo_batch(ctx):
@@ -204,6 +265,11 @@ RULES: list[Rule] = [
          doc="trainer keys are GRPOConfig fields (did you mean ...) and not ones r1exp derives from other groups"),
     Rule("trainer.type", ("trainer.*",), trainer_types,
          doc="trainer values have the type (and enum value) of the installed GRPOConfig's annotation"),
+    Rule("trainer.deprecated", ("trainer.*",), trainer_deprecated,
+         doc="a deprecated GRPOConfig field warns with TRL's message and its replacement (read from the installed TRL)"),
+    Rule("trainer.trl_checks", ("trainer.*",), trl_errors,
+         doc="value combinations the installed TRL rejects (its __post_init__ / GRPOTrainer.__init__ raises, read "
+             "from its source)"),
     Rule("trainer.batch", ("trainer.per_device_train_batch_size", "trainer.gradient_accumulation_steps",
                            "trainer.num_generations", "trainer.generation_batch_size", "trainer.steps_per_generation"),
          grpo_batch, doc="GRPO batch arithmetic with the meaning of GRPOConfig.__post_init__"),

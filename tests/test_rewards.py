@@ -330,7 +330,7 @@ def _reward_problems(overrides):
     from r1exp.data.rules import RULES as DATA_RULES
     from r1exp.rewards.rules import RULES as REWARD_RULES
 
-    ours = {r.id for r in REWARD_RULES + DATA_RULES} - {"reward.name", "reward.weight", "data.path"}
+    ours = {r.id for r in REWARD_RULES + DATA_RULES} - {"reward.name", "reward.weight", "data.path", "data.hub"}
     return [p for p in validate(compose(overrides), detect()) if p.rule in ours]
 
 

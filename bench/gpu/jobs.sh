@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run named r1exp jobs on the GPU machine and pack what each left (run.json, metrics.jsonl, config, log tail)
-# into $OUT/results.tgz (the device returns at most 8 files). Usage, after staging (../shared/gpu/README.md):
-#   source /tmp/gpu-env.sh && bash bench/gpu/jobs.sh JOB [JOB ...]
+# into $OUT/results.tgz (the device returns at most 8 files). Usage, after bash scripts/install_gpu.sh [--from DIR]:
+#   VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 bash bench/gpu/jobs.sh JOB [JOB ...]
 # JOB names are the keys of JOBS below; each runs `python -m r1exp` with the shared and the job's overrides.
 set -u
 OUT=${OUT:-/tmp/out}

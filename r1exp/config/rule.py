@@ -4,8 +4,9 @@ A rule is a row of data: an id, the config keys it reads, a check that yields `P
 scope and a line of documentation. Components (engines, loaders, rewards, data, distributed) own their rows;
 `r1exp.config.validate` gathers them into one table and runs it.
 
-Scope "machine": the rule is about this machine (installed packages, GPUs, files); a dry run planned for another
-machine reports those as warnings.
+Scope "machine": the rule is about this machine (installed packages, GPUs, the model and data on disk); only a dry
+run planned for another machine (hardware.* set, see r1exp.config.validate.severity_here) reports those as
+warnings.
 """
 
 from __future__ import annotations

@@ -3,9 +3,13 @@
 The table is one list of `Rule` rows gathered from where each rule belongs: the generic rows (schema, machine,
 memory, run folder), the trainer's (TRL's fields and batch arithmetic), the version table's, the rewards' and the
 data's, and the rows of the chosen engine and loader (their classes' `rules`). Pure and fast: it reads the config
-and facts about the machine (`r1exp.machine.Environment`), imports nothing heavy and loads no weights. Rules
-whose scope is "machine" (what is installed here, which GPU is here) become warnings in a dry run, which is often
-made on a laptop to plan a run for a GPU box.
+and facts about the machine (`r1exp.machine.Environment`), imports nothing heavy and loads no weights.
+
+Rules whose scope is "machine" (what is installed here, which GPU is here, whether the model and the data are on
+disk) are errors: a dry run answers "will this run start here?". The one exception is a dry run whose config says
+it plans for another machine (`hardware.gpu_memory_gb`, `hardware.num_gpus` or `hardware.device` set away from
+their defaults null / null / auto): then what this machine lacks is a warning (`severity_here`, the one place
+that decides it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
-from r1exp import components, trainer_rules, versions
+from r1exp import components, plausibility, sources, trainer_rules, versions
 from r1exp.config import checks
 from r1exp.config.rule import Context, Rule
 from r1exp.config.schema import problems_of
@@ -22,7 +26,12 @@ from r1exp.data import rules as data_rules
 from r1exp.errors import Problem
 from r1exp.rewards import rules as reward_rules
 
-SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES)
+SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
+                       *sources.RULES, *plausibility.RULES)
+# hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
+PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "
+                  "this machine lacks is a warning")
+HARDWARE_DEFAULTS = {"hardware.gpu_memory_gb": None, "hardware.num_gpus": None, "hardware.device": "auto"}
 
 
 def rule_table(engine=None, loader=None) -> list[Rule]:
@@ -74,9 +83,24 @@ def validate(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str 
             crashed.append((rule, e))
             continue
         for p in found:
-            severity = "warning" if (rule.scope == "machine" and dry and p.severity == "error") else p.severity
-            problems.append(Problem(p.key, p.value, p.why, p.fix, rule=p.rule or rule.id, severity=severity))
+            severity = severity_here(rule, p, cfg, dry)
+            fix = p.fix + (PLAN_ELSEWHERE if dry and rule.scope == "machine" and severity == "error" else "")
+            problems.append(Problem(p.key, p.value, p.why, fix, rule=p.rule or rule.id, severity=severity))
     return problems + _crashes(crashed, any(p.severity == "error" for p in problems))
+
+
+def planned_elsewhere(cfg: DictConfig) -> dict:
+    """The hardware.* keys set away from their defaults: the machine this config is planned for is not this one."""
+    return {key: value for key, default in HARDWARE_DEFAULTS.items()
+            if (value := OmegaConf.select(cfg, key, default=default)) != default}
+
+
+def severity_here(rule: Rule, problem: Problem, cfg: DictConfig, dry: bool) -> str:
+    """A machine-scope error stays an error (the run would not start here), except in a dry run planned for another
+    machine, where it is a warning: plan on a laptop with hardware.gpu_memory_gb=80, run on the GPU box."""
+    if rule.scope == "machine" and problem.severity == "error" and dry and planned_elsewhere(cfg):
+        return "warning"
+    return problem.severity
 
 
 def _crashes(crashed: list, after_errors: bool) -> list[Problem]:

@@ -20,6 +20,7 @@ class RewardSpec:
     needs: tuple = ()        # dataset columns the reward reads (besides prompts and completions)
     probe: str = "answer"    # r1exp.rewards.sanity.PROBES key
     math_verify: bool = False  # checks answers with math-verify (imported when the reward is built, not mid-step)
+    reasoning: bool = False  # asks for written reasoning (<think>...</think>): needs room in max_completion_length
 
 
 SPECS: dict[str, RewardSpec] = {
@@ -27,9 +28,9 @@ SPECS: dict[str, RewardSpec] = {
     "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer"),
     "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer"),
     "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer"),
-    "format": RewardSpec(shape.format, probe="format"),
-    "tag_count": RewardSpec(shape.tag_count, probe="format"),
-    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps"),
+    "format": RewardSpec(shape.format, probe="format", reasoning=True),
+    "tag_count": RewardSpec(shape.tag_count, probe="format", reasoning=True),
+    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps", reasoning=True),
     "repetition": RewardSpec(shape.repetition, probe="repetition"),
     "length": RewardSpec(length.length, needs=("answer",), probe="brevity", math_verify=True),
     "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer", math_verify=True),
