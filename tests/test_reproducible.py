@@ -50,3 +50,20 @@ def test_the_dry_run_prints_the_cost(capsys, tmp_path):
 
     assert main(["reproducible=true", "dry_run=true", "logger=none", f"hydra.run.dir={tmp_path}"]) == 0
     assert "reproducible=true (deterministic mode) costs about 3x" in capsys.readouterr().out
+
+
+VERDICTS = [  # (saved run, rerun, criterion, what the verdict must say) — reruns of one config on the H200
+    ("normal_20", "normal_20b", "noise", "reproduced within noise"),
+    ("normal_20", "normal_20_lr", "noise", "differs beyond noise"),     # learning rate 1e-4 instead of 1e-5
+    ("det_a", "det_b", "exact", "identical at every one of 20 steps"),
+]
+
+
+@pytest.mark.parametrize("saved,rerun,criterion,says", VERDICTS)
+def test_the_reproduce_verdict_on_h200_reruns(saved, rerun, criterion, says):
+    from r1exp.verdict import compare, render
+
+    def rows(run):
+        return [json.loads(line) for line in (H200 / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert says in render(compare(rows(saved), rows(rerun), criterion=criterion))
