@@ -36,7 +36,7 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int) -> dict:
+def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int, graphs: bool = False) -> dict:
     import socket
 
     import torch
@@ -67,7 +67,7 @@ def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int) -> d
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    kwargs = dict(model=model_dir, dtype="bfloat16", enforce_eager=True, max_model_len=512, seed=0,
+    kwargs = dict(model=model_dir, dtype="bfloat16", enforce_eager=not graphs, max_model_len=1024, seed=0,
                   distributed_executor_backend="external_launcher", max_num_batched_tokens=4096)
     if device == "cpu":
         kwargs["kv_cache_memory_bytes"] = 2**28
@@ -129,7 +129,7 @@ def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int) -> d
 
     merge_push_s = _median_time(merge_and_push, repeats)
     merged = engine_logps(None)
-    return {"device": device, "model": model_dir, "rank": rank, "batch": batch, "tokens": tokens,
+    return {"device": device, "model": model_dir, "rank": rank, "batch": batch, "tokens": tokens, "graphs": graphs,
             "adapter_mib": sum(f.stat().st_size for f in adapter_dir.iterdir()) / 2**20,
             "save_adapter_s": save_s, "merge_and_push_s": merge_push_s,
             "generate_base_s": gen_base_s, "generate_lora_s": gen_lora_s,
@@ -145,7 +145,7 @@ def write(r: dict, out: Path, command: str) -> None:
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M')}, 1-minute load "
              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs).", "",
              f"Model `{r['model']}`, LoRA r={r['rank']} on all linear layers, {r['batch']} sequences x "
-             f"{r['tokens']} tokens, medians.", "",
+             f"{r['tokens']} tokens, {'CUDA graphs' if r.get('graphs') else 'eager'}, medians.", "",
              "| what | seconds |", "|---|---|",
              f"| TRL today: merge + push every tensor + unmerge + reset cache | {r['merge_and_push_s']:.4f} |",
              f"| LoRA only: write the adapter ({r['adapter_mib']:.2f} MiB) to memory-backed storage | "
@@ -163,20 +163,26 @@ def write(r: dict, out: Path, command: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a model folder (default: r1exp's tiny model, built if needed)")
+    parser.add_argument("--overrides", default="", help="r1exp overrides naming the model to build and use instead, "
+                        "e.g. 'model=qwen0_5b model.init=random'")
+    parser.add_argument("--graphs", action="store_true", help="CUDA graphs (enforce_eager=False) on a GPU")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench/results/lora_sync_probe_cpu")
     a = parser.parse_args(argv)
+    from r1exp.engines.vllm_cpu import prepare_threads
+
+    prepare_threads()   # as r1exp's runs do, before torch is imported (OpenMP's wait policy on a shared CPU)
     model = a.model
     if model is None:
         from r1exp.config.compose import compose
         from r1exp.loaders import model_source
 
-        model = model_source(compose([]), log=lambda *_: None)
+        model = model_source(compose(shlex.split(a.overrides)), log=lambda *_: None)
     command = "python " + " ".join(shlex.quote(x) for x in ["bench/lora_sync_probe.py", *(argv or sys.argv[1:])])
-    result = probe(model, a.rank, a.batch, a.tokens, a.repeats)
+    result = probe(model, a.rank, a.batch, a.tokens, a.repeats, a.graphs)
     out = Path(a.out) if Path(a.out).is_absolute() else ROOT / a.out
     write(result, out, command)
     print(out.with_suffix(".md").read_text())

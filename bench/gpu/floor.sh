@@ -3,6 +3,8 @@
 #   source /tmp/gpu-env.sh && bash bench/gpu/floor.sh CALL [CALL ...]
 # CALL: q05 (0.5B: peft + unsloth, 64 completions x 256 tokens), q7 (7B peft, 64 x 256, gradient checkpointing),
 #       q15 (1.5B peft, 32 x 512). All with CUDA graphs (engine.enforce_eager=false), LoRA r=16, random weights.
+#       lora_q05 / lora_q7: bench/lora_sync_probe.py at that shape (LoRA-only sync vs TRL's merge + push, and the
+#       engine's generation with and without a LoRA adapter, CUDA graphs), ~2-4 minutes.
 # Each leaves $OUT/floor_CALL.tgz (floor.json, floor.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it
 # into bench/results/h200/floor_CALL/ and commit. A measurement that would start after BUDGET seconds is skipped
 # and listed as skipped in floor.md.
@@ -20,6 +22,12 @@ declare -A SHAPE=(
 declare -A LOADERS=([q05]="peft,unsloth" [q7]="peft" [q15]="peft")
 declare -A STEPS=([q05]=5 [q7]=3 [q15]=4)
 for call in "$@"; do
+  case $call in lora_q05|lora_q7)
+    shape=${call#lora_}; model=$(echo "${SHAPE[$shape]}" | cut -d= -f2- | grep -o 'model=[^ ]* model.init=random')
+    timeout -k 10 "$BUDGET" python bench/lora_sync_probe.py --overrides "$model" --batch 64 --tokens 256 --graphs \
+      --out "$OUT/lora_probe_$shape"
+    echo "lora probe $shape exit=$?"; cat "$OUT/lora_probe_$shape.md" 2>/dev/null; continue;;
+  esac
   out=/tmp/floor_$call
   rm -rf "$out"
   python bench/gpu_floor.py --shape "${SHAPE[$call]}" --loaders "${LOADERS[$call]}" --steps "${STEPS[$call]}" \
