@@ -67,7 +67,8 @@ def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int, grap
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    kwargs = dict(model=model_dir, dtype="bfloat16", enforce_eager=not graphs, max_model_len=1024, seed=0,
+    max_len = min(1024, int(getattr(model.config, "max_position_embeddings", 1024) or 1024))
+    kwargs = dict(model=model_dir, dtype="bfloat16", enforce_eager=not graphs, max_model_len=max_len, seed=0,
                   distributed_executor_backend="external_launcher", max_num_batched_tokens=4096)
     if device == "cpu":
         kwargs["kv_cache_memory_bytes"] = 2**28
