@@ -77,20 +77,17 @@ def run_shape(run_dir: Path) -> dict:
 def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict]) -> dict:
     from omegaconf import OmegaConf
 
-    from r1exp.build import _device, grpo_config
-    from r1exp.config.environment import detect
+    from r1exp.build import grpo_config
+    from r1exp.components import engine_of
     from r1exp.config.plan import plan_memory
-    from r1exp.engines import engine_settings
-    from r1exp.loaders import model_source
+    from r1exp.loaders.base import model_source
+    from r1exp.machine import detect, run_device
 
     shape = run_shape(run_dir)
     cfg = OmegaConf.create(shape["config"])
-    plan, device = plan_memory(cfg, detect()), _device(cfg)
-    if device == "cpu":   # as the run's build does, before torch is imported (OpenMP's wait policy)
-        from r1exp.engines.vllm_cpu import prepare_threads
-
-        prepare_threads()
-    settings = engine_settings(cfg, plan, device)
+    plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)
+    engine.before_imports(cfg, device)   # as the run's build does, before torch is imported
+    llm_kwargs = engine.llm_kwargs(cfg, plan, device) if hasattr(engine, "llm_kwargs") else {}
     weights = [float(e.get("weight", 1.0)) for e in cfg.reward.values()]
     args = grpo_config(cfg, run_dir / "floor_trainer", plan, "none", weights)
     source = model_source(cfg, log=lambda *_: None)
@@ -100,8 +97,8 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict]) -> d
            "mean_completion": shape["mean_completion"], "completion_width": shape["completion_width"],
            "lengths_from_metrics": shape["from_metrics"], "repeats": repeats}
     out["train"] = train_floor(cfg, args, source, prompts, shape["completion_width"], repeats, device)
-    out["generation"] = generation_floor(args, settings, source, prompts, shape["mean_completion"], repeats, {})
-    out["generation_variants"] = [generation_floor(args, settings, source, prompts, shape["mean_completion"],
+    out["generation"] = generation_floor(args, llm_kwargs, source, prompts, shape["mean_completion"], repeats, {})
+    out["generation_variants"] = [generation_floor(args, llm_kwargs, source, prompts, shape["mean_completion"],
                                                    repeats, variant) for variant in engine_variants]
     out["step_floor_s"] = out["generation"]["seconds"] + out["train"]["seconds"]
     return out
@@ -214,7 +211,7 @@ def train_floor(cfg, args, source, prompts, width: int, repeats: int, device: st
     return result
 
 
-def generation_floor(args, settings, source, prompts, max_tokens: int, repeats: int, variant: dict) -> dict:
+def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, repeats: int, variant: dict) -> dict:
     """vLLM alone, built as TRL's colocate mode builds it, generating the run's number of tokens."""
     import socket
 
@@ -231,7 +228,7 @@ def generation_floor(args, settings, source, prompts, max_tokens: int, repeats: 
                   max_model_len=args.vllm_max_model_length,
                   max_num_seqs=int(args.per_device_train_batch_size) * tp * int(args.steps_per_generation),
                   distributed_executor_backend="external_launcher", seed=0, max_num_batched_tokens=4096,
-                  logprobs_mode="processed_logprobs", **settings.llm_kwargs)
+                  logprobs_mode="processed_logprobs", **llm_kwargs)
     kwargs.update(variant)
     start = time.perf_counter()
     llm = LLM(**kwargs)

@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     model = a.model
     if model is None:
         from r1exp.config.compose import compose
-        from r1exp.loaders import model_source
+        from r1exp.loaders.base import model_source
 
         model = model_source(compose(shlex.split(a.overrides)), log=lambda *_: None)
     command = "python " + " ".join(shlex.quote(x) for x in ["bench/lora_sync_probe.py", *(argv or sys.argv[1:])])
