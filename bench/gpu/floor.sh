@@ -15,9 +15,9 @@ export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache}
 mkdir -p "$OUT"
 COMMON="trainer.learning_rate=1e-5 engine.enforce_eager=false"
 declare -A SHAPE=(
-  [q05]="q05=model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256"
-  [q7]="q7=model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.gradient_checkpointing=true"
-  [q15]="q15=model=qwen1_5b model.init=random trainer.per_device_train_batch_size=32 trainer.num_generations=8 trainer.max_completion_length=512"
+  [q05]="q05=model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.gradient_accumulation_steps=1"
+  [q7]="q7=model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.gradient_checkpointing=true trainer.gradient_accumulation_steps=1"
+  [q15]="q15=model=qwen1_5b model.init=random trainer.per_device_train_batch_size=32 trainer.num_generations=8 trainer.max_completion_length=512 trainer.gradient_accumulation_steps=1"
 )
 declare -A LOADERS=([q05]="peft,unsloth" [q7]="peft" [q15]="peft")
 declare -A STEPS=([q05]=5 [q7]=3 [q15]=4)
