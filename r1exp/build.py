@@ -6,6 +6,7 @@ TRL); the chosen engine says what GRPOConfig gets and what must hold while the t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,20 @@ def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_wei
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {**grpo_logging_args(cfg, report_to), **trainer_keys}  # completions table for W&B; trainer.* wins
     kwargs.update(engine_of(cfg).grpo_args(cfg, plan, device))
+    if cfg.get("reproducible"):
+        kwargs["full_determinism"] = True  # transformers: deterministic torch algorithms, cuDNN, seeded
     kwargs.update(
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
         reward_weights=reward_weights, use_cpu=device == "cpu",
     )
     return GRPOConfig(**kwargs)
+
+
+def deterministic_mode(engine) -> None:
+    """reproducible=true, before torch and vLLM are imported: cuBLAS's deterministic workspace (it must be set before
+    the first cuBLAS call; transformers' full_determinism sets it too late for that) and the engine's own mode."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    os.environ.update(engine.deterministic_env)
 
 
 def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
@@ -48,6 +58,8 @@ def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list,
 
     device = run_device(cfg)
     engine, loader = engine_of(cfg), loader_of(cfg)
+    if cfg.get("reproducible"):
+        deterministic_mode(engine)
     engine.before_imports(cfg, device)
     loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
     loaded = loader.load(cfg, model_source(cfg, log=log))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import secrets, tracking
+from r1exp import secrets, timing, tracking
 from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -39,6 +39,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))
+    startup = timing.Startup(on_change=lambda parts: manifest.update(startup=parts))  # run.json `startup`
     status, code = "failed", EXIT_RUNTIME
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
@@ -54,7 +55,8 @@ def run(cfg, run_dir: Path | None = None) -> int:
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
         servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
-        built = _build(cfg, plan, run_dir, report_to)
+        with startup.build():
+            built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built, plan)
         built.trainer.add_callback(stop.callback())
         stop.install()
@@ -104,6 +106,7 @@ def _build(cfg, plan, run_dir, report_to):
 
     monitor = reward_monitor(run_dir, (cfg.get("checks") or {}).get("max_reward_failure_rate"))
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     return built
 

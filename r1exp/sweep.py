@@ -23,12 +23,14 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from r1exp import secrets, tracking
+from r1exp import secrets, timing, tracking
 from r1exp.manifest import MANIFEST_FILE, read_manifest
 
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
 # Final metrics shown in the markdown table (the csv has all of them).
 TABLE_METRICS = ("steps_logged", "reward_first10", "reward_last10", "final/reward", "final/loss", "train_runtime_s")
+# Where each job's step time went (r1exp.timing): mean seconds per step after the first, then the first step.
+TIME_METRICS = ("time_mean/step", *(f"time_mean/{p}" for p in (*timing.PHASES, "other")), "time_first/step")
 _last: dict = {"exit_code": None, "sweep_dir": None}
 
 
@@ -153,6 +155,7 @@ def _markdown(sweep_dir: Path, jobs: list[Job], keys: list[str], metric: str, ma
         cells = [str(job.num), *(swept.get(k, "") for k in keys), job.status,
                  *(_fmt(job.metrics.get(m)) for m in metrics), f"`{job.folder.name}`"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += _time_table(jobs, keys)
     failed = [job for job in jobs if not job.ok]
     if failed:
         lines += ["", "## Not ok", ""]
@@ -161,6 +164,22 @@ def _markdown(sweep_dir: Path, jobs: list[Job], keys: list[str], metric: str, ma
     lines += ["", f"Reward curves: `{SUMMARY_PNG}`. Every job's overrides and all final metrics: `{SUMMARY_CSV}`.",
               "Repeat one job: `python -m r1exp.reproduce <sweep folder>/<job>`.", ""]
     return "\n".join(lines)
+
+
+def _time_table(jobs: list[Job], keys: list[str]) -> list[str]:
+    """Seconds per step and phase, one row per job that logged them (r1exp.timing)."""
+    timed = [job for job in jobs if "time_mean/step" in job.metrics]
+    if not timed:
+        return []
+    names = [m.split("/", 1)[1] if m.startswith("time_mean/") else "first step" for m in TIME_METRICS]
+    header = ["job", *keys, *names]
+    lines = ["", "Seconds per step (mean over the steps after the first; the phases add up to `step`, "
+             "`first step` carries the warm-up):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for job in timed:
+        swept = job.override_map()
+        cells = [str(job.num), *(swept.get(k, "") for k in keys), *(_fmt(job.metrics.get(m)) for m in TIME_METRICS)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
 
 
 def _plot(path: Path, jobs: list[Job], keys: list[str]) -> Path | None:

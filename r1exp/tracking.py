@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from r1exp import secrets
+from r1exp import secrets, timing
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "reward_curve.png"
@@ -73,6 +73,7 @@ def summarize(rows: list[dict]) -> dict:
     for key, value in steps[-1].items():
         if isinstance(value, (int, float)) and key != "step":
             out[f"final/{key}"] = value
+    out.update(timing.summarize_steps(steps))  # time_mean/<phase>: seconds per step after the first
     end = [r for r in rows if "train_runtime" in r]
     if end:
         out["train_runtime_s"] = end[-1]["train_runtime"]

@@ -113,6 +113,8 @@ BAD = [
     row("output.writable", "hydra.run.dir=/proc/r1exp/run", "hydra.run.dir"),
     row("output.writable", "hydra.run.dir=tests/conftest.py/run", "hydra.run.dir"),
     row("config.resolve", "name=${oops}", "name"),
+    row("reproducible", "reproducible=true engine=vllm_server dry_run=true", "engine.name"),
+    row("reproducible", "reproducible=true loader=unsloth dry_run=true", "loader.name"),
     row("hydra.compose", "model=qwn7b", "model"),
     row("hydra.compose", "trainer.learnin_rate=1", "trainer.learnin_rate"),
     row("hydra.compose", "experiment=nope", "experiment"),
@@ -148,7 +150,8 @@ def test_the_table_has_at_least_40_bad_configurations():
 # Rules a command line cannot reach on this machine, specified below against described machines; warnings (which
 # never stop a run) are specified in their own files: trainer.deprecated in tests/test_trl_values.py.
 UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed", "versions.known_bad",
-               "versions.requirements", "versions.unmeasured", "trainer.unsloth_batch", "trainer.deprecated"}
+               "versions.requirements", "versions.unmeasured", "trainer.unsloth_batch", "trainer.deprecated",
+               "engine.transformers_version", "engine.cb_dtype"}   # the last two: tests/test_engines.py
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).

@@ -22,6 +22,18 @@ def schema_ranges(ctx):
     return [p for p in schema_problems(ctx.cfg) if p.rule == "range"]
 
 
+def reproducible(ctx):
+    """reproducible=true needs every component to have a deterministic mode."""
+    if not get(ctx.cfg, "reproducible", False):
+        return
+    for group, part in (("engine", ctx.engine), ("loader", ctx.loader)):
+        if part is not None and part.not_reproducible:
+            yield Problem(f"{group}.name", part.name, f"reproducible=true cannot be honoured with {group}={part.name}: "
+                          f"{part.not_reproducible}",
+                          "drop reproducible=true (python -m r1exp.reproduce then judges a rerun against the noise), "
+                          "or use loader=peft with engine=vllm or engine=hf")
+
+
 def hardware_present(ctx):
     """What the config says the machine has, against what it has (machine scope: a plan for another box is fine)."""
     cfg, env = ctx.cfg, ctx.env
@@ -81,6 +93,8 @@ def output_writable(ctx):
 RULES: list[Rule] = [
     Rule("schema.type", ("*",), schema_types, doc="every r1exp key exists, is set, and has the type conf/ documents"),
     Rule("range", ("*",), schema_ranges, doc="numbers in range: lr > 0, max_steps > 0, temperature > 0, lora.r >= 1"),
+    Rule("reproducible", ("reproducible", "engine.name", "loader.name"), reproducible,
+         doc="the deterministic mode exists for the chosen engine and loader"),
     Rule("hardware.present", ("hardware.device", "hardware.num_gpus", "hardware.gpu_memory_gb"), hardware_present,
          scope="machine", doc="the GPUs the config asks for exist here"),
     Rule("memory.fits", ("model.*", "loader.*", "engine.*", "trainer.*", "hardware.gpu_memory_gb"), fits_gpu,

@@ -91,6 +91,9 @@ def print_dry_run(cfg, env, console: Console | None = None, problems: list | Non
     console.print(memory_table(plan))
     for note in plan.notes:
         console.print(f"note: {note}", markup=False)
+    engine = engine_of(cfg)
+    if cfg.get("reproducible") and engine.deterministic_cost:
+        console.print(f"note: reproducible=true (deterministic mode) costs {engine.deterministic_cost}", markup=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

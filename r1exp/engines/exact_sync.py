@@ -1,0 +1,157 @@
+"""TRL's weight sync for a LoRA model without touching the base weights: merged values go to vLLM, the trainer
+keeps the exact bits it loaded.
+
+The cause. Before every generation TRL pushes the trainer's weights into vLLM
+(`VLLMGeneration._iter_named_params`): for a PEFT model it calls `model.merge_adapter()` (W += B @ A * s for every
+LoRA layer), hands each merged weight to vLLM, then `model.unmerge_adapter()` (W -= B @ A * s). In floating point
+(W + d) - d is not W: every sync leaves rounding in the trainer's frozen base weights (measured: float32, tiny
+model, a few 1e-8 per element after the first sync, growing with the steps). A run that never stopped carries that
+residue; a run resumed from a checkpoint reloads clean base weights, so its loss differed by ~3e-7 from the first
+resumed step on and its sampling drifted soon after. In bfloat16 the same residue is ~1e-3 of each weight per sync.
+
+The fix. While TRL iterates, `merge_adapter` merges nothing and `unmerge_adapter` undoes nothing; each LoRA layer's
+base weight (and bias) is merged just before TRL reads it, by PEFT's own `layer.merge()` (so vLLM receives the very
+values TRL's merge gives), and restored bit for bit from a copy of that one tensor right after vLLM has copied it
+(TRL's loop calls `load_weights` on each tensor before asking for the next). Extra memory: one layer's weight.
+Applies to both TRL modes that use this iterator (colocate, server); FSDP's path is left to TRL.
+
+`install()` patches the class once (idempotent, checked by `is_installed()`); TRL versions whose iterator is
+missing stop with an error naming the version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from r1exp.errors import ConfigError, Problem
+
+TRL_CLASS = ("trl.generation.vllm_generation", "VLLMGeneration", "_iter_named_params")
+MARK = "_r1exp_exact_sync"
+
+
+def _trl_version() -> str:
+    from importlib.metadata import version
+
+    return version("trl")
+
+
+def _lora_layers(model) -> list:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer) and hasattr(m, "get_base_layer")]
+
+
+def _base_tensors(layer) -> dict:
+    """{data_ptr: attribute name} of the tensors a merge of this layer writes: its base layer's weight and bias."""
+    base = layer.get_base_layer()
+    out = {}
+    for attr in ("weight", "bias"):
+        tensor = getattr(base, attr, None)
+        if tensor is not None:
+            out[tensor.data.data_ptr()] = attr
+    return out
+
+
+@contextlib.contextmanager
+def merged(layer):
+    """Inside the block the layer's base weight and bias hold the merged values (PEFT's own merge); on exit they
+    hold again exactly the bits they held before, and PEFT's bookkeeping says unmerged."""
+    base = layer.get_base_layer()
+    saved = {}
+    for attr in ("weight", "bias"):
+        param = getattr(base, attr, None)
+        if param is not None:
+            saved[attr] = (param.data, param.data.clone())
+    try:
+        from peft.tuners.tuners_utils import onload_layer
+
+        with onload_layer(layer):
+            layer.merge()  # the active adapters, as TRL's model.merge_adapter() merges them
+        yield base
+    finally:
+        for attr, (storage, copy) in saved.items():
+            storage.copy_(copy)
+            getattr(base, attr).data = storage  # a safe_merge rebinds .data; the original storage comes back
+        layer.merged_adapters.clear()
+
+
+def exact_iter_named_params(original):
+    def _iter_named_params(self):
+        from accelerate.utils import is_peft_model
+
+        model = self.model
+        if not is_peft_model(model) or getattr(self._dist, "is_fsdp", False):
+            yield from original(self)
+            return
+        owners: dict = {}
+
+        def record_layers(*args, **kwargs):  # called by TRL where it would merge (parameters gathered)
+            getattr(model.base_model, "_check_merge_allowed", lambda: None)()  # PEFT's refusals stay
+            for layer in _lora_layers(model):
+                for ptr, attr in _base_tensors(layer).items():
+                    owners[ptr] = (layer, attr)
+
+        with _replaced(model, merge_adapter=record_layers, unmerge_adapter=lambda *a, **k: None):
+            for name, tensor in original(self):
+                owner = owners.get(tensor.data_ptr())
+                if owner is None:
+                    yield name, tensor
+                    continue
+                layer, attr = owner
+                with merged(layer) as base:
+                    yield name, getattr(base, attr).data
+
+    setattr(_iter_named_params, MARK, True)
+    _iter_named_params.__wrapped__ = original  # TRL's own, for uninstall() and the tests' control
+    return _iter_named_params
+
+
+@contextlib.contextmanager
+def _replaced(obj, **attrs):
+    """Instance attributes set for the block; whatever the instance had before comes back."""
+    missing = object()
+    before = {k: obj.__dict__.get(k, missing) for k in attrs}
+    for k, v in attrs.items():
+        object.__setattr__(obj, k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is missing:
+                object.__delattr__(obj, k)
+            else:
+                object.__setattr__(obj, k, v)
+
+
+def _trl_class():
+    import importlib
+
+    module_name, class_name, method = TRL_CLASS
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if cls is None or not callable(getattr(cls, method, None)):
+        raise ConfigError([Problem(
+            "engine.name", "vllm",
+            f"TRL {_trl_version()} has no {class_name}.{method} in {module_name}: r1exp cannot keep the base weights "
+            f"untouched by the LoRA merge of its weight sync",
+            "install the TRL version of the r1exp stack (README)", rule="engine.trl.exact_sync")])
+    return cls
+
+
+def install() -> None:
+    cls = _trl_class()
+    method = TRL_CLASS[2]
+    if not getattr(getattr(cls, method), MARK, False):
+        setattr(cls, method, exact_iter_named_params(getattr(cls, method)))
+
+
+def uninstall() -> None:
+    cls = _trl_class()
+    method = TRL_CLASS[2]
+    current = getattr(cls, method)
+    if getattr(current, MARK, False):
+        setattr(cls, method, current.__wrapped__)
+
+
+def is_installed() -> bool:
+    cls = _trl_class()
+    return bool(getattr(getattr(cls, TRL_CLASS[2]), MARK, False))
