@@ -128,7 +128,17 @@ def reachable(timeout: float) -> str | None:
         return f"{url.hostname}: {getattr(e, 'strerror', None) or e}"
 
 
+_ASKED: dict = {}   # (endpoint, kind, repo_id) -> HubAnswer: a sweep's jobs ask once
+
+
 def ask(repo_id: str, kind: str = "model", timeout: float = ASK_TIMEOUT_S) -> HubAnswer:
+    key = (endpoint(), kind, repo_id)
+    if key not in _ASKED:
+        _ASKED[key] = _ask(repo_id, kind, timeout)
+    return _ASKED[key]
+
+
+def _ask(repo_id: str, kind: str, timeout: float) -> HubAnswer:
     """Ask the hub about a repository with huggingface_hub's API, waiting at most `timeout` seconds in all (the call
     runs in a thread: a hanging name lookup cannot hold the check). A host that does not answer a connection is
     "unreachable" before huggingface_hub is even imported. HF_ENDPOINT is honoured."""
