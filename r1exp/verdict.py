@@ -24,8 +24,8 @@ Judged metrics (JUDGED): the training outcome, per step: `reward`, each `rewards
 `grad_norm`, `completions/mean_length`. Exact in both criteria (EXACT): `learning_rate` and `epoch`, functions of
 the config and the step only (a changed learning rate shows at step 1). Reported but not judged: everything else:
 the policy's state (`entropy`, `kl`) drifts apart between two draws, so its step-to-step change is no measure of
-run-to-run noise (two seeds of the default run: entropy 7 x its step-to-step change apart for several steps, every
-judged metric within 3.5 x); tail statistics (`.../max`, `.../min`, clip ratios) and cumulative counters
+run-to-run noise (two seeds of the default run: entropy 7 x its step-to-step change apart for several steps; the
+judged metrics at most 5.2 x, at one step); tail statistics (`.../max`, `.../min`, clip ratios) and cumulative counters
 (`num_tokens`) are noise or follow from the judged ones. A judged metric that is NaN in one run and not in the
 other, or logged by one run only, differs beyond noise. Calibration (README, "Reproducing a run"): the default
 CPU run against runs that differ only in their seed (a harsher stand-in for GPU noise: new data order and other
