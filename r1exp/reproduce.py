@@ -207,7 +207,7 @@ def choose_criterion(old: dict, new: dict, asked: str = "auto", atol: float | No
         return asked, f"--criterion={asked}"
     if atol is not None:
         return "exact", f"--atol={atol:g}"
-    devices = [str(m.get("device") or "") for m in (old, new)]
+    devices = [str(old.get("device") or new.get("device") or ""), str(new.get("device") or "")]  # none saved: same
     if all(d == "cpu" for d in devices):
         return "exact", "both runs on CPU, where r1exp runs are bit-exact"
     if all(bool((m.get("config") or {}).get("reproducible", False)) for m in (old, new)):

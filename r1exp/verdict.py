@@ -8,9 +8,11 @@ bits changes a sampled token sooner or later, and from then on the two runs see 
 per-step metrics differ as two draws of the same training differ. The question is then whether the new run behaves
 like another draw of the saved one. The criterion, per metric:
 
-- noise scale `s` = 1.4826 x the median of |x(t) - x(t-1)| over both runs: the typical change of the metric from
-  one step to the next (a robust standard deviation of the batch-to-batch noise; the median ignores the few steps
-  where the run changes fast).
+- noise scale `s`: the standard deviation of the step-to-step change x(t) - x(t-1) over both runs, the larger of
+  two estimates: 1.4826 x the median |change| (ignores the few steps where the run changes fast) and 1.2533 x the
+  mean |change| (not 0 for a metric that mostly stays put: a reward saturated at 1.0, or 0 with rare spikes), and
+  never less than the metric's resolution (the smallest gap between two values it took: 1/32 for the mean of 32
+  rewards of 0 or 1), so a few completions of a saturated reward are never beyond noise.
 - at step t, the band of each run is [min, max] of its own values over steps t-3 .. t+3 (HALF_WINDOW): where that
   run was around then, which absorbs the batch noise and a shift in time of a few steps (two draws learn the format
   a step or two apart).
@@ -22,12 +24,13 @@ Judged metrics (JUDGED): the training outcome, per step: `reward`, each `rewards
 `grad_norm`, `completions/mean_length`. Exact in both criteria (EXACT): `learning_rate` and `epoch`, functions of
 the config and the step only (a changed learning rate shows at step 1). Reported but not judged: everything else:
 the policy's state (`entropy`, `kl`) drifts apart between two draws, so its step-to-step change is no measure of
-run-to-run noise (two seeds of the default run: entropy 7 x its step-to-step change apart for several steps, every
-judged metric within 3.5 x); tail statistics (`.../max`, `.../min`, clip ratios) and cumulative counters
+run-to-run noise (two seeds of the default run: entropy 7 x its step-to-step change apart for several steps; the
+judged metrics at most 5.2 x, at one step); tail statistics (`.../max`, `.../min`, clip ratios) and cumulative counters
 (`num_tokens`) are noise or follow from the judged ones. A judged metric that is NaN in one run and not in the
-other, or logged by one run only, differs beyond noise. Calibration: the default CPU run (50 steps) against runs
-that differ only in their seed (a pessimistic stand-in for GPU noise: new data order and sampling from step 1)
-stayed within noise, against a 10x learning rate it did not (see tests/test_verdict.py and README).
+other, or logged by one run only, differs beyond noise. Calibration (README, "Reproducing a run"): the default
+CPU run against runs that differ only in their seed (a harsher stand-in for GPU noise: new data order and other
+samples from step 1) stayed within noise over 3 to 50 steps; against a 10x learning rate it did not, also with the
+learning_rate column left out; synthetic pairs in tests/test_verdict.py.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ JUDGED = re.compile(r"^(reward|rewards/[^/]+/mean|loss|grad_norm|completions/mea
 HALF_WINDOW = 3
 MARGIN = 4.0
 PERSIST = 2
-MAD_TO_SD = 1.4826
+MAD_TO_SD = 1.4826   # median |x| of a normal variable x 1.4826 = its SD
+MEAN_TO_SD = 1.2533  # mean |x| x 1.2533 = SD (sqrt(pi / 2))
 
 
 @dataclass
@@ -179,9 +183,21 @@ def _compare_noise(result, steps, old, new, keys) -> None:
 
 
 def noise_scale(*series: list[float]) -> float:
-    """1.4826 x the median step-to-step change, pooled over the series (a robust SD of batch-to-batch noise)."""
+    """The standard deviation of the step-to-step change, pooled over the series, estimated twice: 1.4826 x the
+    median |change| (robust to a few fast steps) and 1.2533 x the mean |change| (not 0 for a metric that mostly
+    stays put, e.g. a format reward saturated at 1.0, or is mostly 0 with spikes); the larger of the two, and at
+    least the metric's resolution."""
     changes = [abs(x[i] - x[i - 1]) for x in series for i in range(1, len(x))]
-    return MAD_TO_SD * statistics.median(changes) if changes else 0.0
+    if not changes:
+        return 0.0
+    return max(MAD_TO_SD * statistics.median(changes), MEAN_TO_SD * statistics.fmean(changes), resolution(*series))
+
+
+def resolution(*series: list[float]) -> float:
+    """The smallest gap between two values the metric took (1/32 for the mean of 32 rewards of 0 or 1; next to
+    nothing for a continuous metric); 0 for a metric that took one value only."""
+    values = sorted({v for x in series for v in x})
+    return min((b - a for a, b in zip(values, values[1:])), default=0.0)
 
 
 def band_excess(reference: list[float], other: list[float], scale: float, half_window: int = HALF_WINDOW) -> list:

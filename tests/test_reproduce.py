@@ -134,6 +134,7 @@ def manifest(device="cpu", reproducible=None, **extra):
     (manifest("cuda x1"), manifest("cuda x1"), "auto", 1e-3, "exact"),                  # --atol asks for exact
     (manifest("cuda x1"), manifest("cuda x1"), "exact", None, "exact"),
     (manifest("cpu"), manifest("cpu"), "noise", None, "noise"),
+    ({}, manifest("cpu"), "auto", None, "exact"),                                    # no run.json saved
 ])
 def test_the_criterion(old, new, asked, atol, expected):
     assert reproduce.choose_criterion(old, new, asked, atol)[0] == expected

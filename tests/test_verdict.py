@@ -42,6 +42,12 @@ def run(seed: int, steps: int = STEPS, shift: float = 0.0, shift_from: int | Non
     return rows
 
 
+def saturated(dips: set, dip: float = 1 / 32) -> list[dict]:
+    """A format reward at 1.0 (32 completions, all well formed) but for one completion at the steps in `dips`."""
+    return [{"step": t, "rewards/format/mean": 1.0 - (dip if t in dips else 0.0), "learning_rate": 1e-3}
+            for t in range(1, STEPS + 1)]
+
+
 def without(rows: list[dict], key: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != key} for r in rows]
 
@@ -64,6 +70,10 @@ NOISE_TABLE = [
      run(2, at={(5, "step_time"): 99.0, (5, "sampling/importance_sampling_ratio/max"): 40.0}), None, True, None, None,
      None),
     ("entropy is reported, not judged", run(1), run(9), None, True, None, None, None),
+    ("a saturated reward dips at other steps", saturated({5, 17}), saturated({10, 11}), None, True, None, None,
+     None),
+    ("a saturated reward collapses from step 10", saturated({5, 17}), saturated(set(range(10, 31)), dip=0.5), None,
+     False, 10, "rewards/format/mean", "beyond noise"),
     ("the reward shifts from step 15", run(1), run(2, shift=0.6, shift_from=15), None, False, 15, "reward",
      "beyond noise"),
     ("the reward falls from step 8", run(1), run(2, shift=-0.6, shift_from=8), None, False, 8, "reward",
@@ -113,8 +123,10 @@ def test_band_excess(reference, other, scale, expected):
 
 @pytest.mark.parametrize("series, expected", [
     ([[1.0, 1.0, 1.0]], 0.0),
-    ([[0.0, 1.0, 0.0, 1.0]], 1.4826),                # every step moves by 1
-    ([[0.0, 1.0, 0.0], [5.0, 5.0, 5.0]], 1.4826 * 0.5),  # pooled: median of [1, 1, 0, 0]
+    ([[0.0, 1.0, 0.0, 1.0]], 1.4826),                      # every step moves by 1: the median estimate
+    ([[0.0, 1.0, 0.0], [5.0, 5.0, 5.0]], 1.0),             # pooled changes [1, 1, 0, 0]; resolution 1 (0 to 1)
+    ([[0.0, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]], 0.1),   # median change 0, mean 1.2533 x 0.0375; resolution 0.1
+    ([[0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.01, 2.01]], 1.2533 * 2.01 / 7),  # mean estimate (2.01 over 7 changes)
     ([[3.0]], 0.0),
 ])
 def test_noise_scale(series, expected):

@@ -4,10 +4,12 @@ keeps the exact bits it loaded.
 The cause. Before every generation TRL pushes the trainer's weights into vLLM
 (`VLLMGeneration._iter_named_params`): for a PEFT model it calls `model.merge_adapter()` (W += B @ A * s for every
 LoRA layer), hands each merged weight to vLLM, then `model.unmerge_adapter()` (W -= B @ A * s). In floating point
-(W + d) - d is not W: every sync leaves rounding in the trainer's frozen base weights (measured: float32, tiny
-model, a few 1e-8 per element after the first sync, growing with the steps). A run that never stopped carries that
-residue; a run resumed from a checkpoint reloads clean base weights, so its loss differed by ~3e-7 from the first
-resumed step on and its sampling drifted soon after. In bfloat16 the same residue is ~1e-3 of each weight per sync.
+(W + d) - d is not W: every sync leaves rounding in the trainer's frozen base weights (measured on the LoRA
+layers of tests/test_exact_sync.py, |W| ~ 0.07: after one sync 18% of the elements are off by up to 1.5e-8 in
+float32 and by up to 1e-3, one bfloat16 step, in bfloat16; as the adapter changes every step, the residues of
+successive syncs add up). A run that never stopped carries that residue; a run resumed from a checkpoint reloads
+clean base weights, so its loss differed by ~3e-7 from the first resumed step on and its sampling drifted soon
+after.
 
 The fix. While TRL iterates, `merge_adapter` merges nothing and `unmerge_adapter` undoes nothing; each LoRA layer's
 base weight (and bias) is merged just before TRL reads it, by PEFT's own `layer.merge()` (so vLLM receives the very
