@@ -159,10 +159,15 @@ def invalid_option_name(overrides: list[str], conf_dir: Path) -> Problem | None:
         key, value = split_override(o)
         if not key or "." in key or "/" in key or not (conf_dir / key).is_dir():
             continue
-        if value.startswith("[") or value in ("", "null") or "," in value:
+        options = group_options(conf_dir, key)
+        if value.startswith("[") and value.endswith("]"):  # several options (reward=[accuracy,format])
+            for item in (v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()):
+                if item not in options:
+                    return missing_option(key, item, options)
+            continue
+        if value in ("", "null") or "," in value:
             continue
         if "/" in value or "\\" in value or value.startswith(".") or not OPTION_NAME.match(value):
-            options = group_options(conf_dir, key)
             return Problem(key, value, f"{value!r} is not a valid option name: an option of {key} is the name of a "
                            f"file in conf/{key}/ (no folders, no ..)", f"options: {', '.join(options)}",
                            rule="hydra.compose")
