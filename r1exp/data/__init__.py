@@ -74,6 +74,10 @@ def examples(data_cfg, n: int | None = None, seed: int | None = None) -> list[Ex
     return [_example(where, r, plain) for where, r in located]
 
 
+class RecordFieldError(files.DataError, FieldError):
+    """A record lacks a configured field: a FieldError named by file and line (a ConfigError: exit 2)."""
+
+
 class _Plain(dict):
     """A plain dict that also reads as attributes (`cfg.path`), like the DictConfig it replaces."""
 
@@ -97,7 +101,7 @@ def _example(where: str, record: dict, data_cfg) -> Example:
     try:
         return example_of(record, data_cfg)
     except (FieldError, KeyError, IndexError, ValueError) as e:  # a missing field, a prompt_template's {field}
-        raise files.DataError.at(data_cfg.path, where, str(e).strip("'\""),
+        raise RecordFieldError.at(data_cfg.path, where, str(e).strip("'\""),
                                  "add the field to that record or remove the record; or map another field with "
                                  "data.prompt_field / data.answer_field") from None
 
