@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict = preflight.check(cl)
         if verdict is not None:
             return verdict  # dry run done, or problems reported
+        from r1exp import run_folder
+
+        claim = run_folder.claim(argv, cl)  # a folder of its own, claimed before Hydra writes into it
+        if claim is None:
+            return EXIT_USAGE  # hydra.run.dir holds another run (the fix is printed)
+        with claim:
+            return _hydra(claim.argv, cl)
     return _hydra(argv, cl)
 
 

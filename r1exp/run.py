@@ -51,7 +51,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         plan = plan_memory(cfg, env)
         manifest.update(plan=plan.as_dict())
         _check_rewards(cfg)
-        checkpoint = prepare_resume(cfg, run_dir)
+        checkpoint = prepare_resume(cfg, run_dir, manifest)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
         servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
@@ -104,7 +104,8 @@ def _build(cfg, plan, run_dir, report_to):
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
-    monitor = reward_monitor(run_dir, (cfg.get("checks") or {}).get("max_reward_failure_rate"))
+    checks = cfg.get("checks") or {}
+    monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
     timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
