@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import secrets, tracking
+from r1exp import distributed, secrets, tracking
 from r1exp.config.environment import detect
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -34,10 +34,13 @@ def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
     secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
+    if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
+        return distributed.launch(cfg, run_dir)
     env = detect()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env),
                         resume=bool(cfg.get("resume", False)))
+    manifest.update(distributed=distributed.facts(cfg))
     status, code = "failed", EXIT_RUNTIME
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
@@ -52,7 +55,8 @@ def run(cfg, run_dir: Path | None = None) -> int:
         checkpoint = prepare_resume(cfg, run_dir)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
-        servers.enter_context(_engine_server(cfg, run_dir))
+        if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
+            servers.enter_context(_engine_server(cfg, run_dir))
         built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built)
         built.trainer.add_callback(stop.callback())
@@ -82,7 +86,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         servers.close()
         stop.restore()
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
-    return code
+    return distributed.rank_exit_status(code)
 
 
 def _check_rewards(cfg) -> None:
@@ -128,7 +132,8 @@ def _check(cfg, built) -> None:
 def _save(cfg, built, run_dir: Path) -> dict:
     built.trainer.save_model(str(run_dir / "adapter"))
     metrics = tracking.summarize(tracking.read_metrics(run_dir))
-    tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
+    if distributed.is_main_process():
+        tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
     return metrics
 
 

@@ -98,6 +98,10 @@ def print_dry_run(cfg, env, console: Console | None = None, problems: list | Non
     console.print(memory_table(plan))
     for note in plan.notes:
         console.print(f"note: {note}", markup=False)
+    from r1exp.distributed import describe
+
+    if describe(cfg, env):
+        console.print(describe(cfg, env), markup=False, highlight=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

@@ -92,3 +92,7 @@ RULES: list[Rule] = [
 from r1exp.config.reward_rules import REWARD_RULES  # noqa: E402 - reward and data rules live in their own module
 
 RULES += REWARD_RULES
+
+from r1exp.distributed import RULES as DISTRIBUTED_RULES  # noqa: E402 - several processes (conf/distributed/)
+
+RULES += DISTRIBUTED_RULES
