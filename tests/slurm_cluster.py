@@ -116,8 +116,30 @@ class Cluster:
                 parts.append(f"--- {name}\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
 
+    def submissions(self) -> int:
+        """Jobs submitted to this cluster so far (slurmctld logs each submission; sbatch --test-only is not one)."""
+        log = self.root / "slurmctld.log"
+        return log.read_text(errors="replace").count("_slurm_rpc_submit_batch_job") if log.exists() else 0
+
+    def jobs(self) -> list[str]:
+        out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, **self.env()})
+        return out.stdout.split() if out.returncode == 0 else []
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the queue to empty (a job's step ends a moment after its process); cancel what is left."""
+        for cancel in (False, True):
+            if cancel and self.jobs():
+                subprocess.run(["scancel", *self.jobs()], capture_output=True, timeout=30, env={**os.environ, **self.env()})
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not self.jobs():
+                    return
+                time.sleep(0.5)
+
     def stop(self) -> None:
-        """SIGTERM to each daemon by its pid file, then wait for it to go (SIGKILL after 15 s)."""
+        """Let the jobs end, then SIGTERM to each daemon by its pid file and wait for it to go (SIGKILL after 15 s)."""
+        self.drain()
         for name in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
             path = self.root / name
             try:
