@@ -122,10 +122,45 @@ def needs_launch(cfg) -> bool:
 
 
 def rank_exit_status(code: int) -> int:
-    """A rank launched by r1exp that stopped on a usage error exits 0: rank 0 printed the problem and wrote it to
-    run.json, whose status the launching process returns; a non-zero exit would only add torchrun's traceback
-    (ChildFailedError) under the message. Runtime failures keep their status (and torchrun's report)."""
-    return EXIT_OK if code == EXIT_USAGE and RUN_DIR_ENV in os.environ else code
+    """A rank launched by r1exp that stopped on a usage error, or on a signal after saving a checkpoint, exits 0:
+    rank 0 printed why and wrote it to run.json, whose status the launching process returns; a non-zero exit would
+    only add torchrun's traceback (ChildFailedError) under the message. A runtime failure keeps its status: torchrun
+    then stops the other ranks and reports it."""
+    recorded = code == EXIT_USAGE or code > 128
+    return EXIT_OK if recorded and RUN_DIR_ENV in os.environ else code
+
+
+def before_training() -> None:
+    """Fixes several CPU processes need. accelerate gives each CPU rank the device `cpu:<local rank>`, and
+    transformers resumes a multi-process run with torch.load(map_location=args.device), which torch cannot do for
+    "cpu:0" ("don't know how to restore data location ... (tagged with cpu:0)"): a checkpoint of a 2-process CPU run
+    could not be resumed. A CPU storage has no index, so such a location is read as the CPU."""
+    if _env_int("WORLD_SIZE", 1) < 2:
+        return
+    import torch.serialization
+
+    if not getattr(before_training, "registered", False):
+        torch.serialization.register_package(11, lambda obj: None, _indexed_cpu_location)
+        before_training.registered = True
+
+
+def _indexed_cpu_location(storage, location: str):
+    return storage if location.startswith("cpu:") else None
+
+
+def any_rank(flag: bool, device=None) -> bool:
+    """True on every rank when it is true on one (a collective: every rank calls it at the same point), e.g. a stop
+    that one rank's signal asked for; the flag itself outside a multi-process run."""
+    if _env_int("WORLD_SIZE", 1) < 2:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device or "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def rank_log(run_dir: Path, n: int) -> Path:
@@ -259,16 +294,43 @@ def settle(cfg, run_dir: Path, code: int) -> int:
 
 
 def _wait_forwarding_signals(proc: subprocess.Popen) -> int:
-    """Wait for accelerate; SIGTERM / SIGINT to this process go to it (torchrun passes them to the ranks)."""
+    """Wait for accelerate. SIGTERM / SIGINT to this process go to the ranks (accelerate's children), which save a
+    checkpoint at the end of the step and stop (r1exp.resume), as a single-process run does; the second goes to
+    them again (stop at once); a third to accelerate itself, which ends the ranks."""
     if threading.current_thread() is not threading.main_thread():
         return proc.wait()
-    saved = {sig: signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
-             for sig in (signal.SIGINT, signal.SIGTERM)}
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        targets = _children(proc.pid) if len(received) < 3 else []
+        for pid in targets or [proc.pid]:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return proc.wait()
     finally:
         for sig, previous in saved.items():
             signal.signal(sig, previous)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
 
 
 # --- the dry run's plan --------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         _check(cfg, built)
         built.trainer.add_callback(stop.callback())
         stop.install()
+        distributed.before_training()
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
             built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         manifest.update(gpu_memory=gpu_memory.summary())

@@ -283,3 +283,17 @@ def test_two_cpu_processes_each_with_a_vllm_engine_learn(tmp_path_factory):
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     drift = [r["sampling/sampling_logp_difference/mean"] for r in rows if "sampling/sampling_logp_difference/mean" in r]
     assert drift and max(drift) < 0.05, drift  # the engines generate with the trained weights (weight sync works)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_rank_at_one_step_and_resume_continues(tmp_path):
+    """SIGTERM to `python -m r1exp` reaches the ranks; they agree on the step to stop at (a collective), save one
+    checkpoint and exit without torchrun's traceback; `python -m r1exp.reproduce RUN resume=true` relaunches the
+    ranks from it."""
+    import signal
+
+    from test_resume import check_interrupted_then_resumed
+
+    check_interrupted_then_resumed(tmp_path / "run", signal.SIGTERM, "distributed=ddp", "distributed.num_processes=2",
+                                   "engine=hf")
+    assert read_manifest(tmp_path / "run")["distributed"]["world_size"] == 2

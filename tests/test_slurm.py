@@ -22,6 +22,18 @@ from slurm_cluster import Cluster, missing
 # What one job may ask of the test cluster's node (2 CPUs here, no GPU): the settings a user sets once for a cluster
 NODE = ["hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
         "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]
+# ... kept in a launcher config of the user's own, as README "Scaling out" says
+CLUSTER_FILE = """\
+defaults:
+  - slurm
+partition: debug
+gpus_per_node: null
+cpus_per_task: 1
+mem_gb: 1
+timeout_min: 20
+"""
+# few, small steps: the sweep shows the jobs run on the cluster, not that the tiny model learns
+SMALL = ["engine=hf", "trainer.max_steps=3", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +56,11 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sweep(cluster, tmp_path_factory):
-    sweep_dir = tmp_path_factory.mktemp("slurm_sweep") / "sweep"
-    result = run_cli(["-m", "hydra/launcher=slurm", *NODE, "engine=hf", "trainer.max_steps=3",
+    root = tmp_path_factory.mktemp("slurm_sweep")
+    (root / "conf" / "hydra" / "launcher").mkdir(parents=True)
+    (root / "conf" / "hydra" / "launcher" / "testcluster.yaml").write_text(CLUSTER_FILE)
+    sweep_dir = root / "sweep"
+    result = run_cli(["-m", "--config-dir", str(root / "conf"), "hydra/launcher=testcluster", *SMALL,
                       "trainer.learning_rate=1e-3,2e-3", "logger=none", f"hydra.sweep.dir={sweep_dir}"], sweep_dir,
                      timeout=900)
     assert result.code == 0, result.output[-4000:] + "\n" + cluster.logs()
@@ -117,8 +132,8 @@ def test_without_sbatch_a_slurm_sweep_says_where_to_run_it(capsys, monkeypatch, 
 def test_a_distributed_run_as_a_slurm_job(cluster, tmp_path):
     """distributed=ddp inside a SLURM job: the job relaunches itself under accelerate on its node (2 CPUs)."""
     sweep_dir = tmp_path / "sweep"
-    result = run_cli(["-m", "hydra/launcher=slurm", *NODE, "hydra.launcher.cpus_per_task=2", "engine=hf",
-                      "distributed=ddp", "distributed.num_processes=2", "trainer.max_steps=3", "logger=none",
+    result = run_cli(["-m", "hydra/launcher=slurm", *NODE, "hydra.launcher.cpus_per_task=2", *SMALL,
+                      "distributed=ddp", "distributed.num_processes=2", "logger=none",
                       f"hydra.sweep.dir={sweep_dir}"], sweep_dir, timeout=900)
     assert result.code == 0, result.output[-4000:]
     manifest = read_manifest(sweep_dir / "0")
