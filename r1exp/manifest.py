@@ -23,7 +23,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from r1exp import secrets
+from r1exp import secrets, slurm
 from r1exp.machine import installed_versions
 
 MANIFEST_FILE = "run.json"
@@ -58,6 +58,11 @@ def git_state(repo: Path | None = None) -> dict:
 def hydra_job() -> dict:
     """Which Hydra job this is: run or multirun, the sweep folder, the job number and its overrides ({} outside
     Hydra). The sweep summary and the W&B group are read from here."""
+    from r1exp.distributed import launched_hydra_job
+
+    launched = launched_hydra_job()  # a rank of a distributed run: the job that launched it
+    if launched is not None:
+        return launched
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -105,6 +110,7 @@ class Manifest:
             "git": git_state(),
             "command": secrets.redact_argv(sys.argv),
             "hydra": hydra_job(),
+            "slurm": slurm.job_facts(),  # the SLURM job and node (None outside SLURM)
             "start": now(),
             "end": None,
             "metrics": {},
@@ -134,6 +140,10 @@ class Manifest:
                     error=secrets.redact_text(error) if error else None, exit_code=exit_code, **fields)
 
     def write(self) -> None:
+        from r1exp.distributed import is_main_process
+
+        if not is_main_process():  # the ranks of a distributed run share rank 0's run.json
+            return
         with self._lock:
             _write(self.path, self.data)
 

@@ -85,7 +85,10 @@ class GracefulStop:
                 stop.training = True
 
             def on_step_end(self, args, state, control, **kwargs):
-                if stop.requested:
+                from r1exp.distributed import any_rank
+
+                if any_rank(stop.requested, args.device):  # every rank stops at the same step
+                    stop.signum = stop.signum or signal.SIGTERM
                     control.should_save = True
                     control.should_training_stop = True
                 return control

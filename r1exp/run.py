@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import secrets, timing, tracking
+from r1exp import distributed, secrets, timing, tracking
 from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -35,11 +35,14 @@ def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
     secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
+    if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
+        return distributed.launch(cfg, run_dir)
     env = detect()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))
     startup = timing.Startup(on_change=lambda parts: manifest.update(startup=parts))  # run.json `startup`
+    manifest.update(distributed=distributed.facts(cfg))
     status, code = "failed", EXIT_RUNTIME
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
@@ -54,12 +57,14 @@ def run(cfg, run_dir: Path | None = None) -> int:
         checkpoint = prepare_resume(cfg, run_dir, manifest)
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
-        servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
+        if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
+            servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
         with startup.build():
             built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built, plan)
         built.trainer.add_callback(stop.callback())
         stop.install()
+        distributed.before_training()
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
             built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         manifest.update(gpu_memory=gpu_memory.summary())
@@ -85,7 +90,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         servers.close()
         stop.restore()
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
-    return code
+    return distributed.rank_exit_status(code)
 
 
 def _check_rewards(cfg) -> None:
@@ -125,7 +130,8 @@ def _check(cfg, built, plan) -> None:
 def _save(cfg, built, run_dir: Path) -> dict:
     built.trainer.save_model(str(run_dir / "adapter"))
     metrics = tracking.summarize(tracking.read_metrics(run_dir))
-    tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
+    if distributed.is_main_process():
+        tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
     return metrics
 
 

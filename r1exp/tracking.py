@@ -138,6 +138,10 @@ def start_tracker(cfg, run_dir: Path, resolved: dict, manifest: dict) -> str:
     A resumed run (resume=true) logs into the W&B run of the attempt it continues."""
     if cfg.logger.name != "wandb":
         return "none"
+    from r1exp.distributed import is_main_process
+
+    if not is_main_process():
+        return "wandb"  # rank 0 logs the run; the same report_to on every rank (TRL gathers completions for it)
     import wandb
 
     earlier = (manifest.get("attempts") or [{}])[-1]

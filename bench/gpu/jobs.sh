@@ -28,6 +28,14 @@ declare -A JOBS=(
   [normal_20b]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
   [normal_20_lr]="$Q05 loader=peft engine=vllm trainer.max_steps=20 trainer.learning_rate=1e-4"
   [llama_ctx]="$L8 loader=peft engine=vllm"
+  # Several GPUs (a machine of kind nvidia-h200-x2/x4/x8; README "Scaling out"). Not run yet: no such machine lent.
+  [ddp2_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=2"
+  [ddp4_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=4"
+  [ddp8_q7_peft_vllm]="$Q7 loader=peft engine=vllm distributed=ddp distributed.num_processes=8"
+  [fsdp8_q7_peft_hf]="$Q7 loader=peft engine=hf distributed=fsdp distributed.num_processes=8"
+  [zero3_8_q7_peft_hf]="$Q7 loader=peft engine=hf distributed=deepspeed_zero3 distributed.num_processes=8"
+  [server_ddp3_peft]="$Q05 loader=peft engine=vllm_server engine.launch=true engine.gpus=[3] distributed=ddp distributed.num_processes=3"
+  [tp2_ddp4_q7_peft_vllm]="$Q7 loader=peft engine=vllm engine.tensor_parallel_size=2 distributed=ddp distributed.num_processes=4"
 )
 for job in "$@"; do
   dir=/tmp/r1runs/$job

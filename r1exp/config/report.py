@@ -94,6 +94,10 @@ def print_dry_run(cfg, env, console: Console | None = None, problems: list | Non
     engine = engine_of(cfg)
     if cfg.get("reproducible") and engine.deterministic_cost:
         console.print(f"note: reproducible=true (deterministic mode) costs {engine.deterministic_cost}", markup=False)
+    from r1exp.distributed import describe
+
+    if describe(cfg, env):
+        console.print(describe(cfg, env), markup=False, highlight=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

@@ -18,16 +18,19 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
-from r1exp import components, plausibility, sources, trainer_rules, versions
+from r1exp import components, distributed, plausibility, secrets, sources, trainer_rules, versions
 from r1exp.config import checks
 from r1exp.config.rule import Context, Rule
 from r1exp.config.schema import problems_of
 from r1exp.data import rules as data_rules
+from r1exp.data import scan
 from r1exp.errors import Problem
+from r1exp.rewards import monitor
 from r1exp.rewards import rules as reward_rules
 
 SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
-                       *sources.RULES, *plausibility.RULES)
+                       *sources.RULES, *plausibility.RULES,
+                       *distributed.RULES, *secrets.secret_rules(), *monitor.budget_rules(), *scan.data_rules())
 # hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
 PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "
                   "this machine lacks is a warning")
