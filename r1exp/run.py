@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import distributed, secrets, timing, tracking
+from r1exp import distributed, secrets, summary, timing, tracking
 from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -47,6 +47,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
     stop.install()
+    clock = summary.PhaseClock()  # wall time per phase, kept in run.json (`phases`)
     try:
         problems = errors_of(validate(cfg, env, dry_run=False))
         if problems:
@@ -55,6 +56,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         manifest.update(plan=plan.as_dict())
         _check_rewards(cfg)
         checkpoint = prepare_resume(cfg, run_dir, manifest)
+        clock.enter("build")
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
         if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
@@ -65,11 +67,13 @@ def run(cfg, run_dir: Path | None = None) -> int:
         built.trainer.add_callback(stop.callback())
         stop.install()
         distributed.before_training()
+        clock.enter("train")
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
             built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         manifest.update(gpu_memory=gpu_memory.summary())
         if stop.requested:
             raise KeyboardInterrupt
+        clock.enter("save")
         metrics = _save(cfg, built, run_dir)
         status, code = "ok", EXIT_OK
         manifest.finish("ok", metrics, exit_code=code)
@@ -84,12 +88,16 @@ def run(cfg, run_dir: Path | None = None) -> int:
                         checkpoint=str(saved) if saved else None)
     except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
         traceback.print_exc()
+        summary.save_traceback(run_dir)  # error.txt, named by the closing summary
         manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
                         exit_code=code)
     finally:
         servers.close()
         stop.restore()
+        manifest.update(phases=clock.stop(), wandb_url=summary.wandb_url())
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
+        if distributed.is_main_process():
+            summary.print_run_summary(run_dir, manifest.data)
     return distributed.rank_exit_status(code)
 
 
@@ -106,6 +114,7 @@ def _check_rewards(cfg) -> None:
 
 def _build(cfg, plan, run_dir, report_to):
     _own_rendezvous_port()
+    from r1exp import live
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
@@ -114,6 +123,7 @@ def _build(cfg, plan, run_dir, report_to):
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
     timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
+    live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries
     return built
 
 

@@ -232,7 +232,9 @@ def summarize(sweep_dir: Path, metric: str = "reward_last10", maximize: bool = T
     jobs = collect_jobs(sweep_dir)
     paths = write_summary(sweep_dir, jobs, metric, maximize)
     _last.update(exit_code=exit_status(jobs), sweep_dir=Path(sweep_dir))
-    print(f"\nsweep: {sum(job.ok for job in jobs)}/{len(jobs)} jobs ok; summary in {paths['md']}", flush=True)
+    from r1exp.summary import print_sweep_summary
+
+    print_sweep_summary(sweep_dir, jobs, paths, metric, maximize)  # jobs ok, the best job, where the summary is
     return _last["exit_code"]
 
 

@@ -1,12 +1,15 @@
 """The default experiment, for real, on CPU: `python -m r1exp` trains the tiny model with GRPO and learns.
 
 One run (module-scoped) is shared by the assertions below: the run folder of DESIGN.md, the manifest's fields,
-and a reward that clearly rises from the first 10% of steps to the last 10%.
+a reward that clearly rises from the first 10% of steps to the last 10%, and the accuracy reward with it (the demo
+learns the task, not only the format); what the console shows: the live view (plain lines, as in CI or a SLURM
+log) instead of TRL's dictionaries, and the closing summary.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -60,3 +63,47 @@ def test_every_step_is_split_into_timed_phases(default_run):
 
     manifest = json.loads((default_run.run_dir / "run.json").read_text())
     check_run(default_run.run_dir, "vllm", manifest["config"]["trainer"]["max_steps"])
+
+
+def first_last(run_dir, key: str) -> tuple[float, float]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    values = [r[key] for r in rows if "reward" in r]
+    k = max(1, len(values) // 10)
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def test_accuracy_rises_the_demo_learns_the_task_not_only_the_format(default_run):
+    first, last = first_last(default_run.run_dir, "rewards/accuracy/mean")
+    assert last >= first + 0.3, f"accuracy did not rise: first 10% {first:.3f}, last 10% {last:.3f}"
+
+
+def test_console_shows_the_live_view_not_trls_dictionaries(default_run):
+    out = default_run.stdout
+    assert "'loss'" not in default_run.output and "'rewards/accuracy/mean'" not in default_run.output
+    steps = re.findall(r"^step (\d+)/50 \(\d+%\) \d:\d\d:\d\d eta \d:\d\d:\d\d \| reward [\d.-]+ "
+                       r"\(accuracy [\d.-]+, format [\d.-]+\) \| length [\d.]+ \| [\d.]+ s/step$", out, re.M)
+    # a line every 5 steps (and one at step 1; a slow machine adds one a minute)
+    assert {1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50} <= {int(s) for s in steps} and len(steps) < 25, out[-3000:]
+    log = (default_run.run_dir / "train.log").read_text()   # the full dictionaries went to the run's log
+    assert len(re.findall(r"^step \d+/50 \{.*\"loss\"", log, re.M)) == 50
+
+
+def test_run_ends_with_the_closing_summary(default_run):
+    run_dir = default_run.run_dir
+    closing = default_run.stdout[default_run.stdout.rindex("run ok (exit 0)"):]
+    manifest = json.loads((run_dir / "run.json").read_text())
+    phases = manifest["phases"]
+    assert set(phases) >= {"startup", "checks", "build", "train", "save", "total"} and phases["train"] > 0
+    expected = [
+        rf"folder\s+{re.escape(str(run_dir))}$",
+        rf"wall time\s+{phases['total']:.1f} s \(startup [\d.]+, checks [\d.]+, build [\d.]+, train [\d.]+, save",
+        r"steps\s+50 of 50 \(rewards: mean of the first 5 -> the last 5\)$",
+        r"reward\s+[\d.]+ -> [\d.]+  \(\+[\d.]+\)$",
+        r"^\s+accuracy\s+[\d.]+ -> [\d.]+", r"^\s+format\s+[\d.]+ -> [\d.]+",
+        rf"reward curve\s+{re.escape(str(run_dir / 'reward_curve.png'))}$",
+        rf"W&B \(offline\)\s+wandb sync {re.escape(str(run_dir))}/wandb/offline-run-\S+$",
+        rf"reproduce\s+python -m r1exp.reproduce {re.escape(str(run_dir))}$",
+    ]
+    for pattern in expected:
+        assert re.search(pattern, closing, re.M), f"{pattern!r} not in:\n{closing}"
+    assert "run ok (exit 0)" in (run_dir / "train.log").read_text()

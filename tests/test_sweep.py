@@ -102,6 +102,38 @@ def test_jobs_of_a_sweep_share_one_wandb_group(grid):
     assert [r["run"]["name"] for r in runs] == [f"{grid.run_dir.name}-0", f"{grid.run_dir.name}-2"]
 
 
+def test_the_sweep_ends_with_the_best_job_and_the_summary_path_and_each_job_with_its_own(grid):
+    ok = {n: json.loads((grid.run_dir / n / "run.json").read_text())["metrics"]["reward_last10"] for n in ("0", "2")}
+    best = max(ok, key=ok.get)
+    closing = grid.stdout[grid.stdout.rindex("sweep: 2/4 jobs ok"):]
+    assert re.search(rf"best\s+job {best} \(trainer.max_steps=", closing), closing
+    assert str(grid.run_dir / "summary.md") in closing and str(grid.run_dir / "summary.png") in closing
+    assert re.search(r"job 1\s+failed, exit 2: .*no checkpoint to continue from", closing)
+    assert grid.stdout.count("run ok (exit 0)") == 2 and grid.stdout.count("run failed (exit 2)") == 2
+    assert "step 2/2 (100%)" in grid.stdout and "'loss'" not in grid.output  # jobs print plain live lines
+
+
+def test_runs_lists_the_sweeps_jobs_and_compares_two_of_them(grid, tmp_path):
+    env = {"COLUMNS": "300"}
+    listed = run_cli([str(grid.run_dir.parent)], grid.run_dir, module="r1exp.runs", env=env, timeout=120)
+    assert listed.code == 0, listed.output
+    rows = {re.search(r"grid/\d\b", line).group(): line for line in listed.stdout.splitlines()
+            if re.search(r"grid/\d\b", line)}
+    assert sorted(rows) == ["grid/0", "grid/1", "grid/2", "grid/3"]
+    assert "ok" in rows["grid/0"] and "trainer.max_steps=1 resume=false" in rows["grid/0"]
+    assert "failed" in rows["grid/3"] and "trainer.max_steps=2 resume=true" in rows["grid/3"]
+    assert FAKE_KEY not in listed.output
+    assert re.search(r"sweep grid: 2/4 jobs ok, best job \d", listed.stdout)
+    png = tmp_path / "compare.png"
+    compared = run_cli(["compare", str(grid.run_dir / "0"), str(grid.run_dir / "2"), "-o", str(png)], grid.run_dir,
+                       module="r1exp.runs", env=env, timeout=120)
+    assert compared.code == 0, compared.output
+    diff = [line for line in compared.stdout.splitlines() if "trainer.max_steps" in line]
+    assert len(diff) == 1 and re.search(r"trainer.max_steps\W+1\W+2\W", diff[0]), compared.stdout
+    assert "learning_rate" not in compared.stdout  # only the keys that differ
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"reward curves: {png}" in compared.stdout
+
+
 @pytest.mark.slow
 def test_one_job_of_a_sweep_is_reproduced(grid, tmp_path):
     new_dir = tmp_path / "again"
