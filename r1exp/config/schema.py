@@ -162,7 +162,8 @@ class TrainerRanges(BaseModel):
 
 RANGE_ERRORS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
                 "less_than_equal": "<= {le}", "finite_number": "a finite number", "too_short": "not empty",
-                "string_too_short": "not empty", "string_pattern_mismatch": "without '/'"}
+                "string_too_short": "not empty", "string_too_long": "at most {max_length} characters",
+                "string_pattern_mismatch": "without '/'"}
 
 
 def problems_of(error: ValidationError, prefix: str, model_cls, data, only_ranges: bool = False) -> list[Problem]:
