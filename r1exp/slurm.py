@@ -22,6 +22,12 @@ SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLau
 SETTINGS = "conf/hydra/launcher/slurm.yaml"
 # What sbatch says -> the launcher key behind it and the fix
 REFUSALS = (
+    ("configuration source", "hydra/launcher", "sbatch finds no SLURM cluster from this machine (no slurm.conf)",
+     "run the sweep on the cluster's login node (or point SLURM_CONF at its slurm.conf); here use hydra/launcher=local"),
+    ("configuration file", "hydra/launcher", "sbatch cannot read this machine's SLURM configuration (slurm.conf)",
+     "run the sweep on the cluster's login node (or point SLURM_CONF at its slurm.conf); here use hydra/launcher=local"),
+    ("unable to contact slurm controller", "hydra/launcher", "the cluster's controller (slurmctld) does not answer",
+     "check the cluster (`sinfo`), then run the sweep again"),
     ("generic resource", "hydra.launcher.gpus_per_node",
      "the cluster has no GPUs of that kind (GRES gpu) in this partition",
      "on CPU nodes set hydra.launcher.gpus_per_node=null; for GPUs pick a GPU partition (hydra.launcher.partition=...)"),
@@ -133,4 +139,6 @@ def job_facts() -> dict | None:
 def _value(launcher, key: str):
     if key.startswith("hydra.launcher."):
         return launcher.get(key.rpartition(".")[2])
+    if key == "hydra/launcher":
+        return "slurm"
     return ", ".join(f"{k}={launcher.get(k)}" for k in ("partition", "cpus_per_task", "mem_gb", "gpus_per_node"))

@@ -140,3 +140,14 @@ def test_a_distributed_run_as_a_slurm_job(cluster, tmp_path):
     assert manifest["status"] == "ok" and manifest["distributed"]["world_size"] == 2
     assert manifest["slurm"]["node"] == cluster.host and manifest["hydra"]["job_num"] == 0
     assert (sweep_dir / "0" / "rank1.log").exists() and (sweep_dir / "summary.md").exists()
+
+
+def test_without_a_cluster_sbatch_says_so_and_the_sweep_stops(capsys, monkeypatch, tmp_path, refuse_to_run):
+    if missing():
+        pytest.skip(missing())
+    (tmp_path / "slurm.conf").write_text("")  # sbatch is here; no cluster is configured
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    code = entry.main(["-m", "hydra/launcher=slurm", *NODE, "logger=none", "trainer.learning_rate=1e-3,2e-3"])
+    text = "".join(capsys.readouterr())
+    assert code == 2, text
+    assert "error [slurm.resources]: hydra/launcher = 'slurm'" in text and "login node" in text
