@@ -77,6 +77,8 @@ def _claim(argv: list[str], cl) -> Claim:
     if pattern is None:  # not resolvable here: leave it to Hydra, as before
         return Claim(list(argv))
     folder = Path(path).expanduser()
+    if _rank_of(folder):  # a rank of a distributed run: the launching process claimed this folder for it
+        return Claim(list(argv))
     if resume and not cl.multirun:
         from r1exp.resume import claim_attempt
 
@@ -88,6 +90,16 @@ def _claim(argv: list[str], cl) -> Claim:
         result = Claim(_with(argv, key, folder), folder, key, fresh=True, created=created)
     _last["folder"] = result.folder
     return result
+
+
+def _rank_of(folder: Path) -> bool:
+    """This process is a rank that r1exp.distributed launched into `folder`, which its launcher already claimed."""
+    import os
+
+    from r1exp.distributed import RUN_DIR_ENV
+
+    shared = os.environ.get(RUN_DIR_ENV)
+    return bool(shared) and Path(shared).resolve() == folder.resolve()
 
 
 def _resolve(cl, key: str) -> tuple[str | None, str | None, bool]:

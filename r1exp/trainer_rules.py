@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 
 from r1exp.config.plan import trainer_value
 from r1exp.config.rule import Rule, get
+from r1exp.distributed import planned_world_size
 from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import Problem
-from r1exp.machine import world_size
 from r1exp.trl_fields import grpo_fields
 
 # GRPOConfig keys r1exp derives from other groups: setting them under trainer.* is an error naming the group.
@@ -163,7 +163,7 @@ def grpo_batch(ctx):
     micro, accumulation, gens = (values["per_device_train_batch_size"], values["gradient_accumulation_steps"],
                                  values["num_generations"])
     gbs, spg = values["generation_batch_size"], values["steps_per_generation"]
-    world = world_size()
+    world = planned_world_size(cfg)
     global_batch = micro * world
     if gens < 2:
         yield Problem("trainer.num_generations", gens,

@@ -114,6 +114,8 @@ BAD = [
     row("output.writable", "hydra.run.dir=tests/conftest.py/run", "hydra.run.dir"),
     row("config.resolve", "name=${oops}", "name"),
     row("reproducible", "reproducible=true engine=vllm_server dry_run=true", "engine.name"),
+    row("unsloth.one_process", "loader=unsloth distributed=ddp distributed.num_processes=2 hardware.num_gpus=2 "
+        "dry_run=true", "distributed.num_processes"),
     row("reproducible", "reproducible=true loader=unsloth dry_run=true", "loader.name"),
     row("hydra.compose", "model=qwn7b", "model"),
     row("hydra.compose", "trainer.learnin_rate=1", "trainer.learnin_rate"),
@@ -151,11 +153,13 @@ def test_the_table_has_at_least_40_bad_configurations():
 # never stop a run) are specified in their own files: trainer.deprecated in tests/test_trl_values.py.
 UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed", "versions.known_bad",
                "versions.requirements", "versions.unmeasured", "trainer.unsloth_batch", "trainer.deprecated",
-               "engine.transformers_version", "engine.cb_dtype"}   # the last two: tests/test_engines.py
+               "engine.transformers_version", "engine.cb_dtype",   # these two: tests/test_engines.py
+               "distributed.cpu_memory"}                           # tests/test_distributed.py
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
-OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.sources", "r1exp.plausibility")
+OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.sources", "r1exp.plausibility", "r1exp.distributed",
+             "r1exp.secrets", "r1exp.rewards.monitor", "r1exp.data.scan")
 
 
 def test_every_rule_of_the_table_has_a_test():

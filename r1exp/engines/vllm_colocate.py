@@ -29,7 +29,7 @@ from r1exp.config.rule import Rule, get
 from r1exp.engines.check import BuiltRule
 from r1exp.engines.vllm_common import VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
-from r1exp.machine import on_cpu, world_size
+from r1exp.machine import on_cpu
 
 TRL_ENGINE_MODULE = "trl.generation.vllm_generation"
 VLLM_ASLEEP_GB = 0.5        # what a sleeping engine (sleep level 2: weights and KV cache released) still holds
@@ -164,7 +164,9 @@ class VllmColocate(VllmEngine):
     )
 
     def tensor_parallel_problems(self, ctx):
-        tp, world = self.tensor_parallel_size, world_size()
+        from r1exp.distributed import planned_world_size
+
+        tp, world = self.tensor_parallel_size, planned_world_size(ctx.cfg)
         if world % tp:
             yield Problem("engine.tensor_parallel_size", tp,
                           f"TRL colocate splits the {world} training process(es) into tensor-parallel groups of {tp}: "

@@ -48,9 +48,14 @@ def check_server_gpus(ctx):
     if outside:
         yield Problem("engine.gpus", server, f"GPU(s) {outside} do not exist: the run has GPUs 0..{gpus - 1}",
                       f"pick server GPUs among 0..{gpus - 1}, e.g. engine.gpus=[{gpus - 1}]")
-    elif not server or len(set(server)) >= gpus:
-        yield Problem("engine.gpus", server, "no GPU is left for the trainer: the server takes every GPU",
-                      f"leave at least one GPU for training, e.g. engine.gpus=[{gpus - 1}]")
+    else:
+        from r1exp.distributed import processes_per_machine
+
+        trainers = processes_per_machine(ctx.cfg)
+        if not server or gpus - len(set(server)) < trainers:
+            yield Problem("engine.gpus", server,
+                          f"the server takes {len(set(server))} of {gpus} GPUs and the {trainers} training process(es) "
+                          "need one each", f"leave {trainers} GPU(s) for training, e.g. engine.gpus=[{gpus - 1}]")
 
 
 class VllmServer(VllmEngine):

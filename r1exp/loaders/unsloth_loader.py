@@ -86,6 +86,16 @@ def check_four_bit_gpu(ctx):
                       "drop loader.load_in_4bit on this machine, or run on a GPU")
 
 
+def check_one_process(ctx):
+    from r1exp.distributed import planned_world_size
+
+    world = planned_world_size(ctx.cfg)
+    if world > 1:
+        yield Problem("distributed.num_processes", world,
+                      "Unsloth trains in one process on one GPU (its open-source release has no multi-GPU training)",
+                      "use loader=peft for several processes, or distributed=none with loader=unsloth")
+
+
 def check_micro_batch(ctx):
     """Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations."""
     from r1exp.config.plan import trainer_value
@@ -127,6 +137,8 @@ class UnslothLoader(Loader):
         Rule("unsloth.installed", ("loader.name",), check_installed, scope="machine", doc="loader=unsloth needs unsloth"),
         Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit_gpu, scope="machine",
              doc="4-bit loading needs CUDA"),
+        Rule("unsloth.one_process", ("distributed.num_processes",), check_one_process,
+             doc="Unsloth trains in a single process"),
         Rule("trainer.unsloth_batch", ("trainer.per_device_train_batch_size", "trainer.num_generations"), check_micro_batch,
              doc="Unsloth rounds the micro-batch up to a multiple of num_generations"),
     )
