@@ -100,11 +100,12 @@ class GracefulStop:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest trainer/checkpoint-<step> folder of a run, or None."""
+    """The newest trainer/checkpoint-<step> folder of a run, or None (transformers' own search)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     folder = Path(run_dir) / "trainer"
-    steps = [(int(p.name.rsplit("-", 1)[1]), p) for p in folder.glob("checkpoint-*")
-             if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
-    return max(steps)[1] if steps else None
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(found) if found else None
 
 
 def checkpoint_step(checkpoint: Path) -> int:
