@@ -166,7 +166,7 @@ def _leaves(obj, prefix: str):
 
 
 def secret_rules() -> list:
-    """Rows for the validation table (r1exp.config.rules): gather them with `RULES += secrets.secret_rules()`."""
+    """Rows of the rules table (gathered by r1exp.config.validate)."""
     from r1exp.config.rule import Rule
 
     return [Rule("secrets.trainer", ("trainer.*",), trainer_secrets,

@@ -91,7 +91,7 @@ def reward_monitor(run_dir: Path, max_failure_rate: float | None, time_budget_s:
 
 
 def budget_rules() -> list:
-    """Rows for the validation table (r1exp.config.rules): gather them with `RULES += monitor.budget_rules()`."""
+    """Rows of the rules table (gathered by r1exp.config.validate)."""
     from r1exp.config.rule import Rule
 
     return [Rule("checks.reward_time_budget_s", ("checks.reward_time_budget_s",), check_time_budget,
