@@ -111,6 +111,7 @@ def _resolve(cl, key: str) -> tuple[str | None, str | None, bool]:
 
     own = job_overrides(_fixed(cl), cl.multirun)[0]
     hydra_own = [o for o in _fixed(cl) if o.lstrip("+~").startswith("hydra.")]
+    previous = HydraConfig.instance().cfg
     try:
         cfg = compose(own + hydra_own, cl.config_name, cl.config_dir or cl.config_path, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)   # for ${hydra:...} in the folder's pattern
@@ -118,6 +119,8 @@ def _resolve(cl, key: str) -> tuple[str | None, str | None, bool]:
         return str(written), str(OmegaConf.select(cfg, key)), bool(cfg.get("resume", False))
     except Exception:  # noqa: BLE001 - preflight composed this command line; Hydra reports anything else itself
         return None, None, False
+    finally:
+        HydraConfig.instance().cfg = previous
 
 
 def _fixed(cl) -> list[str]:

@@ -55,7 +55,7 @@ def test_the_command_line_stops_before_anything_is_written(monkeypatch, tmp_path
 @pytest.mark.slow
 def test_no_file_of_a_real_run_holds_the_token(tmp_path):
     """A real run (W&B offline, checkpoints, adapter) with the token in the environment: no file contains it."""
-    result = run_cli(["engine=hf", "trainer.max_steps=2", "+trainer.save_strategy=steps", "+trainer.save_steps=1",
+    result = run_cli(["engine=hf", "trainer.max_steps=2", "++trainer.save_strategy=steps", "++trainer.save_steps=1",
                       "logger.mode=offline", "name=secret_check"], tmp_path / "run", env={"HF_TOKEN": TOKEN})
     assert result.code == 0, result.output[-3000:]
     files = [p for p in Path(tmp_path / "run").rglob("*") if p.is_file()]
