@@ -5,6 +5,7 @@ real PEFT LoRA model, with the LoRA's B matrices moved off zero so that merging 
 - the control: TRL unpatched merges and unmerges in place, and the base weights come back with rounding in them;
 - patched: every tensor handed to vLLM equals what PEFT's own merge_adapter() gives, bit for bit, and the names
   are TRL's; afterwards the base weights are bit-identical to before, for many syncs in a row;
+- a consumer that keeps the tensors without copying them (vLLM's packed broadcast) still has the merged values;
 - PEFT's bookkeeping says unmerged afterwards, and a model without LoRA goes through TRL's path unchanged.
 The resume test (tests/test_resume.py, slow) shows the effect on a whole run: engine=vllm resumes bit-exactly.
 """
@@ -108,6 +109,20 @@ def test_the_patched_sync_sends_peft_merged_weights_and_keeps_the_base_bits(dtyp
         assert identical(sent, expected)
         assert identical(base_weights(model), before)
     assert not any(getattr(m, "merged", False) for m in model.modules())
+
+
+def test_a_consumer_may_keep_the_tensors_until_the_end():
+    """vLLM's packed broadcast (TRL's server mode) keeps each tensor until its buffer is full: the tensors handed
+    over must still hold the merged values after the iteration has moved on and finished."""
+    exact_sync.install()
+    model = lora_model(torch.float32)
+    reference = copy.deepcopy(model)
+    reference.merge_adapter()
+    gen = generation_for(model)
+    kept = dict(type(gen)._iter_named_params(gen))  # no copies taken
+    expected = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p.detach()
+                for n, p in reference.named_parameters() if "lora_" not in n}
+    assert identical(kept, expected)
 
 
 def test_install_is_idempotent():

@@ -13,8 +13,10 @@ after.
 
 The fix. While TRL iterates, `merge_adapter` merges nothing and `unmerge_adapter` undoes nothing; each LoRA layer's
 base weight (and bias) is merged just before TRL reads it, by PEFT's own `layer.merge()` (so vLLM receives the very
-values TRL's merge gives), and restored bit for bit from a copy of that one tensor right after vLLM has copied it
-(TRL's loop calls `load_weights` on each tensor before asking for the next). Extra memory: one layer's weight.
+values TRL's merge gives) into a copy, which TRL hands to vLLM; the layer's own tensor is never written. Extra
+memory: one layer's weight while vLLM copies it (colocate), or the tensors of one broadcast buffer (server mode:
+vLLM's packed broadcast keeps the tensors until its buffer is full, so they must stay valid after the next one
+is asked for).
 Applies to both TRL modes that use this iterator (colocate, server); FSDP's path is left to TRL.
 
 `install()` patches the class once (idempotent, checked by `is_installed()`); TRL versions whose iterator is
@@ -56,24 +58,23 @@ def _base_tensors(layer) -> dict:
 
 @contextlib.contextmanager
 def merged(layer):
-    """Inside the block the layer's base weight and bias hold the merged values (PEFT's own merge); on exit they
-    hold again exactly the bits they held before, and PEFT's bookkeeping says unmerged."""
+    """Inside the block the layer's base weight and bias are fresh copies holding the merged values (PEFT's own
+    merge), given as {"weight": tensor, "bias": tensor}; on exit the layer gets back its original tensors, which the
+    merge never touched. The copies belong to the caller: a consumer may keep them (vLLM's packed broadcast for
+    TRL's server mode holds each tensor until its buffer is full)."""
     base = layer.get_base_layer()
-    saved = {}
-    for attr in ("weight", "bias"):
-        param = getattr(base, attr, None)
-        if param is not None:
-            saved[attr] = (param.data, param.data.clone())
+    originals = {attr: getattr(base, attr).data for attr in ("weight", "bias") if getattr(base, attr, None) is not None}
     try:
+        for attr, data in originals.items():
+            getattr(base, attr).data = data.clone()
         from peft.tuners.tuners_utils import onload_layer
 
         with onload_layer(layer):
             layer.merge()  # the active adapters, as TRL's model.merge_adapter() merges them
-        yield base
+        yield {attr: getattr(base, attr).data for attr in originals}
     finally:
-        for attr, (storage, copy) in saved.items():
-            storage.copy_(copy)
-            getattr(base, attr).data = storage  # a safe_merge rebinds .data; the original storage comes back
+        for attr, data in originals.items():
+            getattr(base, attr).data = data
         layer.merged_adapters.clear()
 
 
@@ -100,8 +101,8 @@ def exact_iter_named_params(original):
                     yield name, tensor
                     continue
                 layer, attr = owner
-                with merged(layer) as base:
-                    yield name, getattr(base, attr).data
+                with merged(layer) as tensors:
+                    yield name, tensors[attr]
 
     setattr(_iter_named_params, MARK, True)
     _iter_named_params.__wrapped__ = original  # TRL's own, for uninstall() and the tests' control
