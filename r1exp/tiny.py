@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-BUILD_VERSION = 6  # bump when the way models are built changes (invalidates caches)
+BUILD_VERSION = 7  # bump when the way models are built changes (invalidates caches)
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHAT_TEMPLATE = (
@@ -68,13 +68,16 @@ TMP_MARK = ".tmp-"   # <model folder>.tmp-<host>-<pid>: a build under way (or on
 
 def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
     warm = model_cfg.get("warmup")
-    texts = _warmup_texts(model_cfg, data_cfg, sloppy=True) if warm else _filler_texts()
-    tokenizer = _train_tokenizer(texts, int(model_cfg.arch.vocab))
+    learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
+    tokenizer = _train_tokenizer(learn, int(model_cfg.arch.vocab))
     model = _random_model(model_cfg, tokenizer)
     if warm:
-        log(f"tiny model: warming up on task text ({warm.steps} clean + {warm.sloppy_steps} sloppy steps) ...")
-        _warm_up(model, tokenizer, _warmup_texts(model_cfg, data_cfg, sloppy=False), warm.steps, warm.learning_rate)
-        _warm_up(model, tokenizer, texts, warm.sloppy_steps, warm.sloppy_learning_rate)
+        tokenizer = _as_loaded(tokenizer, model, tmp)  # warm up on the tokens the model will be given
+        log(f"tiny model: warming up on task text ({warm.steps} + {warm.sloppy_steps} steps) ...")
+        batch = int(warm.get("batch_size", 64))
+        _warm_up(model, tokenizer, learn, warm.steps, warm.learning_rate, batch)
+        sloppy = _warmup_texts(data_cfg, warm.sloppy_format_rate, warm.sloppy_think_rate)
+        _warm_up(model, tokenizer, sloppy, warm.sloppy_steps, warm.sloppy_learning_rate, batch)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
@@ -115,6 +118,17 @@ def _train_tokenizer(texts: list[str], vocab: int):
     )
     fast.add_tokens(TAGS)
     return fast
+
+
+def _as_loaded(tokenizer, model, folder: Path):
+    """The tokenizer as TRL and vLLM will load it from the model's folder. AutoTokenizer picks the class of the
+    model's type, and that class may bring its own pre-tokenizer (Qwen2's splits digits from the space before them:
+    " 4" is two tokens there, one in the trained BPE). A model warmed up on the other split cannot read its prompts."""
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(folder)
+    model.config.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def _widen(tok, size: int):
@@ -177,43 +191,38 @@ def _random_model(model_cfg, tokenizer):
     return model
 
 
-def _warmup_texts(model_cfg, data_cfg, sloppy: bool) -> list[str]:
-    """Task texts in chat form. Clean: every completion in format and right. Sloppy: only a share in format and a
-    share of answers near misses. Training on clean then briefly on sloppy text gives a model that knows the task
-    but is careless about it, as a base model is, so RL has room to climb."""
+def _warmup_texts(data_cfg, format_rate: float, think_rate: float) -> list[str]:
+    """Task texts in chat form: a share (`format_rate`) in the <think>/<answer> format, a share (`think_rate`)
+    reasoning before the answer (and right); the others answer at once with a guess (the answer of another
+    question: right by chance only). The warm-up learns the task on texts that mostly reason, then briefly on
+    texts that mostly do not: a model that can do the task when it reasons but mostly does not bother, as a base
+    model does. RL has room to climb, and climbs by the R1 route: reasoning more, because reasoning earns the
+    accuracy reward."""
     from r1exp import data
 
-    w = model_cfg.warmup
-    rng = random.Random(1234)
-    format_rate, correct_rate = (float(w.format_rate), float(w.correct_rate)) if sloppy else (1.0, 1.0)
+    format_rate, think_rate = float(format_rate), float(think_rate)
+    rng = random.Random(f"{format_rate}/{think_rate}")
     pool = data.examples(data_cfg, n=4000, seed=1234)
-    answers = sorted({ex.answer for ex in pool})
+    answers = [ex.answer for ex in pool]
     texts = []
     for ex in pool:
-        answer = ex.answer if rng.random() < correct_rate else _sloppy(ex.answer, answers, rng)
+        think = rng.random() < think_rate
+        reasoning, answer = (ex.reasoning, ex.answer) if think else ("", rng.choice(answers))
         if rng.random() < format_rate:
-            completion = f"<think>{ex.reasoning}</think><answer>{answer}</answer>"
+            completion = f"<think>{reasoning}</think><answer>{answer}</answer>"
         else:
-            completion = f"{ex.reasoning} = {answer}"
+            completion = f"{reasoning} = {answer}" if think else answer
         msgs = data.messages(ex.question, data_cfg.get("system_prompt"))
         msgs.append({"role": "assistant", "content": completion})
         texts.append(_render(msgs))
     return texts
 
 
-def _sloppy(answer: str, pool: list[str], rng: random.Random) -> str:
-    """A near miss: off by one for numbers (a habit the model can learn and RL can remove), else another answer."""
-    try:
-        return str(int(answer) + rng.choice((-1, 1)))
-    except ValueError:
-        return rng.choice([a for a in pool if a != answer] or pool)
-
-
 def _render(msgs: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
 
 
-def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float) -> None:
+def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float, batch_size: int = 64) -> None:
     """Causal-LM training on the completions only (the prompt is context), one-cycle learning rate."""
     import torch
 
@@ -224,7 +233,9 @@ def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: floa
     for seq in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         start = _find_last(seq, marker) + len(marker)
         rows.append((seq, start))
-    steps, batch_size = int(steps), 64
+    steps, batch_size = int(steps), int(batch_size)
+    if steps <= 0:
+        return
     opt = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(learning_rate), total_steps=steps, pct_start=0.1)
     model.train()
