@@ -67,27 +67,6 @@ def no_real_run(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-# Classes that fail today and belong to the schema rewrite under way (types, ranges and required keys are checked by
-# r1exp/config/, not here), or wait for its one-line hook (preflight catching Hydra's TypeError). The property skips
-# them; test_schema_owned_classes lists one of each and fails (strict xfail) once they are fixed, so this filter is
-# removed then.
-SCHEMA_NUMERIC_KEYS = ("hardware.gpu_memory_gb", "seed", "trainer.learning_rate", "model.warmup.")
-SCHEMA_BAD_NUMBERS = {"inf", "-inf", "nan", "1e30", "-1e30", "99999999999999999999", "-1"}
-
-
-def schema_owned(overrides: list[str]) -> bool:
-    for o in overrides:
-        key, _, value = o.partition("=")
-        bare = key.lstrip("+~")
-        if key.startswith("~"):
-            return True                                  # ~name, ~logger: a required key removed
-        if bare in GROUPS and value.startswith("["):
-            return True                                  # +loader=[1,2]: Hydra's TypeError, not caught in preflight
-        if bare.startswith(SCHEMA_NUMERIC_KEYS) and value in SCHEMA_BAD_NUMBERS | {"abc", "é", "'é'", "x y"}:
-            return True
-    return False
-
-
 def check(overrides: list[str]) -> None:
     code, output = dry_run(overrides)
     assert code in (0, 2), f"exit {code} for {overrides}:\n{output[-3000:]}"
@@ -100,7 +79,6 @@ FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=list(Heal
 @settings(FUZZ, max_examples=4)
 @given(override_sets)
 def test_any_overrides_exit_0_or_2_without_a_traceback(no_real_run, overrides):
-    assume(not schema_owned(overrides))
     check(overrides)
 
 
@@ -108,7 +86,6 @@ def test_any_overrides_exit_0_or_2_without_a_traceback(no_real_run, overrides):
 @settings(FUZZ, max_examples=300, derandomize=False)
 @given(override_sets)
 def test_many_override_sets_exit_0_or_2_without_a_traceback(no_real_run, overrides):
-    assume(not schema_owned(overrides))
     check(overrides)
 
 
@@ -122,8 +99,11 @@ def test_known_classes_exit_0_or_2_without_a_traceback(no_real_run, overrides):
     check(overrides)
 
 
-@pytest.mark.xfail(strict=True, reason="the schema rewrite (r1exp/config/) owns these; remove schema_owned() then")
-@pytest.mark.parametrize("overrides", [["hardware.gpu_memory_gb=inf"], ["~name"], ["~logger"], ["+loader=[1,2]"]],
-                         ids=lambda o: " ".join(o))
-def test_schema_owned_classes(no_real_run, overrides):
+@pytest.mark.parametrize("overrides", [["hardware.gpu_memory_gb=inf"], ["~name"], ["~logger"], ["+loader=[1,2]"],
+                                       ["seed=-1"], ["trainer.learning_rate=inf"], ["model.warmup.steps=abc"],
+                                       ["checks.reward_sanity_samples=99999999999999999999"], ["name=" + "x" * 300]],
+                         ids=lambda o: " ".join(o)[:40])
+def test_schema_classes_exit_2_without_a_traceback(no_real_run, overrides):
+    code, output = dry_run(overrides)
+    assert code == 2 and "Traceback (most recent call last)" not in output, output[-3000:]
     check(overrides)

@@ -49,6 +49,7 @@ class Checks(Open):
     reward_sanity: bool = True
     reward_sanity_samples: int = Field(16, ge=1, le=10_000, description="rows the reward sanity check scores")
     max_reward_failure_rate: float = Field(0.1, ge=0, le=1)
+    reward_time_budget_s: float = Field(30.0, gt=0, description="seconds one reward call may take")
 
 
 class Arch(Strict):
@@ -73,12 +74,17 @@ class Lora(Strict):
 
 
 class Warmup(Strict):
+    """The tiny model's warm-up on the task's own text (r1exp/tiny.py, conf/model/tiny.yaml)."""
+
+    batch_size: int = Field(32, ge=1)
     steps: int = Field(ge=0)
     learning_rate: float = Field(gt=0)
+    format_rate: float = Field(ge=0, le=1)
+    think_rate: float = Field(ge=0, le=1)
     sloppy_steps: int = Field(ge=0)
     sloppy_learning_rate: float = Field(gt=0)
-    format_rate: float = Field(ge=0, le=1)
-    correct_rate: float = Field(ge=0, le=1)
+    sloppy_format_rate: float = Field(ge=0, le=1)
+    sloppy_think_rate: float = Field(ge=0, le=1)
 
 
 class Model(Strict):
