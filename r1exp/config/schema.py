@@ -109,7 +109,7 @@ class Data(Open):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
-class Logger(Strict):
+class Logger(Open):
     name: str
     project: str = "r1exp"
     entity: str | None = None
@@ -168,7 +168,7 @@ class TrainerRanges(BaseModel):
 
 RANGE_ERRORS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
                 "less_than_equal": "<= {le}", "finite_number": "a finite number", "too_short": "not empty",
-                "string_too_short": "not empty", "string_too_long": "at most {max_length} characters",
+                "string_too_short": "not empty", "string_too_long": "at most {max_length} characters (too long)",
                 "string_pattern_mismatch": "without '/'"}
 
 
@@ -191,8 +191,11 @@ def _problem(key, err, kind, why_more, model_cls, loc, data) -> Problem:
     if kind in RANGE_ERRORS:
         expected = RANGE_ERRORS[kind].format(**{k: v for k, v in (err.get("ctx") or {}).items()})
         why = f"must be {expected}" + (f" ({why_more})" if why_more else "")
-        return Problem(key, value, why, f"set {key} {expected}" if expected[0] in "<>" else f"set {key} to {expected}",
-                       rule="range")
+        if kind == "string_too_long":
+            fix = f"use a shorter {key}=... ({expected})"
+        else:
+            fix = f"set {key} {expected}" if expected[0] in "<>" else f"set {key} to {expected}"
+        return Problem(key, value, why, fix, rule="range")
     if kind == "missing":
         return Problem(key, "(missing)", "this key is required and the config no longer has it",
                        f"do not delete {key} (drop the ~{key} override) or give it a value: {key}=...",

@@ -5,7 +5,7 @@ used to stop it after the model was loaded, with a traceback. `scan` reads the s
 (r1exp.data.examples: streaming, line by line) and turns each into an Example, so anything that would fail at load
 time fails here first, named by file and line (r1exp.data.files.DataError): a line that is not JSON, bytes that
 are not UTF-8, a record that lacks the prompt or answer field or has it empty. It also finds the longest prompt of
-the whole file: the length rule measures a sample (r1exp.config.prompts.SAMPLE records), so a prompt past the
+the whole file: the length rule measures a sample (r1exp.data.prompts.SAMPLE records), so a prompt past the
 sample that cannot fit the model is reported here, by its line.
 
 A scan of a 100k-record jsonl takes well under a second (bench/data_scan.py); its result is cached per file
@@ -101,7 +101,7 @@ def whole_file(ctx):
 
 def _long_prompt(cfg, result: Scan):
     """The longest prompt past the length rule's sample, when it cannot fit with the completion."""
-    from r1exp.config.prompts import CHARS_PER_TOKEN, SAMPLE, TEMPLATE_TOKENS
+    from r1exp.data.prompts import CHARS_PER_TOKEN, SAMPLE, TEMPLATE_TOKENS
 
     if result.longest_index < SAMPLE or cfg.data.get("max_prompt_tokens"):
         return  # the length rule measured it (or the user gave the prompt length)
