@@ -147,11 +147,12 @@ def _save(cfg, built, run_dir: Path) -> dict:
 
 def _own_rendezvous_port() -> None:
     """A single-process run rendezvouses on a free port: accelerate otherwise pins MASTER_PORT=29500 on CPU, so two
-    runs with an in-process vLLM engine on one machine collide (EADDRINUSE). Launchers that set it keep theirs."""
+    runs with an in-process vLLM engine on one machine collide (EADDRINUSE) — two SLURM jobs of a sweep on one node
+    did, with 29500 in their environment. The ranks of a launched multi-process run keep their launcher's port."""
     import os
     import socket
 
-    if os.environ.get("MASTER_PORT") or os.environ.get("WORLD_SIZE"):
+    if "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
