@@ -136,14 +136,6 @@ def device_label(cfg, env: Environment | None = None) -> str:
     return f"cuda x{len(env.gpus)}" if device == "cuda" and env.gpus and cfg.hardware.device == "auto" else device
 
 
-def world_size() -> int:
-    """Training processes: WORLD_SIZE as set by torchrun/accelerate for each process, 1 for a plain run."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
 def on_cpu(ctx) -> bool:
     """The run a validation context describes trains on the CPU."""
     return planned_gpus(ctx.cfg, ctx.env) == 0

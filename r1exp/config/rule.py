@@ -36,8 +36,6 @@ class Rule:
     doc: str = ""
 
 
-ABSENT = object()
-
 
 def get(cfg, key: str, default=None):
     """A config value by dotted key, `default` when absent (rows read keys that an option may not have)."""
