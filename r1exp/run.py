@@ -152,7 +152,7 @@ def _own_rendezvous_port() -> None:
     import os
     import socket
 
-    if "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
