@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
     "default": ["dry_run=true"],
-    "qwen7b-unsloth": ["model=qwen7b", "loader=unsloth", "dry_run=true"],
+    "qwen7b-unsloth-80GB": ["model=qwen7b", "loader=unsloth", "hardware.gpu_memory_gb=80", "dry_run=true"],
     "qwen7b-vllm-80GB": ["model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80", "dry_run=true"],
     "bad-config (exit 2)": ["loader=unsloth", "engine=vllm", "loader.fast_inference=false", "trainer.num_generations=1",
                             "dry_run=true"],

@@ -1,4 +1,4 @@
-"""Seconds per GRPO step: engine=vllm vs engine=hf, and r1exp vs the same run written directly against TRL.
+"""Seconds per GRPO step: each engine vs engine=hf, and r1exp vs the same run written directly against TRL.
 
     python bench/step_time.py [--model LABEL=OVERRIDES ...] [--engines hf,vllm] [--steps 8] [--skip 2]
                               [--repeats 2] [--set OVERRIDE ...] [--out bench/results/step_time_cpu]
@@ -41,7 +41,7 @@ PRESETS = {
            "model.arch.kv_heads=2 model.arch.head_dim=64 model.arch.intermediate=2048 model.arch.vocab=4096 "
            "model.arch.params=25.0e6",
 }
-# The CPU settings of ../shared/STACK.md's measurement: 4 prompts x 4 generations x 32 tokens, LoRA r=8.
+# The CPU settings of the stack's first measurement: 4 prompts x 4 generations x 32 tokens, LoRA r=8.
 CPU_SETTINGS = ["trainer.per_device_train_batch_size=16", "trainer.num_generations=4",
                 "trainer.max_completion_length=32", "model.lora.r=8", "model.lora.alpha=16",
                 "checks.reward_sanity=false"]
@@ -57,25 +57,19 @@ def bare_run(run_dir: Path) -> dict:
     from omegaconf import OmegaConf
 
     from r1exp import data, rewards
-    from r1exp.build import _device, grpo_config
-    from r1exp.config.environment import detect
+    from r1exp.build import grpo_config
+    from r1exp.components import engine_of
     from r1exp.config.plan import plan_memory
-    from r1exp.engines import engine_settings
-    from r1exp.loaders import model_source
+    from r1exp.loaders.base import model_source
+    from r1exp.machine import detect, run_device
 
     cfg = OmegaConf.create(json.loads((run_dir / "run.json").read_text())["config"])
-    plan, device = plan_memory(cfg, detect()), _device(cfg)
-    settings = engine_settings(cfg, plan, device)
-    if settings.uses_vllm and device == "cpu":
-        from r1exp.engines.vllm_cpu import prepare_cpu_engine
-
-        prepare_cpu_engine(log=lambda *_: None)   # vLLM on CPU cannot take TRL's weights without it
+    plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)
+    engine.before_imports(cfg, device)
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
-
-    from r1exp.engines.colocate import llm_kwargs_for_trl
 
     path = model_source(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, str(cfg.model.dtype)))
@@ -89,22 +83,14 @@ def bare_run(run_dir: Path) -> dict:
         func.__name__ = str(label)                 # TRL names the reward columns after the function
     weights = [float(entry.get("weight", 1.0)) for entry in cfg.reward.values()]
     args = grpo_config(cfg, run_dir / "bare", plan, "none", weights)
-    with llm_kwargs_for_trl(settings.llm_kwargs) if settings.colocate and settings.llm_kwargs else _nothing():
+    # the engine's build context: on CPU the vLLM weight-sync patch (TRL cannot sync at all without it) and the
+    # vLLM arguments GRPOConfig has no field for
+    with engine.build_context(cfg, plan, device, log=lambda *_: None):
         trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=data.build_dataset(cfg.data),
                               processing_class=tokenizer, peft_config=peft_config)
     trainer.train()
     return {"log_history": trainer.state.log_history}
 
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-# --- measuring -------------------------------------------------------------------------------------------------
 
 def _run(cmd: list[str], log_path: Path) -> int:
     env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -193,11 +179,13 @@ def write(rows: list[dict], out: Path, meta: dict) -> None:
                      f"{r['r1exp']['train_wall_per_step_s']:.3f} | {r['bare']['train_wall_per_step_s']:.3f} | "
                      f"{r['overhead_train_wall']:+.1%} | "
                      f"{max(r['r1exp']['max_load_after'], r['bare']['max_load_after']):.1f} |")
-    lines += ["", "engine=vllm vs engine=hf (r1exp, median step):", ""]
+    lines += ["", "each engine vs engine=hf (r1exp, median step; > 1x is faster than hf):", ""]
     for label in dict.fromkeys(r["model"] for r in rows):
         by = {r["engine"]: r["r1exp"]["step_time_median_s"] for r in rows if r["model"] == label}
-        if "hf" in by and "vllm" in by:
-            lines.append(f"- {label}: hf {by['hf']:.3f} s, vllm {by['vllm']:.3f} s, vllm is {by['hf'] / by['vllm']:.2f}x")
+        for engine, seconds in by.items():
+            if engine != "hf" and "hf" in by:
+                lines.append(f"- {label}: hf {by['hf']:.3f} s, {engine} {seconds:.3f} s, {engine} is "
+                             f"{by['hf'] / seconds:.2f}x")
     within = all(abs(r["overhead_step_time"]) <= TARGET_OVERHEAD for r in rows)
     lines += ["", f"Overhead target (|r1exp/bare - 1| <= {TARGET_OVERHEAD:.0%} on the median step): "
               f"{'met' if within else 'NOT met'} for every row."]

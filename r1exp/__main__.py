@@ -16,13 +16,28 @@ _status = {"code": EXIT_OK}
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from r1exp.distributed import route_rank_output
+
+    route_rank_output()  # a rank > 0 of a distributed run writes to <run folder>/rank<N>.log
     from r1exp.config import preflight
 
     cl = preflight.parse(argv)
     if not cl.passthrough:
         verdict = preflight.check(cl)
+        if verdict in (None, EXIT_OK) and cl.multirun:
+            from r1exp.slurm import refused
+
+            if refused(cl, dry_run=verdict == EXIT_OK):  # hydra/launcher=slurm: sbatch --test-only said no
+                return EXIT_USAGE
         if verdict is not None:
             return verdict  # dry run done, or problems reported
+        from r1exp import run_folder
+
+        claim = run_folder.claim(argv, cl)  # a folder of its own, claimed before Hydra writes into it
+        if claim is None:
+            return EXIT_USAGE  # hydra.run.dir holds another run (the fix is printed)
+        with claim:
+            return _hydra(claim.argv, cl)
     return _hydra(argv, cl)
 
 

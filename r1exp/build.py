@@ -1,71 +1,77 @@
 """Building a run from its config: loader (model, tokenizer), data, rewards, GRPOConfig, GRPOTrainer.
 
-Heavy imports live here and below, never in r1exp.config. The loader decides import order (Unsloth before TRL).
+Heavy imports live here and below, never in r1exp.config. The chosen loader decides import order (Unsloth before
+TRL); the chosen engine says what GRPOConfig gets and what must hold while the trainer is built.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-# Keys of GRPOConfig that r1exp derives from other groups; setting them under trainer is an error (see rules).
-DERIVED_TRAINER_KEYS = ("output_dir", "run_name", "report_to", "reward_weights", "use_vllm", "vllm_mode")
+from r1exp.components import engine_of, loader_of
+from r1exp.machine import run_device
 
 
 @dataclass
 class Built:
     trainer: object
-    loaded: object      # loaders.Loaded
+    loaded: object      # loaders.base.Loaded
     dataset: object
     reward_funcs: list
     args: object        # trl.GRPOConfig
+    engine: object      # the chosen engine (r1exp.engines.base.Engine)
+    loader: object      # the chosen loader (r1exp.loaders.base.Loader)
 
 
-def grpo_config(cfg, run_dir: Path, plan, report_to: str, reward_weights: list[float]):
+def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_weights: list[float]):
     from trl import GRPOConfig
 
-    from r1exp.engines import grpo_engine_args
     from r1exp.tracking import grpo_logging_args
 
+    device = run_device(cfg)
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {**grpo_logging_args(cfg, report_to), **trainer_keys}  # completions table for W&B; trainer.* wins
-    kwargs.update(grpo_engine_args(cfg, plan, _device(cfg)))
+    kwargs.update(engine_of(cfg).grpo_args(cfg, plan, device))
+    if cfg.get("reproducible"):
+        kwargs["full_determinism"] = True  # transformers: deterministic torch algorithms, cuDNN, seeded
     kwargs.update(
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
-        reward_weights=reward_weights, use_cpu=_device(cfg) == "cpu",
+        reward_weights=reward_weights, use_cpu=device == "cpu",
     )
     return GRPOConfig(**kwargs)
 
 
-def build(cfg, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
-    from r1exp import data, loaders, rewards
+def deterministic_mode(engine) -> None:
+    """reproducible=true, before torch and vLLM are imported: cuBLAS's deterministic workspace (it must be set before
+    the first cuBLAS call; transformers' full_determinism sets it too late for that) and the engine's own mode."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    os.environ.update(engine.deterministic_env)
 
-    if cfg.engine.name == "vllm" and _device(cfg) == "cpu":
-        from r1exp.engines.vllm_cpu import prepare_threads
 
-        prepare_threads()  # before torch is imported: OpenMP's wait policy for vLLM on a shared CPU
-    loaded = loaders.load(cfg, log=log)  # first: Unsloth must be imported before TRL
+def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
+    from r1exp import data, rewards
+    from r1exp.loaders.base import model_source
+
+    device = run_device(cfg)
+    engine, loader = engine_of(cfg), loader_of(cfg)
+    if cfg.get("reproducible"):
+        deterministic_mode(engine)
+    engine.before_imports(cfg, device)
+    loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
+    loaded = loader.load(cfg, model_source(cfg, log=log))
     from trl import GRPOTrainer
 
     dataset = data.build_dataset(cfg.data)
     funcs, weights = rewards.build_rewards(cfg.reward)
     args = grpo_config(cfg, run_dir, plan, report_to, weights)
-    from r1exp.engines import engine_settings
-    from r1exp.engines.colocate import engine_build
-
-    with engine_build(engine_settings(cfg, plan, _device(cfg)), log=log):  # CPU patch, LLM kwargs TRL lacks
+    with engine.build_context(cfg, plan, device, log=log):
         trainer = GRPOTrainer(
             model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
             processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
         )
-    return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args)
-
-
-def _device(cfg) -> str:
-    from r1exp.config.environment import detect
-
-    if cfg.hardware.device != "auto":
-        return str(cfg.hardware.device)
-    return "cuda" if detect().has_cuda else "cpu"
+    return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args, engine=engine,
+                 loader=loader)

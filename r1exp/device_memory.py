@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-GiB = 1024**3
+from r1exp.config.plan import GiB
 
 
 class PeakMemory:

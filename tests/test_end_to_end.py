@@ -58,6 +58,13 @@ def test_reward_clearly_rises(default_run):
     assert last >= first + 0.25, f"reward did not rise clearly: first 10% {first:.3f}, last 10% {last:.3f}"
 
 
+def test_every_step_is_split_into_timed_phases(default_run):
+    from test_timing import check_run
+
+    manifest = json.loads((default_run.run_dir / "run.json").read_text())
+    check_run(default_run.run_dir, "vllm", manifest["config"]["trainer"]["max_steps"])
+
+
 def first_last(run_dir, key: str) -> tuple[float, float]:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     values = [r[key] for r in rows if "reward" in r]

@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from r1exp.config.compose import compose
-from r1exp.config.environment import detect
+from r1exp.machine import detect
 from r1exp.config.plan import plan_memory
-from r1exp.engines import GiB, engine_settings
+from r1exp.components import engine_of
+from r1exp.config.plan import GiB
 from r1exp.errors import ConfigError
 
 SMALL = ["logger=none", "trainer.max_steps=1", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4",
@@ -24,8 +27,11 @@ SMALL = ["logger=none", "trainer.max_steps=1", "trainer.per_device_train_batch_s
 
 
 def settings_for(overrides: list[str], device: str = "cpu"):
+    """What the chosen engine passes to GRPOConfig and (colocate) to vllm.LLM on `device`."""
     cfg = compose(overrides)
-    return cfg, engine_settings(cfg, plan_memory(cfg, detect()), device)
+    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    llm = engine.llm_kwargs(cfg, plan, device) if hasattr(engine, "llm_kwargs") else {}
+    return cfg, SimpleNamespace(grpo_args=engine.grpo_args(cfg, plan, device), llm_kwargs=llm)
 
 
 # (overrides, device, GRPOConfig keys expected (subset), vLLM LLM kwargs expected (subset), LLM kwargs absent)
@@ -37,7 +43,9 @@ MAPPING = [
     (["engine=vllm", "+trainer.bf16=false"], "cpu", {}, {"dtype": "float32"}, []),     # a float32 trainer
     (["engine=vllm", "+trainer.fp16=true", "+trainer.bf16=false"], "cuda", {}, {"dtype": "float16"}, []),
     (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
-     {"dtype": "bfloat16"}, ["enforce_eager"]),
+     {"dtype": "bfloat16", "enforce_eager": False}, []),
+    (["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda", {"use_vllm": True},
+     {"enforce_eager": False}, [KV]),   # CUDA graphs on a GPU
     (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.3"], "cpu", {"vllm_gpu_memory_utilization": 0.3}, {}, [KV]),
     (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",
@@ -57,6 +65,16 @@ def test_engine_config_maps_to_trl_and_vllm_arguments(overrides, device, grpo, l
     assert settings.grpo_args.items() >= grpo.items(), settings.grpo_args
     assert settings.llm_kwargs.items() >= llm.items(), settings.llm_kwargs
     assert not set(absent) & set(settings.llm_kwargs), settings.llm_kwargs
+
+
+@pytest.mark.parametrize("overrides", [["engine=vllm"], ["engine=vllm_server"], ["engine=vllm", "model=llama3_8b"]])
+def test_the_planned_length_always_reaches_the_engine(overrides):
+    """A model whose context (131072 for Llama 3) is far longer than the run needs must not size vLLM's KV cache:
+    the plan's max_model_len is passed even when engine.max_model_len is null."""
+    cfg, settings = settings_for(overrides + ["hardware.gpu_memory_gb=80"], "cuda")
+    assert cfg.engine.max_model_len is None
+    assert settings.grpo_args["vllm_max_model_length"] == plan_memory(cfg, detect()).max_model_len
+    assert settings.grpo_args["vllm_max_model_length"] < cfg.model.arch.max_position
 
 
 def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
@@ -95,7 +113,7 @@ def test_the_cpu_patch_names_a_version_it_does_not_know():
 def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     import trl.generation.vllm_generation as trl_engine
 
-    from r1exp.engines.colocate import llm_kwargs_for_trl
+    from r1exp.engines.vllm_colocate import llm_kwargs_for_trl
 
     original = trl_engine.LLM
     with llm_kwargs_for_trl({"enforce_eager": True}):

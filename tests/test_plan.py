@@ -17,10 +17,12 @@ from rich.console import Console
 
 from r1exp.config import plan as planner
 from r1exp.config.compose import compose
-from r1exp.config.environment import Environment
+from r1exp.machine import Environment
 from r1exp.config.knobs import ranked
 from r1exp.config.plan import GiB, plan_memory
-from r1exp.config.prompts import prompt_estimate
+from r1exp.engines import vllm_colocate as colocate
+from r1exp.machine import planned_gpus
+from r1exp.data.prompts import prompt_estimate
 from r1exp.config.report import memory_table
 
 H200 = Environment(versions={}, gpus=(139.8,))
@@ -35,7 +37,7 @@ def cfg_of(*overrides):
 
 
 def test_lora_parameters_match_peft_for_qwen7b_rank_16_all_linear():
-    cfg = cfg_of("model=qwen7b")
+    cfg = cfg_of("model=qwen7b", "model.lora.r=16")
     per_layer = 16 * (2 * (3584 + 3584) + 2 * (3584 + 512) + 3 * (3584 + 18944))
     assert planner.lora_params(cfg.model.arch, cfg.model.lora) == per_layer * 28 == 40_370_176
 
@@ -55,14 +57,15 @@ def test_kv_cache_bytes_per_token():
 
 
 def test_gradient_checkpointing_keeps_only_each_layers_input():
-    off = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141"), H200).terms["activations"]
+    off = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141", "trainer.gradient_checkpointing=false"),
+                      H200).terms["activations"]
     on = plan_memory(cfg_of("model=qwen7b", "hardware.gpu_memory_gb=141", "trainer.gradient_checkpointing=true"),
                      H200).terms["activations"]
     assert on < off / 5
 
 
 def test_an_absent_trainer_key_takes_the_installed_trls_default():
-    cfg = cfg_of("model=qwen7b")
+    cfg = cfg_of("model=qwen7b", "trainer.gradient_checkpointing=false")
     with_key = plan_memory(cfg, H200).terms["activations"]
     with open_dict(cfg):
         del cfg.trainer["gradient_checkpointing"]                 # TRL's own default is True
@@ -90,16 +93,17 @@ def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
 def test_auto_utilization_holds_the_engines_need_in_steps_of_005():
     p = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141"), H200)
     assert p.gpu_memory_utilization * 20 == pytest.approx(round(p.gpu_memory_utilization * 20))
-    assert p.engine_gb >= p.engine_need_gb * planner.HEADROOM - 0.05 * 141
+    assert p.engine_gb >= p.engine_need_gb * colocate.HEADROOM - 0.05 * 141
     assert p.engine_gb >= p.engine_need_gb and p.fits
 
 
 def test_auto_gives_the_engine_less_when_the_trainer_needs_the_room_but_never_below_its_minimum():
-    alone = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80"), H200)
-    tight = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80",
-                               "trainer.per_device_train_batch_size=112"), H200)   # the trainer takes ~62 of 80 GiB
+    short = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80", "trainer.max_completion_length=24",
+             "trainer.gradient_checkpointing=false", "trainer.gradient_accumulation_steps=1")
+    alone = plan_memory(cfg_of(*short), H200)
+    tight = plan_memory(cfg_of(*short, "trainer.per_device_train_batch_size=112"), H200)  # trainer: ~62 of 80 GiB
     assert tight.gpu_memory_utilization < alone.gpu_memory_utilization
-    assert tight.engine_min_gb <= tight.engine_gb < tight.engine_need_gb * planner.HEADROOM
+    assert tight.engine_min_gb <= tight.engine_gb < tight.engine_need_gb * colocate.HEADROOM
     assert tight.fits and any("several waves" in n for n in tight.notes)
 
 
@@ -124,10 +128,10 @@ def test_hf_generation_needs_a_kv_cache_and_a_server_keeps_the_engine_off_the_tr
 def test_vllm_cpu_auto_is_an_explicit_kv_cache_and_a_float_is_a_share_of_the_numa_node():
     auto = plan_memory(cfg_of("engine=vllm"), CPU_BOX)
     assert auto.device == "cpu" and auto.gpu_memory_utilization is None
-    assert auto.terms["engine_kv_cache"] >= planner.CPU_KV_MIN_GB
+    assert auto.terms["engine_kv_cache"] >= colocate.CPU_KV_MIN_GB
     share = plan_memory(cfg_of("engine=vllm", "engine.gpu_memory_utilization=0.3"), CPU_BOX)
     assert share.engine_gb == pytest.approx(0.3 * 8.8)
-    assert share.engine_min_gb > planner.CPU_PROCESS_GB
+    assert share.engine_min_gb > colocate.CPU_PROCESS_GB
 
 
 @pytest.mark.parametrize("overrides,env,gpus", [
@@ -135,7 +139,7 @@ def test_vllm_cpu_auto_is_an_explicit_kv_cache_and_a_float_is_a_share_of_the_num
     (["hardware.gpu_memory_gb=80"], CPU_BOX, 1), (["loader=unsloth"], CPU_BOX, 1), (["hardware.device=cuda"], CPU_BOX, 1),
 ])
 def test_the_gpus_a_run_is_planned_for(overrides, env, gpus):
-    assert planner.planned_gpus(cfg_of(*overrides), env) == gpus
+    assert planned_gpus(cfg_of(*overrides), env) == gpus
 
 
 def test_the_prompt_length_is_measured_given_or_guessed():
@@ -148,7 +152,7 @@ def test_the_prompt_length_is_measured_given_or_guessed():
 
 def test_the_knobs_are_ranked_by_what_they_really_save():
     cfg = cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=24", "trainer.max_completion_length=512",
-                 "model.max_seq_length=1024")
+                 "model.max_seq_length=1024", "trainer.gradient_checkpointing=false")
     base = plan_memory(cfg, H200)
     knobs = ranked(cfg, H200, base.total_gb)
     assert knobs[0].text == "trainer.gradient_checkpointing=true"

@@ -2,7 +2,7 @@
 
 Also: rewards accept both completion shapes TRL passes, the failure guard (a reward that raises on one completion
 costs that completion's score, not the run), building rewards from the config, and the validation rules for
-reward configs (r1exp.config.reward_rules).
+reward configs (r1exp.rewards.rules).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r1exp.config.compose import compose
-from r1exp.config.environment import detect
+from r1exp.machine import detect
 from r1exp.config.validate import validate
 from r1exp.rewards import build_rewards
 from r1exp.rewards.correctness import accuracy, exact_match, numeric_match
@@ -326,10 +326,11 @@ REWARD_CONFIG_MISTAKES = [
 
 
 def _reward_problems(overrides):
-    """Problems from this module's rules (r1exp.config.reward_rules); the shared table's own are tested with it."""
-    from r1exp.config.reward_rules import REWARD_RULES
+    """Problems from the rewards' and the data's rows (r1exp.rewards.rules, r1exp.data.rules)."""
+    from r1exp.data.rules import RULES as DATA_RULES
+    from r1exp.rewards.rules import RULES as REWARD_RULES
 
-    ours = {r.id for r in REWARD_RULES}
+    ours = {r.id for r in REWARD_RULES + DATA_RULES} - {"reward.name", "reward.weight", "data.path", "data.hub"}
     return [p for p in validate(compose(overrides), detect()) if p.rule in ours]
 
 

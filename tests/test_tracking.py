@@ -99,6 +99,7 @@ def test_wandb_mode_auto_is_offline_without_an_api_key(monkeypatch, tmp_path):
     from omegaconf import OmegaConf
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)   # the user's WANDB_MODE would win (tests/test_wandb_connect.py)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert tracking.wandb_mode(OmegaConf.create({"mode": "auto"})) == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)

@@ -21,7 +21,8 @@ import time
 import pytest
 
 from r1exp.config.compose import compose
-from r1exp.engines.server import ServerSpec, engine_server, running_server, serve_command
+from r1exp.components import engine_of
+from r1exp.engines.server import ServerSpec, running_server
 from r1exp.errors import ConfigError
 
 # A stand-in for the server's HTTP side: answers /health after DELAY seconds; with CHILD=1 it also starts a
@@ -81,7 +82,8 @@ COMMANDS = [
 
 @pytest.mark.parametrize("overrides,flags,absent", COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])
 def test_serve_command_carries_the_engine_settings(overrides, flags, absent):
-    cmd = serve_command(compose(overrides), "/models/m")
+    cfg = compose(overrides)
+    cmd = engine_of(cfg).serve_command(cfg, "/models/m")
     assert cmd[cmd.index("vllm-serve") + 1:cmd.index("vllm-serve") + 3] == ["--model", "/models/m"]
     for flag, value in flags.items():
         assert cmd[cmd.index(flag) + 1] == value, flag
@@ -93,16 +95,15 @@ def test_the_installed_trl_parses_the_serve_command(overrides):
     from trl.scripts.vllm_serve import make_parser
 
     cfg = compose(overrides)
-    cmd = serve_command(cfg, "/models/m")
+    cmd = engine_of(cfg).serve_command(cfg, "/models/m")
     args, extra = make_parser().parse_args_and_config(cmd[cmd.index("vllm-serve") + 1:], return_remaining_strings=True)
     assert extra == [] and args.model == "/models/m" and args.port == int(cfg.engine.port)
-    assert args.enforce_eager == bool(cfg.engine.enforce_eager)
+    assert args.enforce_eager == engine_of(cfg).eager("cuda")
 
 
 def test_a_launched_server_gets_its_own_gpus():
-    from r1exp.engines.server import server_spec
-
-    spec = server_spec(compose(["engine=vllm_server", "engine.launch=true", "engine.gpus=[2,3]"]), "/models/m")
+    cfg = compose(["engine=vllm_server", "engine.launch=true", "engine.gpus=[2,3]"])
+    spec = engine_of(cfg).server_spec(cfg, "/models/m")
     assert spec.env == {"CUDA_VISIBLE_DEVICES": "2,3"} and "vllm-serve" in spec.command
 
 
@@ -192,7 +193,7 @@ def test_the_real_trl_vllm_serve_on_cpu_fails_fast_and_clearly(tmp_path):
                    "logger=none"])
     start = time.monotonic()
     with pytest.raises(ConfigError) as err:
-        with engine_server(cfg, tmp_path, log=lambda *_: None):
+        with engine_of(cfg).lifecycle(cfg, tmp_path, log=lambda *_: None):
             pytest.fail("a vLLM server does not serve on CPU")
     assert time.monotonic() - start < 90
     assert "exited with status" in str(err.value) and "vllm" in str(err.value)

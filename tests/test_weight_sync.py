@@ -78,7 +78,7 @@ def trained(tmp_path_factory):
     trainer.bf16=false: TRL's default bf16 autocast would make the trainer's own log-probs differ by ~1e-2 between
     the adapter and the merged weights, hiding the 1e-6 agreement a correct sync gives in float32."""
     from r1exp.build import build
-    from r1exp.config.environment import detect
+    from r1exp.machine import detect
     from r1exp.config.plan import plan_memory
     from transformers import TrainerCallback
 
@@ -134,8 +134,9 @@ def test_every_training_step_sampled_on_policy(trained):
 def test_the_engine_ran_patched_and_in_the_trainers_float32(trained):
     import torch
 
-    from r1exp.engines import vllm_cpu
+    from r1exp.engines import exact_sync, vllm_cpu
 
     assert vllm_cpu.is_patched()
+    assert exact_sync.is_installed()  # TRL's sync leaves the trainer's base weights untouched
     assert os.environ["VLLM_CACHE_ROOT"] == str(vllm_cpu.patched_cache_root())  # compiled graphs kept apart
     assert trained["built"].trainer.vllm_generation.llm.llm_engine.model_config.dtype == torch.float32

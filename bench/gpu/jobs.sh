@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run named r1exp jobs on the GPU machine and pack what each left (run.json, metrics.jsonl, config, log tail)
-# into $OUT/results.tgz (the device returns at most 8 files). Usage, after staging (../shared/gpu/README.md):
-#   source /tmp/gpu-env.sh && bash bench/gpu/jobs.sh JOB [JOB ...]
+# into $OUT/results.tgz (the device returns at most 8 files). Usage, after bash scripts/install_gpu.sh [--from DIR]:
+#   VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 bash bench/gpu/jobs.sh JOB [JOB ...]
 # JOB names are the keys of JOBS below; each runs `python -m r1exp` with the shared and the job's overrides.
 set -u
 OUT=${OUT:-/tmp/out}
@@ -9,8 +9,10 @@ mkdir -p "$OUT" /tmp/r1runs
 export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache}
 LIMIT=${LIMIT:-420}
 # 0.5B shape, 64 completions x 256 tokens per step (8 prompts x 8 generations), a few steps.
-Q05="model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=4 trainer.learning_rate=1e-5 checks.reward_sanity=true"
-Q7="model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=3 trainer.learning_rate=1e-5 trainer.gradient_checkpointing=true"
+Q05="model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=4 trainer.learning_rate=1e-5 checks.reward_sanity=true"
+Q7="model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=3 trainer.learning_rate=1e-5 trainer.gradient_checkpointing=true"
+# Llama-3-8B shape: a 131072-token context, far longer than the run needs (the engine must get the planned length).
+L8="model=llama3_8b model.init=random trainer.per_device_train_batch_size=32 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=512 trainer.max_steps=2"
 declare -A JOBS=(
   [peft_hf]="$Q05 loader=peft engine=hf"
   [peft_vllm]="$Q05 loader=peft engine=vllm"
@@ -20,6 +22,20 @@ declare -A JOBS=(
   [q7_peft_vllm]="$Q7 loader=peft engine=vllm"
   [q7_peft_hf]="$Q7 loader=peft engine=hf trainer.max_steps=2"
   [q7_unsloth_vllm]="$Q7 loader=unsloth engine=vllm"
+  [det_a]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
+  [det_b]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
+  [normal_20]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_20b]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_20_lr]="$Q05 loader=peft engine=vllm trainer.max_steps=20 trainer.learning_rate=1e-4"
+  [llama_ctx]="$L8 loader=peft engine=vllm"
+  # Several GPUs (a machine of kind nvidia-h200-x2/x4/x8; README "Scaling out"). Not run yet: no such machine lent.
+  [ddp2_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=2"
+  [ddp4_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=4"
+  [ddp8_q7_peft_vllm]="$Q7 loader=peft engine=vllm distributed=ddp distributed.num_processes=8"
+  [fsdp8_q7_peft_hf]="$Q7 loader=peft engine=hf distributed=fsdp distributed.num_processes=8"
+  [zero3_8_q7_peft_hf]="$Q7 loader=peft engine=hf distributed=deepspeed_zero3 distributed.num_processes=8"
+  [server_ddp3_peft]="$Q05 loader=peft engine=vllm_server engine.launch=true engine.gpus=[3] distributed=ddp distributed.num_processes=3"
+  [tp2_ddp4_q7_peft_vllm]="$Q7 loader=peft engine=vllm engine.tensor_parallel_size=2 distributed=ddp distributed.num_processes=4"
 )
 for job in "$@"; do
   dir=/tmp/r1runs/$job
@@ -38,8 +54,10 @@ if m.exists():
     j = json.loads(m.read_text()); met = j.get("metrics", {})
     steps = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()] if (d / "metrics.jsonl").exists() else []
     times = [r.get("step_time") for r in steps if "step_time" in r]
+    phases = {k: round(v, 3) for k, v in met.items() if k.startswith("time/")}
     print(" ", j["status"], "| step_time", [round(t, 2) for t in times], "| gpu", j.get("gpu_memory"),
-          "| plan_total_gb", round(j.get("plan", {}).get("total_gb", 0), 2), "| util", j.get("plan", {}).get("gpu_memory_utilization"))
+          "| plan_total_gb", round(j.get("plan", {}).get("total_gb", 0), 2), "| util", j.get("plan", {}).get("gpu_memory_utilization"),
+          "| phases", phases, "| startup", j.get("startup"), "| error", j.get("error"))
 else:
     print("  (no run.json: stopped before the run started)")
 PY

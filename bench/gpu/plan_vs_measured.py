@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from r1exp.config.environment import Environment  # noqa: E402
+from r1exp.machine import Environment  # noqa: E402
 from r1exp.config.plan import plan_memory  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "h200"

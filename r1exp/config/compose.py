@@ -115,6 +115,8 @@ def compose(overrides: list[str], config_name: str = "config", config_dir: str |
 
     folder = Path(config_dir or CONF_DIR).resolve()
     extra = [] if folder == CONF_DIR.resolve() else [f"hydra.searchpath=[file://{CONF_DIR.resolve()}]"]
+    if extra and not (folder / f"{config_name}.yaml").exists():  # a folder of group files only (e.g. your cluster's
+        folder, extra = CONF_DIR.resolve(), [f"hydra.searchpath=[file://{folder}]"]  # hydra/launcher): conf/ is primary
     with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=extra + list(overrides),
                              return_hydra_config=return_hydra_config)

@@ -18,6 +18,10 @@ CANNOT_OVERRIDE = re.compile(r"Could not override '([\w.]+)'")
 ALREADY_THERE = re.compile(r"An item is already at '([\w.]+)'")
 CANNOT_DELETE = re.compile(r"Could not delete from config. '([\w.]+)' does not exist")
 HELP = "`python -m r1exp --help` lists the groups and their options"
+LEXER_ERROR = re.compile(r"LexerNoViableAltException|token recognition error|mismatched input|extraneous input")
+# Characters Hydra's override grammar accepts in an unquoted value (besides letters and digits).
+UNQUOTED_OK = set("_-+./\\:@%~!?*&^<>|#") | set(" ")
+OPTION_NAME = re.compile(r"^[\w.-]+$")
 
 
 def split_override(text: str) -> tuple[str, str]:
@@ -43,6 +47,10 @@ def composition_problem(error: Exception, overrides: list[str], conf_dir: Path, 
     (of the config composed without the bad override), for "did you mean"."""
     text = str(error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
+    if bad := invalid_option_name(overrides, conf_dir):
+        return bad
+    if LEXER_ERROR.search(text) and (bad := unquoted_value(overrides)):
+        return bad
     if m := NOT_FOUND.search(text):
         group, option = m.group(1), m.group(2)
         return missing_option(group, option, group_options(conf_dir, group))
@@ -73,7 +81,7 @@ def missing_option(group: str, option: str, options: list[str]) -> Problem:
 def unknown_key(key: str, value: str, base_keys=None) -> Problem:
     parent, _, leaf = key.rpartition(".")
     if parent == "trainer":
-        from r1exp.config.trl_fields import grpo_fields
+        from r1exp.trl_fields import grpo_fields
 
         fields = grpo_fields()
         if leaf in fields:
@@ -143,3 +151,40 @@ def silent_mistakes(overrides: list[str], conf_dir: Path, config_name: str = "co
         if (key in groups or (conf_dir / key).is_dir()) and value not in options:
             problems.append(missing_option(key, value, options))
     return problems
+
+
+def invalid_option_name(overrides: list[str], conf_dir: Path) -> Problem | None:
+    """`model=../config`, `model=sub/dir`: a group's option is the name of a file in conf/<group>/, not a path."""
+    for o in overrides:
+        key, value = split_override(o)
+        if not key or "." in key or "/" in key or not (conf_dir / key).is_dir():
+            continue
+        options = group_options(conf_dir, key)
+        if value.startswith("[") and value.endswith("]"):  # several options (reward=[accuracy,format])
+            for item in (v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()):
+                if item not in options:
+                    return missing_option(key, item, options)
+            continue
+        if value in ("", "null") or "," in value:
+            continue
+        if "/" in value or "\\" in value or value.startswith(".") or not OPTION_NAME.match(value):
+            return Problem(key, value, f"{value!r} is not a valid option name: an option of {key} is the name of a "
+                           f"file in conf/{key}/ (no folders, no ..)", f"options: {', '.join(options)}",
+                           rule="hydra.compose")
+    return None
+
+
+def unquoted_value(overrides: list[str]) -> Problem | None:
+    """The first override whose value holds a character Hydra's grammar only accepts inside quotes."""
+    for o in overrides:
+        key, value = split_override(o)
+        if not value or value[0] in "'\"":
+            continue
+        odd = next((c for c in value if not (c.isascii() and (c.isalnum() or c in UNQUOTED_OK))
+                    and c not in "[]{},=$'\"()"), None)
+        if odd is not None:
+            quoted = "'" + value.replace("'", "\\'") + "'"
+            return Problem(key, value, f"Hydra's override grammar does not accept {odd!r} in an unquoted value",
+                           f"quote the value: {key}={quoted} (in a shell, wrap the whole override in double "
+                           f"quotes: \"{key}={quoted}\")", rule="hydra.compose")
+    return None

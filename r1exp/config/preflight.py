@@ -27,11 +27,11 @@ def check(cl: CommandLine) -> int | None:
 
     try:
         jobs = compose_jobs(cl)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
         print(render_problems([_composition_problem(e, cl)]), file=sys.stderr)
         print("\nthe command line does not compose; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
-    from r1exp.config.environment import detect
+    from r1exp.machine import detect
     from r1exp.config.validate import validate
 
     env = detect()

@@ -5,35 +5,28 @@
 
 from __future__ import annotations
 
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from r1exp.config.plan import MemoryPlan, plan_memory, trainer_value
-from r1exp.config.prompts import prompt_estimate
+from r1exp.components import engine_of, loader_of
+from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import render_problems
 
 TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
 ENGINE_TERMS = ("engine_weights", "engine_kv_cache", "engine_overhead")
 
 
-def choices_table(cfg, env, plan: MemoryPlan) -> Table:
+def choices_table(cfg: DictConfig, env, plan: MemoryPlan) -> Table:
     table = Table(title=f"r1exp dry run: {cfg.name}", show_header=True)
     table.add_column("group")
     table.add_column("choice")
     m = cfg.model
     table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B, {m.dtype}, init={m.init}, "
                            f"LoRA r={m.lora.r}, max_seq_length={m.max_seq_length})")
-    loader = str(cfg.loader.name)
-    for key in ("fast_inference", "load_in_4bit", "standby"):
-        if key in cfg.loader:
-            loader += f" {key}={cfg.loader[key]}"
-    table.add_row("loader", loader)
-    engine = str(cfg.engine.name)
-    if engine in ("vllm", "vllm_server"):
-        engine += (f" gpu_memory_utilization={cfg.engine.get('gpu_memory_utilization')}"
-                   f" -> {plan.gpu_memory_utilization}" f" max_model_len={plan.max_model_len}"
-                   f" tp={cfg.engine.get('tensor_parallel_size', 1)}")
-    table.add_row("engine", engine)
+    table.add_row("loader", loader_of(cfg).describe(cfg))
+    table.add_row("engine", engine_of(cfg).describe(cfg, plan))
     samples = cfg.data.get("num_samples") or "all"
     source = prompt_estimate(cfg).source
     table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
@@ -98,6 +91,13 @@ def print_dry_run(cfg, env, console: Console | None = None, problems: list | Non
     console.print(memory_table(plan))
     for note in plan.notes:
         console.print(f"note: {note}", markup=False)
+    engine = engine_of(cfg)
+    if cfg.get("reproducible") and engine.deterministic_cost:
+        console.print(f"note: reproducible=true (deterministic mode) costs {engine.deterministic_cost}", markup=False)
+    from r1exp.distributed import describe
+
+    if describe(cfg, env):
+        console.print(describe(cfg, env), markup=False, highlight=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

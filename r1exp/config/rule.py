@@ -4,8 +4,9 @@ A rule is a row of data: an id, the config keys it reads, a check that yields `P
 scope and a line of documentation. Components (engines, loaders, rewards, data, distributed) own their rows;
 `r1exp.config.validate` gathers them into one table and runs it.
 
-Scope "machine": the rule is about this machine (installed packages, GPUs, files); a dry run planned for another
-machine reports those as warnings.
+Scope "machine": the rule is about this machine (installed packages, GPUs, the model and data on disk); only a dry
+run planned for another machine (hardware.* set, see r1exp.config.validate.severity_here) reports those as
+warnings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class Context:
     env: object        # r1exp.machine.Environment
     dry_run: bool
     output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
+    engine: object = None           # the chosen engine (r1exp.engines.base.Engine), when it could be built
+    loader: object = None           # the chosen loader (r1exp.loaders.base.Loader), when it could be built
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,15 @@ class Rule:
     check: Callable[[Context], Iterable[Problem] | None]
     scope: str = "config"  # config | machine
     doc: str = ""
+
+
+
+def get(cfg, key: str, default=None):
+    """A config value by dotted key, `default` when absent (rows read keys that an option may not have)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=default)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

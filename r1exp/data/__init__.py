@@ -69,7 +69,41 @@ def examples(data_cfg, n: int | None = None, seed: int | None = None) -> list[Ex
         return generator.generate(data_cfg, int(count), int(seed if seed is not None else data_cfg.seed))
     if not data_cfg.get("path"):
         raise ValueError(f"data={data_cfg.name} reads a file or hub dataset: set data.path")
-    return [example_of(r, data_cfg) for r in files.read_records(data_cfg, None if count is None else int(count))]
+    plain = plain_config(data_cfg)  # read once per record: a dict is ~50x faster than a DictConfig
+    located = files.read_located(plain, None if count is None else int(count))
+    return [_example(where, r, plain) for where, r in located]
+
+
+class RecordFieldError(files.DataError, FieldError):
+    """A record lacks a configured field: a FieldError named by file and line (a ConfigError: exit 2)."""
+
+
+class _Plain(dict):
+    """A plain dict that also reads as attributes (`cfg.path`), like the DictConfig it replaces."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def plain_config(data_cfg):
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(data_cfg):
+        return _Plain(OmegaConf.to_container(data_cfg, resolve=True))
+    return data_cfg if isinstance(data_cfg, _Plain) else _Plain(data_cfg)
+
+
+def _example(where: str, record: dict, data_cfg) -> Example:
+    """One record as an Example; a record that lacks a field is named by its line (exit 2, not a traceback)."""
+    try:
+        return example_of(record, data_cfg)
+    except (FieldError, KeyError, IndexError, ValueError) as e:  # a missing field, a prompt_template's {field}
+        raise RecordFieldError.at(data_cfg.path, where, str(e).strip("'\""),
+                                 "add the field to that record or remove the record; or map another field with "
+                                 "data.prompt_field / data.answer_field") from None
 
 
 def row_of(example: Example, system_prompt: str | None) -> dict:

@@ -1,4 +1,4 @@
-"""engine=vllm_server: a `trl vllm-serve` process that r1exp starts and stops itself, or one it attaches to.
+"""The process behind engine=vllm_server: a `trl vllm-serve` that r1exp starts and stops itself, or one it attaches to.
 
 engine.launch=true: the server is started on engine.gpus (CUDA_VISIBLE_DEVICES) in a process group of its own,
 its output goes to `<run dir>/vllm_server.log`, and r1exp waits until `GET /health` answers 200, at most
@@ -45,31 +45,6 @@ class ServerSpec:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
-
-
-def serve_command(cfg, model_path: str) -> list[str]:
-    """`trl vllm-serve` with the engine's settings (TRL's ScriptArguments field names)."""
-    engine = cfg.engine
-    cmd = [sys.executable, "-c", TRL_CLI, "vllm-serve", "--model", str(model_path), "--host", str(engine.host),
-           "--port", str(int(engine.port)), "--tensor_parallel_size", str(int(engine.get("tensor_parallel_size") or 1)),
-           "--dtype", str(cfg.model.dtype)]
-    util = engine.get("gpu_memory_utilization")
-    if util not in (None, "auto"):
-        cmd += ["--gpu_memory_utilization", str(float(util))]
-    if engine.get("max_model_len"):
-        cmd += ["--max_model_len", str(int(engine.max_model_len))]
-    if engine.get("enforce_eager"):
-        cmd += ["--enforce_eager"]
-    return cmd
-
-
-def server_spec(cfg, model_path: str | None = None) -> ServerSpec:
-    engine = cfg.engine
-    spec = ServerSpec(host=str(engine.host), port=int(engine.port), timeout_s=float(engine.get("timeout_s") or 240))
-    if engine.get("launch"):
-        spec.command = serve_command(cfg, model_path)
-        spec.env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in engine.get("gpus") or [])}
-    return spec
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -176,21 +151,6 @@ def running_server(spec: ServerSpec, log_path: Path, log=print):
         finally:
             stop_process_group(process)
             log(f"vllm_server: stopped (pid {process.pid})")
-
-
-@contextlib.contextmanager
-def engine_server(cfg, run_dir: Path, log=print):
-    """The server engine=vllm_server needs around build and training; nothing for the other engines."""
-    if cfg.engine.name != "vllm_server":
-        yield None
-        return
-    model_path = None
-    if cfg.engine.get("launch"):
-        from r1exp.loaders import model_source
-
-        model_path = model_source(cfg, log=log)
-    with running_server(server_spec(cfg, model_path), Path(run_dir) / "vllm_server.log", log=log) as spec:
-        yield spec
 
 
 def _tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:

@@ -16,6 +16,11 @@ weights) keep vLLM's behaviour. Nothing else changes. It is applied only when vL
 for the vLLM versions whose dispatch code was read and tested (`KNOWN_VERSIONS`); any other version stops with an
 error that names it. `tests/test_weight_sync.py` fails if the engine ever samples with stale weights.
 
+Exact sync. TRL merges the LoRA into the base weights and unmerges it at every sync, which rounds the base
+weights a little each time; on CPU, where runs are otherwise bit-exact, that made a resumed run differ from one that
+never stopped. `prepare_cpu_engine` installs `r1exp.engines.exact_sync`, which merges layer by layer without
+touching the trainer's base weights.
+
 Its environment. vLLM's compile cache does not know about the patch, so patched engines use a cache folder of
 their own (`VLLM_CACHE_ROOT` under r1exp's cache). The engine's memory on CPU is set by `r1exp.engines`.
 OpenMP threads (torch's libgomp, which vLLM's CPU kernels share) spin at every barrier; on a CPU shared with other
@@ -108,9 +113,13 @@ def patched_cache_root() -> Path:
 
 
 def prepare_cpu_engine(log=print) -> bool:
-    """Everything vLLM on CPU needs before TRL builds its engine: the patch and its own compile cache."""
+    """Everything vLLM on CPU needs before TRL builds its engine: the patch, its own compile cache, and TRL's sync
+    without the merge/unmerge rounding of the base weights (r1exp.engines.exact_sync: resume is bit-exact)."""
     if not patch_weight_sync():
         return False
+    from r1exp.engines import exact_sync
+
+    exact_sync.install()
     root = patched_cache_root()
     if os.environ.get("VLLM_CACHE_ROOT") not in (None, str(root)):
         log(f"vLLM on CPU: VLLM_CACHE_ROOT set to {root} (the weight-sync patch needs its own compile cache)")

@@ -1,11 +1,20 @@
-"""transformers + PEFT: the model is loaded here and TRL applies the LoRA config."""
+"""loader=peft: transformers loads the model, TRL applies the LoRA config (conf/loader/peft.yaml).
+
+With an in-process vLLM engine (TRL colocate), the engine holds a second, merged copy of the weights.
+"""
 
 from __future__ import annotations
 
-from r1exp.loaders import Loaded
+from typing import ClassVar
+
+from omegaconf import DictConfig
+
+from r1exp.config.rule import Rule
+from r1exp.errors import Problem
+from r1exp.loaders.base import Loaded, Loader
 
 
-def lora_config(cfg):
+def lora_config(cfg: DictConfig):
     from peft import LoraConfig
 
     lora = cfg.model.lora
@@ -13,18 +22,35 @@ def lora_config(cfg):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
-def load(cfg, source: str) -> Loaded:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def check_four_bit(ctx):
+    if not ctx.loader.load_in_4bit:
+        return
+    if not ctx.env.has_cuda:
+        yield Problem("loader.load_in_4bit", True, "4-bit loading (bitsandbytes) needs a CUDA GPU",
+                      "drop loader.load_in_4bit on this machine, or run on a GPU")
+    elif "bitsandbytes" not in ctx.env.versions:
+        yield Problem("loader.load_in_4bit", True, "4-bit loading with loader=peft needs bitsandbytes",
+                      "pip install bitsandbytes")
 
-    dtype = getattr(torch, str(cfg.model.dtype))
-    kwargs = {"dtype": dtype}
-    if cfg.loader.get("load_in_4bit"):
-        from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return Loaded(model=model, tokenizer=tokenizer, peft_config=lora_config(cfg), path=source)
+class PeftLoader(Loader):
+    rules: ClassVar[tuple] = (
+        Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit, scope="machine",
+             doc="4-bit loading needs CUDA and bitsandbytes"),
+    )
+
+    def load(self, cfg: DictConfig, source: str) -> Loaded:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = getattr(torch, str(cfg.model.dtype))
+        kwargs = {"dtype": dtype}
+        if self.load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return Loaded(model=model, tokenizer=tokenizer, peft_config=lora_config(cfg), path=source)

@@ -1,10 +1,15 @@
-"""Unsloth's FastLanguageModel, with its own in-process vLLM engine when fast_inference is on.
+"""loader=unsloth: Unsloth's FastLanguageModel, with its own in-process vLLM engine when fast_inference is on.
 
 Import order matters and is owned here: UNSLOTH_VLLM_STANDBY must be in the environment before `unsloth` is
 imported, and `unsloth` must be imported before TRL, transformers and PEFT so that its patches apply
 (`prepare_imports`, called by the run before anything heavy). With fast_inference=True the model carries
 `model.vllm_engine` (also after get_peft_model); TRL then generates through it with the LoRA passed per request
-(shared weights, no merge). The post-build check (r1exp.engines.check) verifies that.
+(shared weights, no merge). The post-build rows below verify that.
+
+The mistake r1exp was born from: with an in-process vLLM engine and fast_inference=false, older Unsloth fails
+after minutes of loading with "'PeftModelForCausalLM' object has no attribute 'vllm_engine'", and Unsloth 2026.10
+silently lets TRL start a second engine with a second copy of the weights. `fast_inference` follows the engine by
+interpolation (conf/loader/unsloth.yaml), so only an explicit wrong override trips the rule.
 
 On the H200 stack (torch 2.11, vLLM 0.26, Unsloth 2026.10.5) Unsloth's GRPO loop stalls under torch.compile: with
 Unsloth's own compile off (UNSLOTH_COMPILE_DISABLE=1) the first step finished and the second did not within 90 s;
@@ -16,52 +21,200 @@ dynamo off only after the engine is built. `loader.compile: true` leaves both on
 from __future__ import annotations
 
 import os
+from typing import ClassVar, Literal
 
-from r1exp.loaders import Loaded
+from omegaconf import DictConfig
+from pydantic import Field
+
+from r1exp.config.rule import Rule, get
+from r1exp.engines.check import BuiltRule
+from r1exp.errors import Problem
+from r1exp.loaders.base import Loaded, Loader
+from r1exp.versions import INSTALL
 
 
-def prepare_imports(cfg) -> None:
-    if cfg.loader.get("standby"):
-        os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
-    if not cfg.loader.get("compile", False):
-        os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-    import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
+def check_fast_inference(ctx):
+    """Unsloth + in-process vLLM without fast_inference, or fast_inference with an engine that never uses it."""
+    in_process, fast = ctx.engine.in_process, ctx.loader.fast_inference
+    if in_process and not fast:
+        yield Problem("loader.fast_inference", fast,
+                      f"loader=unsloth with engine={ctx.engine.name} (in-process) must load the model with "
+                      "fast_inference=true: without it older Unsloth fails with \"'PeftModelForCausalLM' object has "
+                      "no attribute 'vllm_engine'\", and Unsloth 2026.10 silently starts a second vLLM engine with a "
+                      "second copy of the weights",
+                      "drop the loader.fast_inference override (it follows the engine by default), or use engine=hf")
+    elif fast and not in_process:
+        yield Problem("loader.fast_inference", fast,
+                      f"fast_inference=true starts Unsloth's vLLM engine, but engine={ctx.engine.name} does not "
+                      "generate with it: its memory would be wasted",
+                      "drop the loader.fast_inference override, or use an in-process engine (engine=vllm)",
+                      severity="warning")
 
 
-def load(cfg, source: str) -> Loaded:
-    prepare_imports(cfg)
-    import torch
-    from unsloth import FastLanguageModel
+def check_no_server(ctx):
+    if ctx.engine.remote:
+        yield Problem("engine.name", ctx.engine.name,
+                      "Unsloth generates with its own in-process vLLM engine (it forces TRL's colocate mode); a "
+                      "separate vLLM server is not supported with loader=unsloth",
+                      "use engine=vllm (Unsloth fast_inference, shared weights) or loader=peft with the server")
 
-    loader, lora = cfg.loader, cfg.model.lora
-    kwargs = dict(
-        model_name=source,
-        max_seq_length=int(cfg.model.max_seq_length),
-        load_in_4bit=bool(loader.get("load_in_4bit", False)),
-        fast_inference=bool(loader.get("fast_inference", False)),
-        max_lora_rank=int(loader.get("max_lora_rank") or lora.r),
-        dtype=getattr(torch, str(cfg.model.dtype)),
+
+def check_lora_rank(ctx):
+    rank, r = ctx.loader.max_lora_rank, get(ctx.cfg, "model.lora.r")
+    if isinstance(r, int) and rank < r:
+        yield Problem("loader.max_lora_rank", rank,
+                      f"Unsloth's vLLM engine is built for LoRA ranks up to max_lora_rank, below model.lora.r={r}",
+                      f"set loader.max_lora_rank={r} or drop the override (it follows model.lora.r)")
+
+
+def check_needs_gpu(ctx):
+    if not ctx.env.has_cuda:
+        yield Problem("loader.name", ctx.loader.name,
+                      "Unsloth cannot be imported without a CUDA GPU (\"Unsloth cannot find any torch accelerator\")",
+                      "run on a GPU machine, or use loader=peft here; `dry_run=true` plans an Unsloth run anywhere")
+
+
+def check_installed(ctx):
+    if "unsloth" not in ctx.env.versions:
+        yield Problem("loader.name", ctx.loader.name, "Unsloth is not installed here",
+                      f"{INSTALL['gpu']} (installs unsloth and unsloth_zoo with the GPU stack), or use loader=peft")
+
+
+def check_four_bit_gpu(ctx):
+    if ctx.loader.load_in_4bit and not ctx.env.has_cuda:
+        yield Problem("loader.load_in_4bit", True, "4-bit loading (bitsandbytes) needs a CUDA GPU",
+                      "drop loader.load_in_4bit on this machine, or run on a GPU")
+
+
+def check_one_process(ctx):
+    from r1exp.distributed import planned_world_size
+
+    world = planned_world_size(ctx.cfg)
+    if world > 1:
+        yield Problem("distributed.num_processes", world,
+                      "Unsloth trains in one process on one GPU (its open-source release has no multi-GPU training)",
+                      "use loader=peft for several processes, or distributed=none with loader=unsloth")
+
+
+def check_micro_batch(ctx):
+    """Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations."""
+    from r1exp.config.plan import trainer_value
+
+    micro, gens = trainer_value(ctx.cfg, "per_device_train_batch_size", 8), trainer_value(ctx.cfg, "num_generations", 8)
+    if isinstance(micro, int) and isinstance(gens, int) and gens > 0 and micro % gens:
+        rounded = -(-micro // gens) * gens
+        yield Problem("trainer.per_device_train_batch_size", micro,
+                      f"Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations={gens} "
+                      f"({rounded}): more memory and a different batch than configured",
+                      f"set trainer.per_device_train_batch_size={rounded} (or a multiple of {gens})",
+                      severity="warning")
+
+
+def _fast(cfg) -> bool:
+    return bool(get(cfg, "loader.fast_inference", False))
+
+
+class UnslothLoader(Loader):
+    fast_inference: bool = False
+    max_lora_rank: int = Field(16, ge=1)
+    standby: bool = False
+    gpu_memory_utilization: float | Literal["auto"] | None = None
+    compile: bool = False
+
+    packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
+    needs_gpu: ClassVar[bool] = True
+    not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
+                                              "(r1exp's deterministic mode is measured with loader=peft)")
+    rules: ClassVar[tuple] = (
+        Rule("unsloth.fast_inference", ("loader.fast_inference", "engine.in_process"), check_fast_inference,
+             doc="loader=unsloth with the in-process engine needs fast_inference=true (the vllm_engine error / "
+                 "a 2nd engine)"),
+        Rule("unsloth.server", ("engine.name",), check_no_server, doc="Unsloth cannot generate through a vLLM server"),
+        Rule("unsloth.max_lora_rank", ("loader.max_lora_rank", "model.lora.r"), check_lora_rank,
+             doc="Unsloth's engine is built for LoRA ranks up to max_lora_rank"),
+        Rule("unsloth.gpu", ("loader.name",), check_needs_gpu, scope="machine",
+             doc="Unsloth cannot be imported without a CUDA GPU"),
+        Rule("unsloth.installed", ("loader.name",), check_installed, scope="machine", doc="loader=unsloth needs unsloth"),
+        Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit_gpu, scope="machine",
+             doc="4-bit loading needs CUDA"),
+        Rule("unsloth.one_process", ("distributed.num_processes",), check_one_process,
+             doc="Unsloth trains in a single process"),
+        Rule("trainer.unsloth_batch", ("trainer.per_device_train_batch_size", "trainer.num_generations"), check_micro_batch,
+             doc="Unsloth rounds the micro-batch up to a multiple of num_generations"),
     )
-    if kwargs["fast_inference"]:
-        util = loader.get("gpu_memory_utilization")
-        if util in (None, "auto"):  # without a value Unsloth takes its own default share of the GPU
-            from r1exp.config.environment import detect
+    built_rules: ClassVar[tuple] = (
+        BuiltRule("check.unsloth.engine", "loader.fast_inference",
+                  lambda cfg, facts: _fast(cfg) and facts.model_engine is None,
+                  "the Unsloth model has no vllm_engine after loading with fast_inference=true",
+                  "check that vLLM is installed for Unsloth (README, GPU install), or use engine=hf"),
+        BuiltRule("check.unsloth.second_engine", "loader.fast_inference",
+                  lambda cfg, facts: _fast(cfg) and facts.model_engine is not None
+                  and facts.trainer_engine is not None and facts.trainer_engine is not facts.model_engine,
+                  "TRL started a second vLLM engine next to Unsloth's model.vllm_engine: two copies of the weights",
+                  "import Unsloth before TRL (r1exp's unsloth loader does), and use the TRL version Unsloth supports"),
+        BuiltRule("check.unsloth.unused_engine", "loader.fast_inference",
+                  lambda cfg, facts: facts.model_engine is not None and not facts.uses_vllm,
+                  "the model carries a vLLM engine (Unsloth fast_inference) that the chosen engine never uses, and "
+                  "it holds its memory", "drop the loader.fast_inference override, or use engine=vllm"),
+    )
+
+    def prepare_imports(self, cfg: DictConfig) -> None:
+        if self.standby:
+            os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
+        if not self.compile:
+            os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
+        import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
+
+    def shares_engine_weights(self, engine) -> bool:
+        return self.fast_inference and engine.in_process
+
+    def adjust_plan(self, cfg: DictConfig, plan) -> None:
+        if self.standby:
+            plan.notes.append("Unsloth standby: Unsloth picks the engine's memory fraction itself and offloads it "
+                              "during training; the engine figure is an upper bound")
+
+    @classmethod
+    def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg):
+        from r1exp.components import engine_of, loader_class
+        from r1exp.config.knobs import Knob
+
+        if loader_class(cfg) is cls or not engine_of(cfg).in_process:
+            return None
+        return Knob(f"loader={option} (engine and trainer share one copy of the weights)", {"loader": option_cfg})
+
+    def describe(self, cfg: DictConfig) -> str:
+        return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
+                f"standby={self.standby}")
+
+    def load(self, cfg: DictConfig, source: str) -> Loaded:
+        self.prepare_imports(cfg)
+        import torch
+        from unsloth import FastLanguageModel
+
+        lora = cfg.model.lora
+        kwargs = dict(model_name=source, max_seq_length=int(cfg.model.max_seq_length), load_in_4bit=self.load_in_4bit,
+                      fast_inference=self.fast_inference, max_lora_rank=self.max_lora_rank,
+                      dtype=getattr(torch, str(cfg.model.dtype)))
+        if self.fast_inference:
             from r1exp.config.plan import plan_memory
+            from r1exp.machine import detect
 
-            util = plan_memory(cfg, detect()).gpu_memory_utilization
-        if util is not None:
-            kwargs["gpu_memory_utilization"] = float(util)
-        if cfg.engine.get("max_model_len"):
-            kwargs["max_model_len"] = int(cfg.engine.max_model_len)
-    model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
-    model = FastLanguageModel.get_peft_model(
-        model, r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
-        target_modules=list(lora.target_modules),
-        use_gradient_checkpointing="unsloth" if cfg.trainer.get("gradient_checkpointing") else False,
-        random_state=int(cfg.seed),
-    )
-    if not cfg.loader.get("compile", False):
-        torch._dynamo.config.disable = True  # after vLLM compiled its engine; see the module docstring
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return Loaded(model=model, tokenizer=tokenizer, peft_config=None, path=source)
+            plan = plan_memory(cfg, detect())
+            util = self.gpu_memory_utilization
+            if util in (None, "auto"):  # without a value Unsloth takes its own default share of the GPU
+                util = plan.gpu_memory_utilization
+            if util is not None:
+                kwargs["gpu_memory_utilization"] = float(util)
+            kwargs["max_model_len"] = plan.max_model_len
+        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+        model = FastLanguageModel.get_peft_model(
+            model, r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
+            target_modules=list(lora.target_modules),
+            use_gradient_checkpointing="unsloth" if cfg.trainer.get("gradient_checkpointing") else False,
+            random_state=int(cfg.seed),
+        )
+        if not self.compile:
+            torch._dynamo.config.disable = True  # after vLLM compiled its engine; see the module docstring
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return Loaded(model=model, tokenizer=tokenizer, peft_config=None, path=source)

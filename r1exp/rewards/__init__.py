@@ -10,7 +10,6 @@ Importing this package is light: no torch, TRL or math-verify.
 from __future__ import annotations
 
 import functools
-import importlib
 
 from r1exp.rewards.guard import GuardedReward
 from r1exp.rewards.library import LIBRARY, SPECS
@@ -23,8 +22,9 @@ def resolve(entry):
     """The function a reward config names (library name or `_target_` import path)."""
     target = entry.get("_target_")
     if target:
-        module, _, attr = str(target).rpartition(".")
-        return getattr(importlib.import_module(module), attr)
+        from hydra.utils import get_object
+
+        return get_object(str(target))
     return LIBRARY[entry.name]
 
 

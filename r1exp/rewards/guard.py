@@ -5,21 +5,42 @@ at a time and gives None (no opinion, skipped by TRL) to each completion that ra
 failure with its completion. It also times every call. Once the share of failed completions passes
 `max_failure_rate` (set by r1exp.rewards.monitor from checks.max_reward_failure_rate), it stops the run with a
 `RewardFailureError` that names the reward, the error and a completion.
+
+Time: each call has a budget (checks.reward_time_budget_s, seconds for one step's batch; null = none). The first
+call over it prints a warning; OVER_BUDGET_STRIKES calls over it in a row stop the run with `RewardTooSlowError`
+(exit 2, naming the reward, its seconds and the fix); a call still running at HARD_LIMIT_FACTOR x the budget is
+interrupted (SIGALRM, main thread) and stops the run the same way, so a reward that hangs cannot hang the run.
+Before a stop, the failures not yet written are flushed (`flush`, set by the monitor).
 """
 
 from __future__ import annotations
 
 import numbers
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
+from r1exp.errors import ConfigError, Problem
+
 SHOWN_PER_REWARD = 3   # failures printed to the log per reward (all of them go to the monitor's file)
 MAX_PENDING = 1000     # failures kept between two logs
+OVER_BUDGET_STRIKES = 3  # calls in a row over checks.reward_time_budget_s that stop the run
+HARD_LIMIT_FACTOR = 3.0  # a call running this many budgets is interrupted
 
 
 class RewardFailureError(RuntimeError):
     """Too many completions made a reward raise: the run stops rather than train on a broken reward."""
+
+
+class RewardTooSlowError(ConfigError):
+    """A reward is over its time budget (checks.reward_time_budget_s) again and again, or hangs: exit 2."""
+
+
+class _Interrupted(BaseException):
+    """Raised inside a reward call that ran past its hard limit (not an Exception: the per-completion fallback must
+    not swallow it)."""
 
 
 @dataclass
@@ -37,6 +58,8 @@ class RewardStats:
     failed: int = 0
     window_failed: int = 0
     window_seconds: float = 0.0
+    last_seconds: float = 0.0      # the latest call
+    over_budget: int = 0           # calls over the time budget in a row
     pending: list = field(default_factory=list)   # Failure records not yet written by the monitor
     last: Failure | None = None
 
@@ -49,25 +72,88 @@ class RewardStats:
 class GuardedReward:
     """A reward function with TRL's calling convention, made failure-tolerant, timed and counted."""
 
-    def __init__(self, fn, label: str, max_failure_rate: float | None = None):
+    def __init__(self, fn, label: str, max_failure_rate: float | None = None, time_budget_s: float | None = None):
         self.fn = fn
         self.__name__ = label   # TRL logs rewards/<__name__>/mean
         self.__doc__ = getattr(fn, "__doc__", None)
         self.max_failure_rate = max_failure_rate
+        self.time_budget_s = time_budget_s
+        self.flush = None       # called before the run is stopped (the monitor writes pending failures)
         self.stats = RewardStats()
 
     def __call__(self, prompts=None, completions=(), **kwargs):
         start = time.perf_counter()
         try:
-            try:
-                scores = checked_scores(self.fn(prompts=prompts, completions=completions, **kwargs), len(completions))
-            except Exception:  # noqa: BLE001 - find which completions make it raise, score the others
-                scores = [self._one(prompts, completions, kwargs, i) for i in range(len(completions))]
+            with self._hard_limit():
+                try:
+                    scores = checked_scores(self.fn(prompts=prompts, completions=completions, **kwargs),
+                                            len(completions))
+                except Exception:  # noqa: BLE001 - find which completions make it raise, score the others
+                    scores = [self._one(prompts, completions, kwargs, i) for i in range(len(completions))]
+        except _Interrupted:
+            self._stop_slow(time.perf_counter() - start, len(completions), hung=True)
         finally:
-            self.stats.window_seconds += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.stats.window_seconds += elapsed
+            self.stats.last_seconds = elapsed
         self.stats.scored += len(completions)
+        self._check_time(elapsed, len(completions))
         self._check_rate()
         return scores
+
+    def _hard_limit(self):
+        """Interrupt the call at HARD_LIMIT_FACTOR x the budget (SIGALRM; only in the main thread, where TRL calls
+        rewards)."""
+        import contextlib
+
+        budget = self.time_budget_s
+        if not budget or threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def armed():
+            def interrupt(signum, frame):
+                raise _Interrupted()
+
+            previous = signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, HARD_LIMIT_FACTOR * float(budget))
+            try:
+                yield
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+
+        return armed()
+
+    def _check_time(self, seconds: float, n: int) -> None:
+        budget = self.time_budget_s
+        if not budget:
+            return
+        if seconds <= budget:
+            self.stats.over_budget = 0
+            return
+        self.stats.over_budget += 1
+        if self.stats.over_budget >= OVER_BUDGET_STRIKES:
+            self._stop_slow(seconds, n)
+        if self.stats.over_budget == 1:
+            print(f"r1exp: warning: reward {self.__name__!r} took {seconds:.1f} s for {n} completions, over "
+                  f"checks.reward_time_budget_s={budget:g}; the run stops after {OVER_BUDGET_STRIKES} such steps in "
+                  f"a row (or a call of {HARD_LIMIT_FACTOR * budget:g} s)", file=sys.stderr, flush=True)
+
+    def _stop_slow(self, seconds: float, n: int, hung: bool = False) -> None:
+        budget = self.time_budget_s
+        if hung:
+            why = (f"reward {self.__name__!r} was still running after {seconds:.1f} s on {n} completions "
+                   f"({HARD_LIMIT_FACTOR:g}x checks.reward_time_budget_s={budget:g}): it was interrupted")
+        else:
+            why = (f"reward {self.__name__!r} took {seconds:.1f} s on {n} completions, over "
+                   f"checks.reward_time_budget_s={budget:g} on {self.stats.over_budget} steps in a row")
+        if self.flush is not None:
+            self.flush()
+        raise RewardTooSlowError([Problem(
+            "checks.reward_time_budget_s", budget, why + "; the run stops rather than spend its time in a reward",
+            "make the reward faster (cache, batch, no network or subprocess per completion), or raise "
+            "checks.reward_time_budget_s (null: no budget)", rule="reward.time_budget")])
 
     def _one(self, prompts, completions, kwargs, i: int):
         try:
@@ -100,6 +186,8 @@ class GuardedReward:
         if rate > limit:
             last = self.stats.last
             example = f"\n  last error: {last.error}\n  on the completion: {last.completion[:300]!r}" if last else ""
+            if self.flush is not None:
+                self.flush()  # reward_failures.jsonl holds them even when the run stops at its first step
             raise RewardFailureError(
                 f"reward {self.__name__!r} raised on {self.stats.failed} of {self.stats.scored} completions "
                 f"({rate:.0%}), more than checks.max_reward_failure_rate={limit}; the run stops rather than train "

@@ -1,7 +1,7 @@
 """The reward library as data: each reward's function, the dataset columns it reads, and the sanity probe that
 shows it works (r1exp.rewards.sanity: which good and bad completions it must tell apart).
 
-`conf/reward/<name>.yaml` selects one by `name`; validation (r1exp.config.reward_rules) reads `needs` to check
+`conf/reward/<name>.yaml` selects one by `name`; validation (r1exp.rewards.rules) reads `needs` to check
 that the data has those columns, and the keyword-only parameters of `fn` to check the config's parameters.
 Importing this module is light (math-verify is imported on the first call).
 """
@@ -20,6 +20,7 @@ class RewardSpec:
     needs: tuple = ()        # dataset columns the reward reads (besides prompts and completions)
     probe: str = "answer"    # r1exp.rewards.sanity.PROBES key
     math_verify: bool = False  # checks answers with math-verify (imported when the reward is built, not mid-step)
+    reasoning: bool = False  # asks for written reasoning (<think>...</think>): needs room in max_completion_length
 
 
 SPECS: dict[str, RewardSpec] = {
@@ -27,9 +28,9 @@ SPECS: dict[str, RewardSpec] = {
     "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer"),
     "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer"),
     "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer"),
-    "format": RewardSpec(shape.format, probe="format"),
-    "tag_count": RewardSpec(shape.tag_count, probe="format"),
-    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps"),
+    "format": RewardSpec(shape.format, probe="format", reasoning=True),
+    "tag_count": RewardSpec(shape.tag_count, probe="format", reasoning=True),
+    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps", reasoning=True),
     "repetition": RewardSpec(shape.repetition, probe="repetition"),
     "length": RewardSpec(length.length, needs=("answer",), probe="brevity", math_verify=True),
     "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer", math_verify=True),

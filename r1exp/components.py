@@ -1,0 +1,85 @@
+"""Components chosen by `_target_`: the engine (conf/engine/*.yaml) and the loader (conf/loader/*.yaml).
+
+A component is one class in one module plus one YAML whose `_target_` names the class; the YAML's other keys are
+the class's typed fields (a pydantic model, so a wrong type or range is reported with the key). The class owns
+what the component means: its validation rows, its share of the memory plan, what it passes to TRL, its
+post-build check, its lifecycle, its memory knobs and its dry-run line. Nothing outside a component's module
+compares component names. A user's own engine or loader is a `_target_` to a subclass of
+`r1exp.engines.base.Engine` / `r1exp.loaders.base.Loader`, like a custom reward.
+
+This is `hydra.utils.instantiate` (Hydra's `get_class` on `_target_`, the other keys as arguments), done in two
+steps so that validation gets pydantic's structured errors (every wrong key at once) instead of one wrapped
+exception. Import-light: component modules import torch, TRL or vLLM only inside their build methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+GROUPS = ("engine", "loader")
+
+
+class ComponentError(Exception):
+    """The group's `_target_` is missing, not importable, or not a component class."""
+
+    def __init__(self, group: str, target, why: str):
+        super().__init__(why)
+        self.group, self.target, self.why = group, target, why
+
+
+def component_class(node, group: str):
+    from hydra.utils import get_class
+
+    from r1exp.engines.base import Engine
+    from r1exp.loaders.base import Loader
+
+    base = {"engine": Engine, "loader": Loader}[group]
+    target = node.get("_target_") if node is not None and OmegaConf.is_dict(node) else None
+    if not target:
+        raise ComponentError(group, target, f"the {group} config names no `_target_` class")
+    try:
+        cls = get_class(str(target))
+    except Exception as e:  # noqa: BLE001 - Hydra wraps every import failure; its message names the cause
+        raise ComponentError(group, target, f"cannot import {target}: {str(e).splitlines()[0]}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ComponentError(group, target, f"{target} is not a subclass of {base.__module__}.{base.__name__}")
+    return cls
+
+
+def fields_of(node) -> dict:
+    """The component's fields: its config without `_target_`, interpolations resolved."""
+    plain = OmegaConf.to_container(node, resolve=True)
+    plain.pop("_target_", None)
+    return plain
+
+
+def build(node, group: str):
+    """The component object of a config node (raises ComponentError or pydantic.ValidationError)."""
+    return component_class(node, group).model_validate(fields_of(node))
+
+
+def engine_of(cfg: DictConfig):
+    return build(cfg.engine, "engine")
+
+
+def loader_of(cfg: DictConfig):
+    return build(cfg.loader, "loader")
+
+
+def loader_class(cfg: DictConfig):
+    """The loader's class (its class-level facts, e.g. `needs_gpu`), or None when it cannot be found."""
+    try:
+        return component_class(OmegaConf.select(cfg, "loader", default=None), "loader")
+    except ComponentError:
+        return None
+
+
+def shipped_options(group: str, conf_dir: Path | None = None) -> dict:
+    """option name -> its YAML as a config, for every file of a group in conf/ (e.g. the loaders a knob may
+    suggest switching to)."""
+    from r1exp.config.compose import CONF_DIR
+
+    folder = Path(conf_dir or CONF_DIR) / group
+    return {p.stem: OmegaConf.load(p) for p in sorted(folder.glob("*.yaml"))}

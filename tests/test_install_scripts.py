@@ -1,0 +1,60 @@
+"""The GPU install scripts, as far as a CPU machine without network can check them: the bundle is resolved for the
+GPU target from pyproject's own pins (never torch), and the installer refuses, with exit 2 and the reason, to
+replace the machine's torch or to install from something that is not a bundle. (Downloading the bundle needs
+network; installing it needs the CUDA machine: see README, GPU install.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCH = __import__("importlib.metadata").metadata.version("torch")   # torch.__version__, without importing torch
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def script(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    return subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PATH": path, **(env or {})}, timeout=120)
+
+
+def test_the_bundle_is_resolved_for_the_gpu_target_from_pyprojects_pins(tmp_path):
+    result = script("bundle_gpu.sh", str(tmp_path / "bundle"), "--print")
+    assert result.returncode == 0, result.stderr
+    wanted = (tmp_path / "bundle" / "requirements.txt").read_text().split()
+    gpu = [r for r in PROJECT["optional-dependencies"]["gpu"] if not r.startswith("r1exp[")]
+    train = PROJECT["optional-dependencies"]["train"]
+    assert set(PROJECT["dependencies"] + gpu + train) <= set(wanted)
+    assert "vllm==0.26.0" in wanted and not any(r.startswith("r1exp") for r in wanted)
+    commands = result.stdout
+    for part in ("pip install -q --dry-run --ignore-installed --only-binary=:all:", "--python-version 3.12",
+                 "--abi cp312", "--platform manylinux_2_28_x86_64", "--report", "but torch and its requirements",
+                 "pip download -q --no-deps", "pip wheel -q --no-deps"):
+        assert part in commands, part
+
+
+def test_the_bundle_script_rejects_a_bad_target():
+    result = script("bundle_gpu.sh", "--python", "2.7", "--print")
+    assert result.returncode == 2 and "CPython version like 3.12" in result.stderr
+
+
+def test_the_installer_never_replaces_the_machines_torch():
+    result = script("install_gpu.sh")
+    if TORCH.split("+")[0] != "2.11.0":
+        assert result.returncode == 2
+        assert f"torch {TORCH}" in result.stderr and "never replaces" in result.stderr
+        assert "install_cpu.sh" in result.stderr
+
+
+def test_the_installer_needs_a_bundle_of_wheels(tmp_path):
+    same_torch = {"R1EXP_GPU_TORCH": TORCH.split("+")[0]}   # get past the torch check here
+    for args, says in ((["--from"], "--from needs a folder"),
+                       (["--from", str(tmp_path / "nowhere")], "is not a bundle of wheels"),
+                       (["--from", str(tmp_path)], "is not a bundle of wheels"),
+                       (["--frm", "x"], "unknown argument")):
+        result = script("install_gpu.sh", *args, env=same_torch)
+        assert result.returncode == 2 and says in result.stderr, (args, result.stderr)
