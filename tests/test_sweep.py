@@ -117,7 +117,7 @@ def test_runs_lists_the_sweeps_jobs_and_compares_two_of_them(grid, tmp_path):
     env = {"COLUMNS": "300"}
     listed = run_cli([str(grid.run_dir.parent)], grid.run_dir, module="r1exp.runs", env=env, timeout=120)
     assert listed.code == 0, listed.output
-    rows = {re.search(r"grid/\d\b", line).group(): line.lower() for line in listed.stdout.splitlines()
+    rows = {re.search(r"grid/\d\b", line).group(): line for line in listed.stdout.splitlines()
             if re.search(r"grid/\d\b", line)}
     assert sorted(rows) == ["grid/0", "grid/1", "grid/2", "grid/3"]
     assert "ok" in rows["grid/0"] and "trainer.max_steps=1 resume=false" in rows["grid/0"]

@@ -23,9 +23,8 @@ import math
 from typing import ClassVar, Literal
 
 from omegaconf import DictConfig
-from pydantic import Field
 
-from r1exp.config.rule import Rule, get
+from r1exp.config.rule import Rule
 from r1exp.engines.check import BuiltRule
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
