@@ -74,7 +74,7 @@ def run_shape(run_dir: Path) -> dict:
             "from_metrics": bool(steps)}
 
 
-def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict]) -> dict:
+def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict], scales: tuple[int, ...] = (1,)) -> dict:
     from omegaconf import OmegaConf
 
     from r1exp.build import grpo_config
@@ -99,7 +99,7 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict]) -> d
     out["train"] = train_floor(cfg, args, source, prompts, shape["completion_width"], repeats, device)
     out["generation"] = generation_floor(args, llm_kwargs, source, prompts, shape["mean_completion"], repeats, {})
     out["generation_variants"] = [generation_floor(args, llm_kwargs, source, prompts, shape["mean_completion"],
-                                                   repeats, variant) for variant in engine_variants]
+                                                   repeats, variant, scales) for variant in engine_variants]
     out["step_floor_s"] = out["generation"]["seconds"] + out["train"]["seconds"]
     return out
 
@@ -211,8 +211,11 @@ def train_floor(cfg, args, source, prompts, width: int, repeats: int, device: st
     return result
 
 
-def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, repeats: int, variant: dict) -> dict:
-    """vLLM alone, built as TRL's colocate mode builds it, generating the run's number of tokens."""
+def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, repeats: int, variant: dict,
+                     scales: tuple[int, ...] = (1,)) -> dict:
+    """vLLM alone, built as TRL's colocate mode builds it, generating the run's number of tokens; with `scales`,
+    also k times the run's batch at once (k x the sequences, each scale up to the engine's max_num_seqs): the
+    throughput a larger generation batch (TRL's steps_per_generation / generation_batch_size) would give."""
     import socket
 
     from vllm import LLM, SamplingParams
@@ -248,6 +251,14 @@ def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, r
     result.update(tokens=counted["tokens"], tokens_per_s=round(counted["tokens"] / result["seconds"], 1),
                   sequences=len(prompts), max_tokens=max_tokens, engine_start_s=round(engine_start, 2),
                   variant=variant, llm_kwargs={k: v for k, v in kwargs.items() if k != "model"})
+    result["by_batch"] = []
+    for k in scales:
+        if k == 1 or k * len(prompts) > int(kwargs["max_num_seqs"]):
+            continue
+        batch = [{"prompt_token_ids": p} for p in prompts] * k
+        timed = _timed(generate, max(1, repeats - 1), lambda: None)
+        result["by_batch"].append({"sequences": len(batch), "seconds": timed["seconds"], "tokens": counted["tokens"],
+                                   "tokens_per_s": round(counted["tokens"] / timed["seconds"], 1)})
     _shutdown(llm)
     return result
 
@@ -333,8 +344,9 @@ def summarize_run(run_dir: Path) -> dict:
 
 
 def measure_floor_process(run_dir: Path, out_json: Path, repeats: int, variants: list[dict], log: Path,
-                          timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--floor", str(run_dir), "--floor-out", str(out_json), "--repeats", str(repeats)]
+                          timeout: float, scales: str = "1") -> dict:
+    cmd = [sys.executable, __file__, "--floor", str(run_dir), "--floor-out", str(out_json), "--repeats", str(repeats),
+           "--batch-scales", scales]
     for variant in variants:
         cmd += ["--engine-arg", ",".join(f"{k}={v}" for k, v in variant.items())]
     code, wall = _run(cmd, log, timeout)
@@ -402,6 +414,9 @@ def markdown(result: dict) -> str:
                      f"{t['gradient_checkpointing']}{peak})")
         for v in floor.get("generation_variants", []):
             lines.append(f"  - generation with {v['variant']}: {v['seconds']:.3f} s ({v['tokens_per_s']:.0f} tok/s)")
+            for b in v.get("by_batch", []):
+                lines.append(f"    - {b['sequences']} sequences at once: {b['seconds']:.3f} s ({b['tokens_per_s']:.0f} "
+                             "tok/s)")
     lines += ["", "Start-up (s, run.json `startup`):", "",
               "| shape | loader | before run | checks | imports | model load | engine start | engine weights | "
               "engine profile | engine warm-up | graph capture | compile (in engine) | train set-up | first step |",
@@ -441,6 +456,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--engine-arg", action="append", default=[],
                         help="KEY=VALUE[,KEY=VALUE]: also time generation with these vLLM arguments")
+    parser.add_argument("--batch-scales", default="1",
+                        help="k,k,...: with an --engine-arg that raises max_num_seqs, also time k x the run's batch")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole invocation")
     parser.add_argument("--out", default="bench/results/floor")
     parser.add_argument("--work", default=None, help="folder for the run folders (default: <out>/work)")
@@ -449,7 +466,8 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     variants = [dict(_kv(item) for item in spec.split(",")) for spec in a.engine_arg]
     if a.floor:
-        result = measure_floor(Path(a.floor), a.repeats, variants)
+        scales = tuple(int(k) for k in a.batch_scales.split(","))
+        result = measure_floor(Path(a.floor), a.repeats, variants, scales)
         Path(a.floor_out).write_text(json.dumps(result, default=str))
         return 0
     if not a.shape:
@@ -487,7 +505,8 @@ def main(argv=None) -> int:
                     shape["floor"] = {"skipped": "budget spent" if left() <= 30 else "the run left no run.json"}
                 else:
                     shape["floor"] = measure_floor_process(run_dir, work / f"{label}_floor.json", a.repeats,
-                                                           variants, work / f"{label}_floor.log", min(left(), 3600))
+                                                           variants, work / f"{label}_floor.log", min(left(), 3600),
+                                                           a.batch_scales)
                     (out / "runs").mkdir(parents=True, exist_ok=True)
                     (out / "runs" / f"{label}_floor_log_tail.txt").write_text(_tail(work / f"{label}_floor.log",
                                                                                      20000))

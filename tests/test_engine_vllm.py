@@ -122,6 +122,39 @@ def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     assert trl_engine.LLM is original
 
 
+def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_value():
+    from r1exp.engines.vllm_colocate import _with_defaults
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    llm_cls = _with_defaults(Recorder, {"enforce_eager": False, "max_num_seqs": 1},
+                             {"max_num_batched_tokens": 16384})
+    built = llm_cls(max_num_seqs=64, max_num_batched_tokens=4096)   # as TRL calls it
+    assert built.kwargs == {"enforce_eager": False, "max_num_seqs": 64, "max_num_batched_tokens": 16384}
+
+
+@pytest.mark.parametrize("overrides, device, compiled, batched", [
+    ([], "cuda", None, None),                                           # vLLM's own compile, TRL's 4096
+    (["engine.compile=false"], "cuda", False, None),                    # graphs without Inductor
+    (["engine.compile=false"], "cpu", None, None),                      # eager on CPU: nothing to compile
+    (["engine.compile=false", "engine.enforce_eager=true"], "cuda", None, None),
+    (["engine.max_num_batched_tokens=16384"], "cuda", None, 16384),
+])
+def test_compile_and_batched_tokens_reach_the_engine_and_the_post_build_check(overrides, device, compiled, batched):
+    from r1exp.components import engine_of
+    from r1exp.config.plan import plan_memory
+    from r1exp.machine import detect
+
+    cfg = compose(["engine=vllm", *overrides])
+    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    kwargs, expected = engine.llm_kwargs(cfg, plan, device), engine.settings_to_check(cfg, plan, device)
+    assert ("compilation_config" in kwargs) == (compiled is False)
+    assert expected.get("compiled") == compiled
+    assert engine.llm_overrides().get("max_num_batched_tokens") == batched == expected.get("max_num_batched_tokens")
+
+
 # --- real builds -----------------------------------------------------------------------------------------------
 
 def _build(overrides, tmp_path):

@@ -73,7 +73,13 @@ def vllm_settings(llm) -> dict:
         "max_num_seqs": getattr(sched, "max_num_seqs", None),
         "max_num_batched_tokens": getattr(sched, "max_num_batched_tokens", None),
         "cudagraph_mode": str(getattr(compilation, "cudagraph_mode", None)),
+        "compiled": _compiled(compilation),
     }
+
+
+def _compiled(compilation):
+    mode = getattr(compilation, "mode", None)   # vLLM's CompilationMode: 0 = no torch.compile
+    return None if mode is None else int(mode) != 0
 
 
 def _vllm_config(llm):

@@ -23,6 +23,7 @@ import math
 from typing import ClassVar, Literal
 
 from omegaconf import DictConfig
+from pydantic import Field
 
 from r1exp.config.rule import Rule
 from r1exp.engines.check import BuiltRule
@@ -134,6 +135,8 @@ class VllmColocate(VllmEngine):
     in_process: Literal[True] = True
     sleep_mode: bool = False
     kv_cache_gb: float | None = None
+    compile: bool = True                                  # with CUDA graphs: vLLM's torch.compile (Inductor) too
+    max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
@@ -257,10 +260,18 @@ class VllmColocate(VllmEngine):
 
     def llm_kwargs(self, cfg: DictConfig, plan, device: str) -> dict:
         """vllm.LLM arguments GRPOConfig has no field for."""
-        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": self.eager_in(cfg, device)}
+        eager = self.eager_in(cfg, device)
+        kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": eager}
         if device == "cpu" and plan.gpu_memory_utilization is None:
             kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(plan)
+        if not eager and not self.compile:
+            # CUDA graphs of whole decode steps without Inductor: no compile at start-up
+            kwargs["compilation_config"] = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
         return kwargs
+
+    def llm_overrides(self) -> dict:
+        """vllm.LLM arguments that replace the value TRL passes."""
+        return {"max_num_batched_tokens": self.max_num_batched_tokens} if self.max_num_batched_tokens else {}
 
     def eager_in(self, cfg: DictConfig, device: str) -> bool:
         """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
@@ -279,12 +290,14 @@ class VllmColocate(VllmEngine):
             from r1exp.engines.vllm_cpu import prepare_cpu_engine
 
             prepare_cpu_engine(log=log)
-        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device)):
+        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides()):
             yield
 
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
         expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
-                    "dtype": compute_dtype(cfg)}
+                    "dtype": compute_dtype(cfg), **self.llm_overrides()}
+        if not expected["enforce_eager"] and not self.compile:
+            expected["compiled"] = False
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
         return expected
@@ -331,20 +344,20 @@ def _trl_version() -> str:
     return version("trl")
 
 
-def _with_defaults(llm_cls, extra: dict):
+def _with_defaults(llm_cls, extra: dict, overrides: dict):
     class LLMWithR1expSettings(llm_cls):
-        """vllm.LLM with r1exp's engine settings (explicit arguments from TRL win)."""
+        """vllm.LLM with r1exp's engine settings: `extra` where TRL passes nothing, `overrides` over TRL's."""
 
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**extra, **kwargs})
+            super().__init__(*args, **{**extra, **kwargs, **overrides})
 
-    LLMWithR1expSettings.r1exp_settings = dict(extra)
+    LLMWithR1expSettings.r1exp_settings = {**extra, **overrides}
     return LLMWithR1expSettings
 
 
 @contextlib.contextmanager
-def llm_kwargs_for_trl(extra: dict):
-    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs)`."""
+def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
+    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs, **overrides)`."""
     import importlib
 
     module = importlib.import_module(TRL_ENGINE_MODULE)
@@ -356,7 +369,7 @@ def llm_kwargs_for_trl(extra: dict):
             f"{', '.join(sorted(extra))} to it",
             "install the TRL version of the r1exp stack (README), or remove those engine settings",
             rule="engine.trl.llm_kwargs")])
-    module.LLM = _with_defaults(original, extra)
+    module.LLM = _with_defaults(original, extra, overrides or {})
     try:
         yield
     finally:

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench/variants.py on the H200: settings side by side, one device call per CALL (each under the 10-minute limit):
+#   source /tmp/gpu-env.sh && bash bench/gpu/side_by_side.sh CALL
+# CALL:
+#   defaults  0.5B peft + vllm, 64 completions x 256 tokens: the engine defaults (issue 12). CUDA graphs with vLLM's
+#             compile (the default) / graphs without compile / eager / sleep mode / 4 steps per generation; then
+#             vLLM alone with TRL's engine arguments, max_num_batched_tokens 16384, and max_num_seqs 512 at 1, 2, 4
+#             and 8 times the step's 64 sequences.
+#   q7        7B, 64 x 256, gradient checkpointing: peft + vllm / peft + hf / unsloth + vllm back to back, then
+#             the floor of the vllm run (issue 13: vllm/hf per step, Unsloth/TRL peak memory).
+#   q15       1.5B, 32 x 512: peft + vllm, unsloth + vllm at 0.5B, then the 1.5B floor.
+# Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
+# bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
+set -u
+OUT=${OUT:-/tmp/out}
+BUDGET=${BUDGET:-540}
+export R1EXP_CACHE=${R1EXP_CACHE:-/tmp/r1cache}
+mkdir -p "$OUT"
+Q05="model=qwen0_5b model.init=random loader=peft engine=vllm trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.gradient_accumulation_steps=1 trainer.learning_rate=1e-5"
+Q7="model=qwen7b model.init=random loader=peft engine=vllm trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 trainer.gradient_accumulation_steps=1 trainer.gradient_checkpointing=true trainer.learning_rate=1e-5"
+Q15="model=qwen1_5b model.init=random loader=peft engine=vllm trainer.per_device_train_batch_size=32 trainer.num_generations=8 trainer.max_completion_length=512 trainer.gradient_accumulation_steps=1 trainer.learning_rate=1e-5"
+call=$1
+out=/tmp/sbs_$call
+rm -rf "$out"
+case $call in
+  defaults)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "graphs=" --floor-after graphs --engine-arg max_num_batched_tokens=16384 \
+      --engine-arg max_num_seqs=512 --batch-scales 1,2,4,8 --repeats 3 \
+      --variant "no_compile=engine.compile=false" --variant "eager=engine.enforce_eager=true" \
+      --variant "sleep=engine.sleep_mode=true" --variant "spg4=+trainer.steps_per_generation=4 trainer.max_steps=9" ;;
+  q7)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "vllm=" --variant "hf=engine=hf trainer.max_steps=3" --variant "unsloth=loader=unsloth" \
+      --floor-after vllm --floor-last --repeats 2 ;;
+  q15)
+    python bench/variants.py --base "$Q15" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q15_peft=" --variant "q05_unsloth=$Q05 loader=unsloth trainer.max_steps=5" \
+      --floor-after q15_peft --floor-last --repeats 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15)"; exit 2 ;;
+esac
+echo "variants $call exit=$?"
+cat "$out/variants.md"
+tar czf "$OUT/$call.tgz" -C "$out" --exclude=work .
+ls -la "$OUT"

@@ -1,0 +1,162 @@
+"""r1exp runs of one shape with different settings, back to back in one session, side by side.
+
+    python bench/variants.py --base "OVERRIDES" --variant LABEL=OVERRIDES [--variant ...] [--steps 6]
+                             [--floor-after LABEL] [--engine-arg K=V[,K=V]] [--batch-scales 1,2,4,8]
+                             [--budget 540] --out DIR
+
+Each variant is `python -m r1exp <base> <variant overrides> logger=none trainer.max_steps=<steps>`, in the order
+given (a variant's own value wins over the base's). Per run: the mean and median step after the first, the phase
+means (r1exp.timing), the device's peak memory and the plan, start to first step, wall time. `--floor-after
+LABEL` measures bench/gpu_floor.py's floor from that run's config right after it, with the `--engine-arg` variants
+of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows). Results go to
+`<out>/variants.json` and `<out>/variants.md` after every run (`--floor-last`: the floor after all the runs) (a call cut short keeps what it measured), each run's
+run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`.
+
+Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
+                       merge_overrides, run_r1exp)
+
+
+def median_step(run_dir: Path) -> float | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    steps = [json.loads(x)["time/step"] for x in path.read_text().splitlines() if '"time/step"' in x]
+    later = steps[1:] or steps
+    return statistics.median(later) if later else None
+
+
+def planned_total(run_dir: Path) -> float | None:
+    path = run_dir / "run.json"
+    return (json.loads(path.read_text()).get("plan") or {}).get("total_gb") if path.exists() else None
+
+
+def memory(run: dict) -> tuple[float | None, float | None]:
+    """(measured device peak, planned total) in GiB, from run.json."""
+    return (run.get("gpu_memory") or {}).get("gpu/peak_used_gb"), run.get("plan_total_gb")
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# r1exp variants side by side ({result['machine']}, {result['date']})", "",
+             f"Command: `{result['command']}`", "",
+             f"Base: `{result['base']}`; {result['steps']} steps each, mean and median over the steps after the "
+             "first.", "",
+             "| variant | overrides | exit | mean step s | median step s | generation s | weight sync s | logprobs s | "
+             "fwd+bwd+optim s | peak GiB | plan GiB | start to first step s | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, run in result["runs"].items():
+        if "skipped" in run:
+            lines.append(f"| {label} | `{run['overrides']}` | skipped: {run['skipped']} |" + " |" * 10)
+            continue
+        p = run.get("phases_s") or {}
+        peak, planned = memory(run)
+        error = "" if run["exit_code"] == 0 else f" ({(run.get('error') or '').splitlines()[:1]})"
+        lines.append(f"| {label} | `{run['variant_overrides']}` | {run['exit_code']}{error} | {_f(run.get('step_s'))} | "
+                     f"{_f(run.get('median_step_s'))} | {_f(p.get('generation'))} | {_f(p.get('weight_sync'))} | "
+                     f"{_f(p.get('logprobs'))} | {_f(p.get('backward_optimizer'))} | {_f(peak, 1)} | "
+                     f"{_f(planned, 1)} | {_f((run.get('startup') or {}).get('process_to_first_step_s'), 1)} | "
+                     f"{_f(run.get('wall_s'), 1)} |")
+    floor = result.get("floor")
+    if floor:
+        lines += ["", f"vLLM alone (bench/gpu_floor.py, from the config of `{result['floor_after']}`):", ""]
+        for g in [floor.get("generation"), *floor.get("generation_variants", [])]:
+            if not g:
+                continue
+            lines.append(f"- {g.get('variant') or 'as TRL builds it'}: {g['seconds']:.3f} s for {g['tokens']} tokens "
+                         f"({g['tokens_per_s']:.0f} tok/s, {g['sequences']} sequences, engine start "
+                         f"{g['engine_start_s']} s)")
+            for b in g.get("by_batch", []):
+                lines.append(f"  - {b['sequences']} sequences at once: {b['seconds']:.3f} s ({b['tokens_per_s']:.0f} "
+                             "tok/s)")
+        if "train" in floor:
+            lines.append(f"- training step alone: {floor['train']['seconds']:.3f} s")
+        if "error" in floor:
+            lines.append(f"- floor failed: {floor['error'][-400:]}")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "variants.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "variants.md").write_text(markdown(result))
+
+
+def measure(result: dict, run_dir: Path, a, left: float, out: Path) -> None:
+    """The floor (bench/gpu_floor.py) from the config of the run in run_dir."""
+    if not (run_dir / "run.json").exists() or left <= 45:
+        result["floor"] = {"error": "budget spent" if left <= 45 else "the run left no run.json"}
+        write(result, out)
+        return
+    variants = [dict(_kv(item) for item in spec.split(",")) for spec in a.engine_arg]
+    work = run_dir.parent
+    result["floor"] = measure_floor_process(run_dir, work / "floor.json", a.repeats, variants, work / "floor.log",
+                                            min(left, 3600), a.batch_scales)
+    (out / "runs" / "floor_log_tail.txt").write_text(_tail(work / "floor.log", 20000))
+    print(f"floor: {_f(result['floor'].get('step_floor_s'))} s", flush=True)
+    write(result, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="Hydra overrides of every run")
+    parser.add_argument("--variant", action="append", required=True, help="LABEL=OVERRIDES (may be empty)")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--floor-after", default=None, help="measure the floor from this variant's run")
+    parser.add_argument("--floor-last", action="store_true", help="... after all variants instead of right after it")
+    parser.add_argument("--engine-arg", action="append", default=[])
+    parser.add_argument("--batch-scales", default="1")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument("--out", required=True)
+    a = parser.parse_args(argv)
+    start, out = time.perf_counter(), Path(a.out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    result = {"command": "python " + " ".join(shlex.quote(x) for x in ["bench/variants.py", *(argv or sys.argv[1:])]),
+              "machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "base": a.base, "steps": a.steps,
+              "floor_after": a.floor_after, "runs": {}}
+
+    def left() -> float:
+        return float("inf") if a.budget is None else a.budget - (time.perf_counter() - start)
+
+    for spec in a.variant:
+        label, _, extra = spec.partition("=")
+        if left() <= 45:
+            result["runs"][label] = {"skipped": "budget spent", "overrides": extra}
+            write(result, out)
+            continue
+        overrides = merge_overrides(shlex.split(a.base),
+                                    ["logger=none", f"trainer.max_steps={a.steps}", "trainer.logging_steps=1",
+                                     f"name={label}"], shlex.split(extra))
+        run_dir = work / label
+        run = run_r1exp(overrides, run_dir, min(left(), 3600))
+        run.update(variant_overrides=extra, median_step_s=median_step(run_dir), plan_total_gb=planned_total(run_dir))
+        if run["exit_code"] != 0:
+            run.setdefault("error", _tail(run_dir.with_suffix(".log"), 600))
+        result["runs"][label] = run
+        keep_run_files(run_dir, out / "runs" / label)
+        print(f"{label}: exit {run['exit_code']}, step {_f(run.get('step_s'))} s, wall {run['wall_s']} s", flush=True)
+        write(result, out)
+        if label == a.floor_after and not a.floor_last:
+            measure(result, run_dir, a, left(), out)
+    if a.floor_last and a.floor_after in result["runs"]:
+        measure(result, work / a.floor_after, a, left(), out)
+    print(f"wrote {out / 'variants.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
