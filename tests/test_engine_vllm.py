@@ -122,6 +122,19 @@ def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     assert trl_engine.LLM is original
 
 
+def test_the_settings_check_allows_a_rounded_fraction_and_unsloth_is_not_held_to_trls_compile_setting():
+    from r1exp.components import loader_of
+    from r1exp.engines.check import settings_mismatches
+
+    assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.14913}) == []
+    assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.3})
+    assert settings_mismatches({"max_model_len": 320}, {"max_model_len": 2048})
+    expected = {"max_model_len": 320, "compiled": False}
+    assert loader_of(compose(["loader=unsloth", "engine=vllm"])).engine_settings_to_check(expected) == {
+        "max_model_len": 320}
+    assert loader_of(compose(["loader=peft", "engine=vllm"])).engine_settings_to_check(expected) == expected
+
+
 def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_value():
     from r1exp.engines.vllm_colocate import _with_defaults
 
@@ -136,11 +149,11 @@ def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_v
 
 
 @pytest.mark.parametrize("overrides, device, compiled, batched", [
-    ([], "cuda", None, None),                                           # vLLM's own compile, TRL's 4096
-    (["engine.compile=false"], "cuda", False, None),                    # graphs without Inductor
-    (["engine.compile=false"], "cpu", None, None),                      # eager on CPU: nothing to compile
-    (["engine.compile=false", "engine.enforce_eager=true"], "cuda", None, None),
-    (["engine.max_num_batched_tokens=16384"], "cuda", None, 16384),
+    ([], "cuda", False, None),                                          # default: graphs without Inductor, TRL's 4096
+    (["engine.compile=true"], "cuda", None, None),                      # vLLM's own compile
+    ([], "cpu", None, None),                                            # eager on CPU: nothing to compile
+    (["engine.enforce_eager=true"], "cuda", None, None),
+    (["engine.max_num_batched_tokens=16384"], "cuda", False, 16384),
 ])
 def test_compile_and_batched_tokens_reach_the_engine_and_the_post_build_check(overrides, device, compiled, batched):
     from r1exp.components import engine_of
