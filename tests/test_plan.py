@@ -80,7 +80,8 @@ def test_the_unfused_log_prob_head_is_vocab_sized_per_completion_token():
 
 
 def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
-    common = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.gpu_memory_utilization=0.3")
+    common = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.gpu_memory_utilization=0.3",
+              "engine.sleep_mode=false")   # the copies, not the sleeping engine
     peft = plan_memory(cfg_of(*common), H200)
     unsloth = plan_memory(cfg_of(*common, "loader=unsloth"), H200)
     weights = planner.weights_gb(cfg_of("model=qwen7b"))
@@ -109,10 +110,26 @@ def test_auto_gives_the_engine_less_when_the_trainer_needs_the_room_but_never_be
 
 def test_sleep_mode_releases_the_engine_while_training():
     base = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.gpu_memory_utilization=0.4")
-    awake = plan_memory(cfg_of(*base), H200)
+    awake = plan_memory(cfg_of(*base, "engine.sleep_mode=false"), H200)
     asleep = plan_memory(cfg_of(*base, "engine.sleep_mode=true"), H200)
     assert asleep.total_gb < awake.total_gb
     assert asleep.total_gb >= asleep.trainer_gb
+    assert plan_memory(cfg_of(*base), H200).total_gb == asleep.total_gb   # auto sleeps with TRL's engine on a GPU
+
+
+@pytest.mark.parametrize("overrides, device, sleeps", [
+    ([], "cuda", True),                                   # auto: TRL's engine on a GPU
+    ([], "cpu", False),                                   # nothing to release on CPU
+    (["loader=unsloth"], "cuda", False),                  # Unsloth's own engine: loader.standby is its way
+    (["reproducible=true"], "cuda", False),               # the identical reruns were measured with the engine awake
+    (["engine.sleep_mode=false"], "cuda", False),
+    (["engine.sleep_mode=true", "loader=unsloth"], "cuda", True),   # an explicit value always wins
+])
+def test_sleep_mode_auto(overrides, device, sleeps):
+    from r1exp.components import engine_of
+
+    cfg = cfg_of("model=qwen0_5b", "engine=vllm", *overrides)
+    assert engine_of(cfg).sleeps(cfg, device) is sleeps
 
 
 def test_hf_generation_needs_a_kv_cache_and_a_server_keeps_the_engine_off_the_trainer_gpu():
@@ -152,7 +169,7 @@ def test_the_prompt_length_is_measured_given_or_guessed():
 
 def test_the_knobs_are_ranked_by_what_they_really_save():
     cfg = cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=24", "trainer.max_completion_length=512",
-                 "model.max_seq_length=1024", "trainer.gradient_checkpointing=false")
+                 "model.max_seq_length=1024", "trainer.gradient_checkpointing=false", "engine.sleep_mode=false")
     base = plan_memory(cfg, H200)
     knobs = ranked(cfg, H200, base.total_gb)
     assert knobs[0].text == "trainer.gradient_checkpointing=true"

@@ -8,7 +8,10 @@
 #             and 8 times the step's 64 sequences.
 #   q7        7B, 64 x 256, gradient checkpointing: peft + vllm / peft + hf / unsloth + vllm back to back, then
 #             the floor of the vllm run (issue 13: vllm/hf per step, Unsloth/TRL peak memory).
-#   q15       1.5B, 32 x 512: peft + vllm, unsloth + vllm at 0.5B, then the 1.5B floor.
+#   q15       1.5B, 32 x 512: peft + vllm, then its floor.
+#   q7b       7B as q7: peft + vllm / unsloth + vllm / peft + vllm with sleep mode, back to back (Unsloth/TRL peak).
+#   unsloth   unsloth + vllm at the 0.5B and 1.5B shapes (their floors: the defaults and q15 calls).
+#   final     the shipped engine defaults as they are (no engine override): 0.5B peft, 0.5B unsloth, 7B peft.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -35,9 +38,17 @@ case $call in
       --floor-after vllm --floor-last --repeats 2 ;;
   q15)
     python bench/variants.py --base "$Q15" --steps 4 --budget "$BUDGET" --out "$out" \
-      --variant "q15_peft=" --variant "q05_unsloth=$Q05 loader=unsloth trainer.max_steps=5" \
-      --floor-after q15_peft --floor-last --repeats 2 ;;
-  *) echo "unknown call $call (defaults, q7, q15)"; exit 2 ;;
+      --variant "q15_peft=" --floor-after q15_peft --repeats 2 ;;
+  q7b)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "vllm=" --variant "unsloth=loader=unsloth" --variant "sleep=engine.sleep_mode=true" ;;
+  unsloth)
+    python bench/variants.py --base "$Q05 loader=unsloth" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=" --variant "q15_unsloth=$Q15 loader=unsloth trainer.max_steps=4" ;;
+  final)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_default=" --variant "q05_unsloth=loader=unsloth" --variant "q7_default=$Q7 trainer.max_steps=4" ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
