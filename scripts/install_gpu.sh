@@ -33,18 +33,37 @@ if [ "${have_torch%%+*}" != "$want_torch" ]; then
        "script never replaces the machine's torch; on a CPU machine use scripts/install_cpu.sh" >&2
   exit 2
 fi
-source=()
 if [ -n "$bundle" ]; then
   if [ ! -d "$bundle" ] || ! ls "$bundle"/*.whl >/dev/null 2>&1; then
     echo "install_gpu.sh: $bundle is not a bundle of wheels: make one with 'bash scripts/bundle_gpu.sh DIR' on a" \
          "machine with network and copy DIR here" >&2
     exit 2
   fi
-  source=(--no-index --find-links "$bundle")
 fi
 keep=$(mktemp); trap 'rm -f "$keep"' EXIT
 echo "torch==$have_torch" > "$keep"
-python -m pip install -q "${source[@]}" -c "$keep" -e ".[${extras}]"
+# vLLM 0.26.0 declares another torch than the machine's 2.11.0 (pip: "Cannot install torch==2.11.0 and vllm==0.26.0"),
+# and Unsloth declares xformers, which this stack runs without: the stack measured on the H200 was installed without
+# resolving (every wheel with --no-deps). From a bundle, that is what happens here: the bundle's wheels as they are,
+# then r1exp itself. From the index, the extra resolves except vLLM and Unsloth, which go in without their declared
+# dependencies. The import check below names anything missing.
+if [ -n "$bundle" ]; then
+  python -m pip install -q --no-index --no-deps "$bundle"/*.whl
+  python -m pip install -q --no-index --no-deps --no-build-isolation -e .
+else
+  mapfile -t resolved < <(python - <<'PY'
+import tomllib
+for req in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["gpu"]:
+    print(("nodeps " if req.lower().startswith(("unsloth", "vllm")) else "resolve ") + req)
+PY
+  )
+  plain=(); nodeps=()
+  for line in "${resolved[@]}"; do
+    case "$line" in nodeps\ *) nodeps+=("${line#nodeps }") ;; "resolve r1exp["*) ;; resolve\ *) plain+=("${line#resolve }") ;; esac
+  done
+  python -m pip install -q -c "$keep" -e ".[${extras/gpu/train}]" "${plain[@]}"
+  python -m pip install -q -c "$keep" --no-deps "${nodeps[@]}"
+fi
 python - <<'PY'
 import importlib, sys
 failed = []
