@@ -5,7 +5,7 @@
 #
 # DIR (default .gpu/bundle, ignored by git) receives the wheels of the pyproject extra `gpu` (vLLM 0.26.0, TRL 1.15.0,
 # PEFT 0.21.0, Unsloth 2026.10.5, Hydra, W&B, ...) and of everything they need, for CPython 3.12 (--python) on x86_64
-# Linux, resolved by pip for that target (pip install --dry-run --report), minus torch and what torch requires: the
+# Linux, resolved by pip for that target (pip install --dry-run --report), minus xformers, torch and what torch requires: the
 # GPU machine keeps its own torch 2.11.0 + CUDA 13 (never replaced). It also holds the build tools that install
 # r1exp from its checkout, and BUNDLE.txt (what is in it, for which target). --dev adds the test tools. --print shows
 # the pip commands instead of running them. Copy DIR and the r1exp checkout over, then, on the GPU machine:
@@ -48,13 +48,16 @@ def expand(name, seen=()):
                     yield from expand(inner, (*seen, name))
         else:
             yield req
-wanted = project["dependencies"] + [r for name in sys.argv[1].split(",") for r in expand(name)]
+# the machine keeps its torch (not bundled): vLLM 0.26.0 declares another torch than 2.11.0, so resolving with the
+# extra's torch pin is impossible; the set resolves with vLLM's torch, which step 4 leaves out
+wanted = [r for r in project["dependencies"] + [r for name in sys.argv[1].split(",") for r in expand(name)]
+          if not r.replace(" ", "").startswith("torch==")]
 print("\n".join(dict.fromkeys(wanted + ["setuptools>=68", "wheel"])))
 PY
 # 2. hydra-core's antlr4 runtime exists only as a source archive: its (pure Python) wheel is built here
 run python3 -m pip wheel -q --no-deps -w "$dir" "antlr4-python3-runtime==4.9.*"
 # 3. resolve the whole set for the target (nothing installed), 4. keep all but torch and torch's own requirements
-run python3 -m pip install -q --dry-run --ignore-installed $target --find-links "$dir" \
+run python3 -m pip install -q --dry-run --ignore-installed --target "$dir/.unused" $target --find-links "$dir" \
   --report "$dir/resolution.json" -r "$requirements"
 if [ -n "$show" ]; then
   echo "+ python3 (keep every resolved name==version but torch and its requirements) > $dir/wheels.txt"
@@ -66,14 +69,15 @@ import json, re, sys
 items = json.load(open(sys.argv[1]))["install"]
 name = lambda s: re.split(r"[ ;<>=!~\[(]", s.strip(), 1)[0].lower().replace("_", "-")
 meta = {name(i["metadata"]["name"]): i["metadata"] for i in items}
-skip = {"torch"} | {name(r) for r in meta.get("torch", {}).get("requires_dist", []) if "extra ==" not in r}
+# xformers (Unsloth's declared dependency) is built for one torch; the measured stack runs without it
+skip = {"torch", "xformers"} | {name(r) for r in meta.get("torch", {}).get("requires_dist", []) if "extra ==" not in r}
 print("\n".join(f"{n}=={m['version']}" for n, m in sorted(meta.items()) if n not in skip))
 print(f"left to the machine's torch: {', '.join(sorted(skip & set(meta)))}", file=sys.stderr)
 PY
 python3 -m pip download -q --no-deps $target --find-links "$dir" -d "$dir" -r "$dir/wheels.txt"
 {
   echo "r1exp GPU bundle: extras [$extras] for CPython $pyver, x86_64 Linux, made $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "not included (the GPU machine's own): torch and its requirements; install: bash scripts/install_gpu.sh --from $dir"
+  echo "not included: torch and its requirements (the GPU machine's own), xformers; install: bash scripts/install_gpu.sh --from $dir"
   ls "$dir"/*.whl | xargs -n1 basename
 } > "$dir/BUNDLE.txt"
 echo "bundled $(ls "$dir"/*.whl | wc -l) wheels ($(du -sh "$dir" | cut -f1)) in $dir; on the GPU machine: bash scripts/install_gpu.sh --from $dir"
