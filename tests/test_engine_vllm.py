@@ -135,6 +135,20 @@ def test_the_settings_check_allows_a_rounded_fraction_and_unsloth_is_not_held_to
     assert loader_of(compose(["loader=peft", "engine=vllm"])).engine_settings_to_check(expected) == expected
 
 
+@pytest.mark.parametrize("overrides, warned", [
+    (["engine.max_num_batched_tokens=8192"], ["engine.max_num_batched_tokens"]),
+    (["engine.compile=true"], ["engine.compile"]),
+    ([], []),                                               # the defaults say nothing
+])
+def test_settings_that_reach_trls_engine_only_are_flagged_with_unsloth(overrides, warned):
+    from r1exp.config.validate import validate
+    from r1exp.machine import detect
+
+    cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cuda", "hardware.gpu_memory_gb=80", *overrides])
+    found = [p for p in validate(cfg, detect(), dry_run=True) if p.rule == "unsloth.engine_settings"]
+    assert [p.key for p in found] == warned and all(p.severity == "warning" for p in found)
+
+
 def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_value():
     from r1exp.engines.vllm_colocate import _with_defaults
 

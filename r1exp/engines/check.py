@@ -12,7 +12,6 @@ with what the built engine reports. Generic: it names no engine or loader.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Callable
 

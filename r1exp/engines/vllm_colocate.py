@@ -135,7 +135,7 @@ class VllmColocate(VllmEngine):
     in_process: Literal[True] = True
     sleep_mode: bool | Literal["auto"] = "auto"
     kv_cache_gb: float | None = None
-    compile: bool = True                                  # with CUDA graphs: vLLM's torch.compile (Inductor) too
+    compile: bool = False                                 # with CUDA graphs: vLLM's torch.compile (Inductor) too
     max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)

@@ -96,6 +96,20 @@ def check_one_process(ctx):
                       "use loader=peft for several processes, or distributed=none with loader=unsloth")
 
 
+# engine settings r1exp passes only to TRL's own engine: Unsloth builds its engine itself
+ENGINE_ONLY = {"compile": False, "max_num_batched_tokens": None}
+
+
+def check_engine_settings_reach(ctx):
+    if not (ctx.loader.fast_inference and ctx.engine.in_process):
+        return
+    for key, default in ENGINE_ONLY.items():
+        value = getattr(ctx.engine, key, default)
+        if value != default:
+            yield Problem(f"engine.{key}", value, "Unsloth builds its own vLLM engine: this setting reaches TRL's "
+                          "engine only, not Unsloth's", f"drop engine.{key}, or use loader=peft", severity="warning")
+
+
 def check_micro_batch(ctx):
     """Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations."""
     from r1exp.config.plan import trainer_value
@@ -139,6 +153,8 @@ class UnslothLoader(Loader):
              doc="4-bit loading needs CUDA"),
         Rule("unsloth.one_process", ("distributed.num_processes",), check_one_process,
              doc="Unsloth trains in a single process"),
+        Rule("unsloth.engine_settings", ("engine.compile", "engine.max_num_batched_tokens"), check_engine_settings_reach,
+             doc="engine.compile / max_num_batched_tokens reach TRL's engine, not Unsloth's"),
         Rule("trainer.unsloth_batch", ("trainer.per_device_train_batch_size", "trainer.num_generations"), check_micro_batch,
              doc="Unsloth rounds the micro-batch up to a multiple of num_generations"),
     )
@@ -187,8 +203,8 @@ class UnslothLoader(Loader):
 
     def engine_settings_to_check(self, expected: dict) -> dict:
         """Unsloth builds its engine itself: r1exp passes it the length and the memory fraction, not the engine's
-        compile setting (that one reaches TRL's own engine only)."""
-        return {k: v for k, v in expected.items() if k != "compiled"}
+        compile setting or batch limit (those reach TRL's own engine only; rule unsloth.engine_settings warns)."""
+        return {k: v for k, v in expected.items() if k not in ("compiled", *ENGINE_ONLY)}
 
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
