@@ -60,7 +60,7 @@ run python3 -m pip wheel -q --no-deps -w "$dir" "antlr4-python3-runtime==4.9.*"
 run python3 -m pip install -q --dry-run --ignore-installed --target "$dir/.unused" $target --find-links "$dir" \
   --report "$dir/resolution.json" -r "$requirements"
 if [ -n "$show" ]; then
-  echo "+ python3 (keep every resolved name==version but torch and its requirements) > $dir/wheels.txt"
+  echo "+ python3 (keep every resolved name==version but torch and its requirements, and xformers) > $dir/wheels.txt"
   echo "+ python3 -m pip download -q --no-deps $target --find-links $dir -d $dir -r $dir/wheels.txt"
   exit 0
 fi
