@@ -211,14 +211,10 @@ def train_floor(cfg, args, source, prompts, width: int, repeats: int, device: st
     return result
 
 
-def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, repeats: int, variant: dict,
-                     scales: tuple[int, ...] = (1,)) -> dict:
-    """vLLM alone, built as TRL's colocate mode builds it, generating the run's number of tokens; with `scales`,
-    also k times the run's batch at once (k x the sequences, each scale up to the engine's max_num_seqs): the
-    throughput a larger generation batch (TRL's steps_per_generation / generation_batch_size) would give."""
+def single_process_rendezvous() -> None:
+    """The torch.distributed variables vLLM's external_launcher reads, for one process on a free port (values already
+    in the environment win)."""
     import socket
-
-    from vllm import LLM, SamplingParams
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -226,6 +222,16 @@ def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, r
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)}.items():
         os.environ.setdefault(key, value)
+
+
+def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, repeats: int, variant: dict,
+                     scales: tuple[int, ...] = (1,)) -> dict:
+    """vLLM alone, built as TRL's colocate mode builds it, generating the run's number of tokens; with `scales`,
+    also k times the run's batch at once (k x the sequences, each scale up to the engine's max_num_seqs): the
+    throughput a larger generation batch (TRL's steps_per_generation / generation_batch_size) would give."""
+    from vllm import LLM, SamplingParams
+
+    single_process_rendezvous()
     tp = int(getattr(args, "vllm_tensor_parallel_size", 1) or 1)
     kwargs = dict(model=source, tensor_parallel_size=tp, gpu_memory_utilization=args.vllm_gpu_memory_utilization,
                   max_model_len=args.vllm_max_model_length,
@@ -322,12 +328,14 @@ def run_r1exp(overrides: list[str], run_dir: Path, timeout: float) -> dict:
 
 
 def summarize_run(run_dir: Path) -> dict:
-    """Mean seconds per phase over the steps after the first, the first step, the start-up split."""
+    """Mean (and median) seconds per step and phase over the steps after the first, the first step, the start-up
+    split, the device's peak and the plan's total."""
     out: dict = {}
     if (run_dir / "run.json").exists():
         manifest = json.loads((run_dir / "run.json").read_text())
         out.update(status=manifest.get("status"), startup=manifest.get("startup", {}),
-                   gpu_memory=manifest.get("gpu_memory"), error=manifest.get("error"))
+                   gpu_memory=manifest.get("gpu_memory"), error=manifest.get("error"),
+                   plan_total_gb=(manifest.get("plan") or {}).get("total_gb"))
     if not (run_dir / "metrics.jsonl").exists():
         return out
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -337,6 +345,7 @@ def summarize_run(run_dir: Path) -> dict:
     later = steps[1:] or steps
     out["steps"] = len(steps)
     out["step_s"] = statistics.fmean(r["time/step"] for r in later)
+    out["median_step_s"] = statistics.median(r["time/step"] for r in later)
     out["phases_s"] = {p: statistics.fmean(r.get(f"time/{p}", 0.0) for r in later) for p in PHASES}
     out["first_step_s"] = steps[0]["time/step"]
     out["completion_mean"] = statistics.fmean(r.get("completions/mean_length", 0.0) for r in later)

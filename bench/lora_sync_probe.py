@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from gpu_floor import single_process_rendezvous  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -37,18 +39,11 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int, graphs: bool = False) -> dict:
-    import socket
-
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(port)}.items():
-        os.environ.setdefault(key, value)
+    single_process_rendezvous()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":   # vLLM on CPU takes pushed weights only with r1exp's patch (r1exp/engines/vllm_cpu.py)
         from r1exp.engines.vllm_cpu import prepare_cpu_engine

@@ -9,8 +9,8 @@ given (a variant's own value wins over the base's). Per run: the mean and median
 means (r1exp.timing), the device's peak memory and the plan, start to first step, wall time. `--floor-after
 LABEL` measures bench/gpu_floor.py's floor from that run's config right after it, with the `--engine-arg` variants
 of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows). Results go to
-`<out>/variants.json` and `<out>/variants.md` after every run (`--floor-last`: the floor after all the runs) (a call cut short keeps what it measured), each run's
-run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`.
+`<out>/variants.json` and `<out>/variants.md` after every run (a call cut short keeps what it measured), each run's
+run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`. `--floor-last`: the floor after all the runs.
 
 Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,20 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
-
-
-def median_step(run_dir: Path) -> float | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    steps = [json.loads(x)["time/step"] for x in path.read_text().splitlines() if '"time/step"' in x]
-    later = steps[1:] or steps
-    return statistics.median(later) if later else None
-
-
-def planned_total(run_dir: Path) -> float | None:
-    path = run_dir / "run.json"
-    return (json.loads(path.read_text()).get("plan") or {}).get("total_gb") if path.exists() else None
 
 
 def memory(run: dict) -> tuple[float | None, float | None]:
@@ -143,7 +128,7 @@ def main(argv=None) -> int:
                                      f"name={label}"], shlex.split(extra))
         run_dir = work / label
         run = run_r1exp(overrides, run_dir, min(left(), 3600))
-        run.update(variant_overrides=extra, median_step_s=median_step(run_dir), plan_total_gb=planned_total(run_dir))
+        run.update(variant_overrides=extra)
         if run["exit_code"] != 0:
             run.setdefault("error", _tail(run_dir.with_suffix(".log"), 600))
         result["runs"][label] = run
