@@ -348,6 +348,10 @@ def summarize_run(run_dir: Path) -> dict:
     out["median_step_s"] = statistics.median(r["time/step"] for r in later)
     out["phases_s"] = {p: statistics.fmean(r.get(f"time/{p}", 0.0) for r in later) for p in PHASES}
     out["first_step_s"] = steps[0]["time/step"]
+    memory = {k.split("/", 1)[1]: max(r.get(k, 0.0) for r in steps) for k in sorted({k for r in steps for k in r})
+              if k.startswith("memory/")}
+    if memory:
+        out["phase_peak_gb"] = memory   # torch's peak allocation while each phase ran, the most over the steps
     out["completion_mean"] = statistics.fmean(r.get("completions/mean_length", 0.0) for r in later)
     return out
 

@@ -34,17 +34,22 @@ def memory(run: dict) -> tuple[float | None, float | None]:
     return (run.get("gpu_memory") or {}).get("gpu/peak_used_gb"), run.get("plan_total_gb")
 
 
+def phase_peaks(run: dict) -> str:
+    """`generation 9.1, logprobs 17.4, ...`: torch's peak allocation (GiB) by step phase (r1exp.timing)."""
+    return ", ".join(f"{phase} {gb:.1f}" for phase, gb in (run.get("phase_peak_gb") or {}).items())
+
+
 def markdown(result: dict) -> str:
     lines = [f"# r1exp variants side by side ({result['machine']}, {result['date']})", "",
              f"Command: `{result['command']}`", "",
              f"Base: `{result['base']}`; {result['steps']} steps each, mean and median over the steps after the "
              "first.", "",
              "| variant | overrides | exit | mean step s | median step s | generation s | weight sync s | logprobs s | "
-             "fwd+bwd+optim s | peak GiB | plan GiB | start to first step s | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fwd+bwd+optim s | peak GiB | plan GiB | torch peak GiB by phase | start to first step s | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, run in result["runs"].items():
         if "skipped" in run:
-            lines.append(f"| {label} | `{run['overrides']}` | skipped: {run['skipped']} |" + " |" * 10)
+            lines.append(f"| {label} | `{run['overrides']}` | skipped: {run['skipped']} |" + " |" * 11)
             continue
         p = run.get("phases_s") or {}
         peak, planned = memory(run)
@@ -52,7 +57,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {label} | `{run['variant_overrides']}` | {run['exit_code']}{error} | {_f(run.get('step_s'))} | "
                      f"{_f(run.get('median_step_s'))} | {_f(p.get('generation'))} | {_f(p.get('weight_sync'))} | "
                      f"{_f(p.get('logprobs'))} | {_f(p.get('backward_optimizer'))} | {_f(peak, 1)} | "
-                     f"{_f(planned, 1)} | {_f((run.get('startup') or {}).get('process_to_first_step_s'), 1)} | "
+                     f"{_f(planned, 1)} | {phase_peaks(run)} | "
+                     f"{_f((run.get('startup') or {}).get('process_to_first_step_s'), 1)} | "
                      f"{_f(run.get('wall_s'), 1)} |")
     floor = result.get("floor")
     if floor:

@@ -3,13 +3,42 @@
 TRL colocate and Unsloth fast_inference keep trainer and vLLM engine in one process, so the device-level peak
 (total - free, polled by a thread) is the number to compare with the plan's total; torch's own counters split
 out what went through its allocator. Nothing happens without CUDA.
+
+Per phase of a step (r1exp.timing), `take_allocated_peak` reads torch's peak allocation since the last call and
+starts a new interval; the overall peak is kept here, so `PeakMemory` still reports the run's maximum.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from r1exp.config.plan import GiB
+
+
+_process_peaks = {"allocated": 0, "reserved": 0}  # the largest interval peaks taken so far (torch's own counters
+                                                  # restart at every take)
+
+
+def take_allocated_peak() -> int:
+    """Bytes: the most torch's allocator held since the previous call (or the start), then a new interval begins.
+    0 without CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0
+    peak = torch.cuda.max_memory_allocated()
+    _process_peaks["allocated"] = max(_process_peaks["allocated"], peak)
+    _process_peaks["reserved"] = max(_process_peaks["reserved"], torch.cuda.max_memory_reserved())
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
+def process_peak(kind: str) -> int:
+    """Bytes: torch's peak `allocated` or `reserved` memory over the process, across the intervals
+    `take_allocated_peak` started."""
+    torch = sys.modules["torch"]
+    now = torch.cuda.max_memory_allocated() if kind == "allocated" else torch.cuda.max_memory_reserved()
+    return max(_process_peaks[kind], now)
 
 
 class PeakMemory:
@@ -55,8 +84,8 @@ class PeakMemory:
         return {
             "gpu/peak_used_gb": round(self.peak_used / GiB, 2),
             "gpu/used_before_train_gb": round(self.baseline_used / GiB, 2),
-            "gpu/torch_max_allocated_gb": round(t.cuda.max_memory_allocated() / GiB, 2),
-            "gpu/torch_max_reserved_gb": round(t.cuda.max_memory_reserved() / GiB, 2),
+            "gpu/torch_max_allocated_gb": round(process_peak("allocated") / GiB, 2),
+            "gpu/torch_max_reserved_gb": round(process_peak("reserved") / GiB, 2),
             "gpu/device_total_gb": round(t.cuda.mem_get_info()[1] / GiB, 2),
         }
 

@@ -15,6 +15,12 @@ timers, and a callback adds to every log line (so metrics.jsonl and W&B get them
     time/step                wall seconds from the end of the previous step (or the start of training) to the end
                              of this one, so the steps add up to the training's wall time
 
+On a GPU each log line also carries `memory/<phase>`: the most memory (GiB) torch's allocator held while that phase
+was the innermost one (`memory/other`: outside every phase), the maximum over the steps since the last log line.
+They say which phase sets the run's peak (the generation's KV cache, the log-prob head, the backward pass) and are
+read next to the memory plan's terms (bench/gpu/plan_vs_measured.py). vLLM memory outside torch's allocator is not
+in them; the device-level peak is in run.json (`gpu_memory`).
+
 Each phase counts its own time only (a weight sync inside generation is counted as weight sync, not twice), so
 the phases never add up to more than the step; `time/other` is the step minus the phases. The methods are looked
 up by name: what the installed TRL (or Unsloth's trainer) has is timed, what it lacks is left out (its time shows
@@ -51,6 +57,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from r1exp.config.plan import GiB
+
 PHASES = ("generation", "weight_sync", "logprobs", "backward_optimizer", "rewards")
 KEYS = tuple(f"time/{p}" for p in (*PHASES, "other", "step"))
 _REST = "rest"  # a wrapped method whose own time belongs to time/other (TRL's _prepare_inputs)
@@ -80,25 +88,35 @@ def _cuda_synchronize() -> None:
 
 class PhaseClock:
     """Seconds per named phase, each counting only its own time (a nested phase's time is taken out of the
-    phase around it). `sync` is called at every phase boundary (torch.cuda.synchronize on a GPU)."""
+    phase around it). `sync` is called at every phase boundary (torch.cuda.synchronize on a GPU). With `memory`
+    (bytes allocated at peak since its previous call, which starts a new interval), each phase also gets the peak
+    of the intervals in which it was the innermost one; the time outside every phase counts as `other`."""
 
-    def __init__(self, sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter):
-        self.sync, self.clock = sync, clock
+    def __init__(self, sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter,
+                 memory: Callable[[], int] | None = None):
+        self.sync, self.clock, self.memory = sync, clock, memory
         self.totals: dict[str, float] = defaultdict(float)
+        self.peaks: dict[str, int] = defaultdict(int)
         self._stack: list[list] = []   # [phase, start, seconds of nested phases]
         self._thread = threading.get_ident()
 
     def top(self) -> str | None:
         return self._stack[-1][0] if self._stack else None
 
-    def enter(self, phase: str) -> None:
+    def boundary(self) -> None:
+        """A phase starts or ends: wait for the GPU, and close the memory interval of the innermost phase."""
         if self.sync:
             self.sync()
+        if self.memory:
+            phase = self.top() or "other"
+            self.peaks[phase] = max(self.peaks[phase], self.memory())
+
+    def enter(self, phase: str) -> None:
+        self.boundary()
         self._stack.append([phase, self.clock(), 0.0])
 
     def exit(self) -> None:
-        if self.sync:
-            self.sync()
+        self.boundary()
         phase, start, nested = self._stack.pop()
         elapsed = self.clock() - start
         self.totals[phase] += elapsed - nested
@@ -119,6 +137,11 @@ class PhaseClock:
     def take(self) -> dict[str, float]:
         """The totals so far, and start again from zero (phases still open keep running)."""
         out, self.totals = dict(self.totals), defaultdict(float)
+        return out
+
+    def take_peaks(self) -> dict[str, int]:
+        """The memory peaks (bytes) per phase so far, and start again."""
+        out, self.peaks = dict(self.peaks), defaultdict(int)
         return out
 
 
@@ -156,7 +179,9 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
             self.steps = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
+            clock.boundary()
             clock.take()                   # anything timed before training (e.g. a sanity generation) is not a step
+            clock.take_peaks()
             self.last_end = clock.clock()
             if startup is not None:
                 startup.train_begin()
@@ -174,8 +199,8 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
             if self.optimizer_open:
                 clock.exit()
                 self.optimizer_open = False
-            elif clock.sync:
-                clock.sync()
+            else:
+                clock.boundary()
             now = clock.clock()
             step = now - (self.last_end if self.last_end is not None else now)
             self.last_end = now
@@ -183,6 +208,7 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
             row = {f"time/{p}": phases.get(p, 0.0) for p in PHASES}
             row["time/other"] = max(0.0, step - sum(row.values()))
             row["time/step"] = step
+            row.update({f"memory/{p}": peak / GiB for p, peak in clock.take_peaks().items()})
             self.window.append(row)
             self.steps += 1
             if startup is not None and self.steps == 1:
@@ -193,6 +219,8 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
                 return
             for key in KEYS:
                 logs[key] = round(statistics.fmean(r[key] for r in self.window), 6)
+            for key in sorted({k for r in self.window for k in r if k.startswith("memory/")}):
+                logs[key] = round(max(r.get(key, 0.0) for r in self.window), 3)
             self.window = []
 
     return StepTimer()
@@ -204,8 +232,11 @@ def attach(trainer, startup: Startup | None = None, sync: bool | None = None):
     Wraps the methods of TRAINER_METHODS / ENGINE_METHODS that exist, adds the callback first among the trainer's
     callbacks (so the keys reach W&B and metrics.jsonl), and returns the callback; its `.timed` lists what is timed.
     `startup`: the run's Startup (default: the one started last in this process), told about the first step."""
-    sync = (_cuda_available() if sync is None else sync)
-    clock = PhaseClock(sync=_cuda_synchronize if sync else None)
+    from r1exp.device_memory import take_allocated_peak
+
+    gpu = _cuda_available()
+    sync = gpu if sync is None else sync
+    clock = PhaseClock(sync=_cuda_synchronize if sync else None, memory=take_allocated_peak if gpu else None)
     timed = []
     for name, phase in TRAINER_METHODS.items():
         skip = _INSIDE_LOSS if phase == "logprobs" else None

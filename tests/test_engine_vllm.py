@@ -123,31 +123,52 @@ def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     assert trl_engine.LLM is original
 
 
-def test_the_settings_check_allows_a_rounded_fraction_and_unsloth_is_not_held_to_trls_compile_setting():
-    from r1exp.components import loader_of
+def test_the_settings_check_allows_a_rounded_fraction():
     from r1exp.engines.check import settings_mismatches
 
     assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.14913}) == []
     assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.3})
     assert settings_mismatches({"max_model_len": 320}, {"max_model_len": 2048})
-    expected = {"max_model_len": 320, "compiled": False}
-    assert loader_of(compose(["loader=unsloth", "engine=vllm"])).engine_settings_to_check(expected) == {
-        "max_model_len": 320}
-    assert loader_of(compose(["loader=peft", "engine=vllm"])).engine_settings_to_check(expected) == expected
 
 
-@pytest.mark.parametrize("overrides, warned", [
-    (["engine.max_num_batched_tokens=8192"], ["engine.max_num_batched_tokens"]),
-    (["engine.compile=true"], ["engine.compile"]),
-    ([], []),                                               # the defaults say nothing
+GPU_PLAN = ["hardware.device=cuda", "hardware.gpu_memory_gb=140", "trainer.per_device_train_batch_size=64",
+            "trainer.num_generations=8"]
+NO_INDUCTOR = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
+
+
+@pytest.mark.parametrize("overrides, settings", [
+    # Unsloth's own table gave 32 sequences for this step's 64 completions and compiled with Inductor: replaced
+    ([], {"enforce_eager": False, "compilation_config": NO_INDUCTOR, "max_num_seqs": 64}),
+    (["engine.compile=true"], {"enforce_eager": False, "max_num_seqs": 64}),
+    (["engine.enforce_eager=true", "engine.max_num_batched_tokens=8192"],
+     {"enforce_eager": True, "max_num_batched_tokens": 8192, "max_num_seqs": 64}),
+    (["+trainer.steps_per_generation=2"], {"enforce_eager": False, "compilation_config": NO_INDUCTOR,
+                                           "max_num_seqs": 128}),
 ])
-def test_settings_that_reach_trls_engine_only_are_flagged_with_unsloth(overrides, warned):
-    from r1exp.config.validate import validate
-    from r1exp.machine import detect
+def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads_them_back(overrides, settings):
+    cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN, *overrides])
+    plan = plan_memory(cfg, detect())
+    engine = engine_of(cfg)
+    assert engine.loader_engine_settings(cfg, plan, "cuda") == settings
+    expected = engine.settings_to_check(cfg, plan, "cuda")
+    assert expected["max_num_seqs"] == settings["max_num_seqs"]
+    assert expected.get("compiled", True) == ("compilation_config" not in settings)
 
-    cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cuda", "hardware.gpu_memory_gb=80", *overrides])
-    found = [p for p in validate(cfg, detect(), dry_run=True) if p.rule == "unsloth.engine_settings"]
-    assert [p.key for p in found] == warned and all(p.severity == "warning" for p in found)
+
+def test_trls_own_engine_is_not_held_to_a_sequence_count():
+    cfg = compose(["loader=peft", "engine=vllm", *GPU_PLAN])
+    assert "max_num_seqs" not in engine_of(cfg).settings_to_check(cfg, plan_memory(cfg, detect()), "cuda")
+
+
+def test_the_loaders_engine_is_built_with_the_settings_only_inside_the_block():
+    import vllm
+
+    cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN])
+    original = vllm.LLM
+    with engine_of(cfg).loader_engine_context(cfg, plan_memory(cfg, detect()), "cuda"):
+        assert vllm.LLM is not original and issubclass(vllm.LLM, original)
+        assert vllm.LLM.r1exp_settings["max_num_seqs"] == 64
+    assert vllm.LLM is original
 
 
 def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_value():

@@ -76,6 +76,47 @@ def test_take_starts_again_from_zero_and_sync_is_called_at_every_boundary():
     assert calls == [0.0, 1.0]
 
 
+class FakeAllocator:
+    """torch's peak-allocation counter: `allocate` / `free` move it, a read returns the peak and starts a new
+    interval at what is held now (take_allocated_peak's contract)."""
+
+    def __init__(self):
+        self.held = self.peak = 0
+
+    def allocate(self, n):
+        self.held += n
+        self.peak = max(self.peak, self.held)
+
+    def free(self, n):
+        self.held -= n
+
+    def __call__(self):
+        peak, self.peak = self.peak, self.held
+        return peak
+
+
+def test_each_phase_gets_the_memory_peak_of_its_own_intervals_and_the_rest_is_other():
+    memory = FakeAllocator()
+    clock = timing.PhaseClock(memory=memory)
+    memory.allocate(10)                        # before the step: weights (a new interval starts at the first phase)
+    clock.boundary()
+    clock.take_peaks()
+    with clock.phase("generation"):
+        memory.allocate(30)                    # KV cache in use
+        memory.free(30)
+    memory.allocate(5)                         # advantages, outside every phase
+    memory.free(5)
+    with clock.phase("backward_optimizer"):
+        memory.allocate(50)
+        with clock.phase("logprobs"):          # nested: its own interval, not the loss's
+            memory.allocate(100)
+            memory.free(100)
+        memory.free(50)
+    clock.boundary()
+    assert clock.take_peaks() == {"generation": 40, "other": 15, "backward_optimizer": 60, "logprobs": 160}
+    assert clock.take_peaks() == {}
+
+
 class Trainer:
     """Stands in for the parts of a GRPOTrainer the wrapper looks at (methods by name)."""
 

@@ -55,6 +55,11 @@ class Engine(BaseModel):
         """The context in which the trainer is built."""
         return contextlib.nullcontext()
 
+    def loader_engine_context(self, cfg: DictConfig, plan, device: str):
+        """The context in which a loader builds an engine of its own (Unsloth's fast_inference), so that the
+        engine's settings reach it."""
+        return contextlib.nullcontext()
+
     def lifecycle(self, cfg: DictConfig, run_dir, log=print):
         """The context around build and training (a server's start and stop)."""
         return contextlib.nullcontext()

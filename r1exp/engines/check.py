@@ -138,4 +138,4 @@ def check_engine(cfg, built, plan=None) -> list[Problem]:
     engine, loader = engine_of(cfg), loader_of(cfg)
     facts = engine_facts(built.trainer, built.loaded.model)
     expected = engine.settings_to_check(cfg, plan, run_device(cfg)) if plan is not None else {}
-    return check_built(cfg, facts, engine, loader, loader.engine_settings_to_check(expected))
+    return check_built(cfg, facts, engine, loader, expected)

@@ -309,6 +309,21 @@ class VllmColocate(VllmEngine):
         with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides()):
             yield
 
+    def loader_engine_settings(self, cfg: DictConfig, plan, device: str) -> dict:
+        """vllm.LLM arguments that replace those of a loader that builds the engine itself (Unsloth's
+        fast_inference): the eager/graphs/compile and batch settings TRL's engine gets, and one generation batch of
+        sequences at once. Unsloth sizes `max_num_seqs` from its own table of the KV cache's size (32 for the 64
+        completions of a step on the H200 with the planned fraction: every generation ran in two waves) and
+        compiles with Inductor (25 s at start-up). The dtype stays the loader's: the engine holds its weights."""
+        kwargs = {k: v for k, v in self.llm_kwargs(cfg, plan, device).items() if k == "enforce_eager"
+                  or k == "compilation_config"}
+        return {**kwargs, **self.llm_overrides(), "max_num_seqs": int(plan.generation_batch)}
+
+    def loader_engine_context(self, cfg: DictConfig, plan, device: str):
+        import vllm
+
+        return llm_class_with(vllm, {}, self.loader_engine_settings(cfg, plan, device))
+
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
         expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
                     "dtype": compute_dtype(cfg), **self.llm_overrides()}
@@ -316,6 +331,8 @@ class VllmColocate(VllmEngine):
             expected["compiled"] = False
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
+        if plan.shared_weights:   # a loader built the engine: it got these settings from loader_engine_settings
+            expected["max_num_seqs"] = int(plan.generation_batch)
         return expected
 
 
@@ -372,21 +389,26 @@ def _with_defaults(llm_cls, extra: dict, overrides: dict):
 
 
 @contextlib.contextmanager
+def llm_class_with(module, extra: dict, overrides: dict):
+    """Inside the block, `module.LLM(...)` builds `LLM(**extra, **its_kwargs, **overrides)`."""
+    original = module.LLM
+    module.LLM = _with_defaults(original, extra, overrides)
+    try:
+        yield
+    finally:
+        module.LLM = original
+
+
 def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
     """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs, **overrides)`."""
     import importlib
 
     module = importlib.import_module(TRL_ENGINE_MODULE)
-    original = getattr(module, "LLM", None)
-    if original is None:
+    if getattr(module, "LLM", None) is None:
         raise ConfigError([Problem(
             "engine.name", "vllm",
             f"TRL {_trl_version()} no longer builds its engine as {TRL_ENGINE_MODULE}.LLM, so r1exp cannot pass "
             f"{', '.join(sorted(extra))} to it",
             "install the TRL version of the r1exp stack (README), or remove those engine settings",
             rule="engine.trl.llm_kwargs")])
-    module.LLM = _with_defaults(original, extra, overrides or {})
-    try:
-        yield
-    finally:
-        module.LLM = original
+    return llm_class_with(module, extra, overrides or {})

@@ -60,11 +60,6 @@ class Loader(BaseModel):
     def adjust_plan(self, cfg: DictConfig, plan) -> None:
         """Notes or terms of its own in the memory plan."""
 
-    def engine_settings_to_check(self, expected: dict) -> dict:
-        """Of the engine settings the post-build check expects, those this loader's engine is given (a loader that
-        builds its own engine drops what it does not pass on)."""
-        return expected
-
     @classmethod
     def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg) -> object | None:
         """A Knob switching the run to this loader (option = its YAML's name), where that saves memory."""

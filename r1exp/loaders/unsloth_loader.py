@@ -16,10 +16,18 @@ Unsloth's own compile off (UNSLOTH_COMPILE_DISABLE=1) the first step finished an
 with TorchDynamo off as well it trains at ~1.9 s/step (bench/results/h200/). TORCHDYNAMO_DISABLE=1 in the
 environment also stops vLLM from compiling its engine at start-up ("aot_compile is not supported"), so r1exp turns
 dynamo off only after the engine is built. `loader.compile: true` leaves both on.
+
+Unsloth builds its engine itself, and picks some of its settings from its own tables: `max_num_seqs` from the size
+of the KV cache (32 sequences for a 64-completion step with the planned memory fraction on the H200, so every
+generation ran in two waves), Inductor compilation of the engine. The engine's settings replace those choices while
+Unsloth builds it (`Engine.loader_engine_context`), as they reach TRL's own engine, and the post-build check reads
+them back. `logit_chunk_rows` caps the token rows of each chunk of Unsloth's log-prob head (Unsloth's
+UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK; by default Unsloth sizes its chunks from the GPU's free memory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import ClassVar, Literal
 
@@ -96,20 +104,6 @@ def check_one_process(ctx):
                       "use loader=peft for several processes, or distributed=none with loader=unsloth")
 
 
-# engine settings r1exp passes only to TRL's own engine: Unsloth builds its engine itself
-ENGINE_ONLY = {"compile": False, "max_num_batched_tokens": None}
-
-
-def check_engine_settings_reach(ctx):
-    if not (ctx.loader.fast_inference and ctx.engine.in_process):
-        return
-    for key, default in ENGINE_ONLY.items():
-        value = getattr(ctx.engine, key, default)
-        if value != default:
-            yield Problem(f"engine.{key}", value, "Unsloth builds its own vLLM engine: this setting reaches TRL's "
-                          "engine only, not Unsloth's", f"drop engine.{key}, or use loader=peft", severity="warning")
-
-
 def check_micro_batch(ctx):
     """Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations."""
     from r1exp.config.plan import trainer_value
@@ -134,6 +128,7 @@ class UnslothLoader(Loader):
     standby: bool = False
     gpu_memory_utilization: float | Literal["auto"] | None = None
     compile: bool = False
+    logit_chunk_rows: int | None = Field(None, ge=1)
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
@@ -153,8 +148,6 @@ class UnslothLoader(Loader):
              doc="4-bit loading needs CUDA"),
         Rule("unsloth.one_process", ("distributed.num_processes",), check_one_process,
              doc="Unsloth trains in a single process"),
-        Rule("unsloth.engine_settings", ("engine.compile", "engine.max_num_batched_tokens"), check_engine_settings_reach,
-             doc="engine.compile / max_num_batched_tokens reach TRL's engine, not Unsloth's"),
         Rule("trainer.unsloth_batch", ("trainer.per_device_train_batch_size", "trainer.num_generations"), check_micro_batch,
              doc="Unsloth rounds the micro-batch up to a multiple of num_generations"),
     )
@@ -179,6 +172,8 @@ class UnslothLoader(Loader):
             os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
         if not self.compile:
             os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
+        if self.logit_chunk_rows:   # read once, when unsloth_zoo is imported
+            os.environ["UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK"] = str(self.logit_chunk_rows)
         import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
 
     def shares_engine_weights(self, engine) -> bool:
@@ -201,11 +196,6 @@ class UnslothLoader(Loader):
             return None
         return Knob(f"loader={option} (engine and trainer share one copy of the weights)", {"loader": option_cfg})
 
-    def engine_settings_to_check(self, expected: dict) -> dict:
-        """Unsloth builds its engine itself: r1exp passes it the length and the memory fraction, not the engine's
-        compile setting or batch limit (those reach TRL's own engine only; rule unsloth.engine_settings warns)."""
-        return {k: v for k, v in expected.items() if k not in ("compiled", *ENGINE_ONLY)}
-
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
                 f"standby={self.standby}")
@@ -219,11 +209,16 @@ class UnslothLoader(Loader):
         kwargs = dict(model_name=source, max_seq_length=int(cfg.model.max_seq_length), load_in_4bit=self.load_in_4bit,
                       fast_inference=self.fast_inference, max_lora_rank=self.max_lora_rank,
                       dtype=getattr(torch, str(cfg.model.dtype)))
+        engine_context = contextlib.nullcontext()
         if self.fast_inference:
+            from r1exp.components import engine_of
             from r1exp.config.plan import plan_memory
-            from r1exp.machine import detect
+            from r1exp.machine import detect, run_device
 
             plan = plan_memory(cfg, detect())
+            # the engine's own settings (graphs, compile, batch limits, one step's sequences at once) replace
+            # Unsloth's choices; the post-build check reads them back
+            engine_context = engine_of(cfg).loader_engine_context(cfg, plan, run_device(cfg))
             util = self.gpu_memory_utilization
             if util in (None, "auto"):  # without a value Unsloth takes its own default share of the GPU
                 util = plan.gpu_memory_utilization
@@ -232,7 +227,8 @@ class UnslothLoader(Loader):
             # Unsloth sizes its engine's max_model_len from max_seq_length (a max_model_len argument is ignored:
             # the 7B run got 2048 instead of the planned 320, bench/results/h200/session4/q7)
             kwargs["max_seq_length"] = int(plan.max_model_len)
-        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+        with engine_context:
+            model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         model = FastLanguageModel.get_peft_model(
             model, r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
             target_modules=list(lora.target_modules),
