@@ -87,7 +87,9 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict], scal
     cfg = OmegaConf.create(shape["config"])
     plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)
     engine.before_imports(cfg, device)   # as the run's build does, before torch is imported
-    llm_kwargs = engine.llm_kwargs(cfg, plan, device) if hasattr(engine, "llm_kwargs") else {}
+    # what r1exp's engine gets beyond TRL's arguments, and what replaces TRL's (the batched-token budget)
+    llm_kwargs = {**engine.llm_kwargs(cfg, plan, device), **engine.llm_overrides(plan)} \
+        if hasattr(engine, "llm_kwargs") else {}
     weights = [float(e.get("weight", 1.0)) for e in cfg.reward.values()]
     args = grpo_config(cfg, run_dir / "floor_trainer", plan, "none", weights)
     source = model_source(cfg, log=lambda *_: None)
@@ -237,7 +239,8 @@ def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, r
                   max_model_len=args.vllm_max_model_length,
                   max_num_seqs=int(args.per_device_train_batch_size) * tp * int(args.steps_per_generation),
                   distributed_executor_backend="external_launcher", seed=0, max_num_batched_tokens=4096,
-                  logprobs_mode="processed_logprobs", **llm_kwargs)
+                  logprobs_mode="processed_logprobs")
+    kwargs.update(llm_kwargs)
     kwargs.update(variant)
     start = time.perf_counter()
     llm = LLM(**kwargs)

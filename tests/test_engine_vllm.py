@@ -144,11 +144,15 @@ NO_INDUCTOR = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
      {"enforce_eager": True, "max_num_batched_tokens": 8192, "max_num_seqs": 64}),
     (["+trainer.steps_per_generation=2"], {"enforce_eager": False, "compilation_config": NO_INDUCTOR,
                                            "max_num_seqs": 128}),
+    (["engine.gpu_memory_utilization=0.3"], {"enforce_eager": False, "compilation_config": NO_INDUCTOR,
+                                             "max_num_seqs": 64, "gpu_memory_utilization": 0.3}),
 ])
 def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads_them_back(overrides, settings):
     cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN, *overrides])
     plan = plan_memory(cfg, detect())
     engine = engine_of(cfg)
+    # always: the planned fraction (Unsloth turned 0.15 into 0.134 once) and a batched-token budget the sequences hold
+    settings = {"gpu_memory_utilization": plan.gpu_memory_utilization, "max_num_batched_tokens": 4096, **settings}
     assert engine.loader_engine_settings(cfg, plan, "cuda") == settings
     expected = engine.settings_to_check(cfg, plan, "cuda")
     assert expected["max_num_seqs"] == settings["max_num_seqs"]
@@ -184,14 +188,13 @@ def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_v
     assert built.kwargs == {"enforce_eager": False, "max_num_seqs": 64, "max_num_batched_tokens": 16384}
 
 
-@pytest.mark.parametrize("overrides, device, compiled, batched", [
-    ([], "cuda", False, None),                                          # default: graphs without Inductor, TRL's 4096
-    (["engine.compile=true"], "cuda", None, None),                      # vLLM's own compile
-    ([], "cpu", None, None),                                            # eager on CPU: nothing to compile
-    (["engine.enforce_eager=true"], "cuda", None, None),
-    (["engine.max_num_batched_tokens=16384"], "cuda", False, 16384),
+@pytest.mark.parametrize("overrides, device, compiled", [
+    ([], "cuda", False),                                          # default: graphs without Inductor
+    (["engine.compile=true"], "cuda", None),                      # vLLM's own compile
+    ([], "cpu", None),                                            # eager on CPU: nothing to compile
+    (["engine.enforce_eager=true"], "cuda", None),
 ])
-def test_compile_and_batched_tokens_reach_the_engine_and_the_post_build_check(overrides, device, compiled, batched):
+def test_compile_reaches_the_engine_and_the_post_build_check(overrides, device, compiled):
     from r1exp.components import engine_of
     from r1exp.config.plan import plan_memory
     from r1exp.machine import detect
@@ -201,7 +204,38 @@ def test_compile_and_batched_tokens_reach_the_engine_and_the_post_build_check(ov
     kwargs, expected = engine.llm_kwargs(cfg, plan, device), engine.settings_to_check(cfg, plan, device)
     assert ("compilation_config" in kwargs) == (compiled is False)
     assert expected.get("compiled") == compiled
-    assert engine.llm_overrides().get("max_num_batched_tokens") == batched == expected.get("max_num_batched_tokens")
+
+
+Q05 = ["model=qwen0_5b", "model.init=random", "trainer.num_generations=8", "hardware.device=cuda",
+       "hardware.gpu_memory_gb=140"]
+
+
+BIG, SMALL_STEP = ["trainer.per_device_train_batch_size=64", "trainer.max_completion_length=256"], \
+    ["trainer.per_device_train_batch_size=8", "trainer.max_completion_length=32"]
+
+
+@pytest.mark.parametrize("overrides, requested, capped", [
+    (BIG, None, False),                                                  # TRL's 4096 fits 64 long sequences
+    ([*BIG, "engine.max_num_batched_tokens=16384"], 16384, False),
+    ([*BIG, "engine.max_num_batched_tokens=1000000"], 1000000, True),    # an explicit value above the cap: a warning
+    (SMALL_STEP, None, True),      # like the H200 engine that died in vLLM's warm-up: few short sequences, TRL's 4096
+    ([*SMALL_STEP, "loader=unsloth"], None, True),
+])
+def test_batched_tokens_never_exceed_what_the_sequences_hold(overrides, requested, capped):
+    from r1exp.config.validate import validate
+
+    cfg = compose(["engine=vllm", *Q05, *overrides])
+    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    cap = plan.generation_batch * plan.max_model_len
+    batched = min(requested or 4096, cap)
+    assert (batched == cap < (requested or 4096)) == capped
+    assert engine.llm_overrides(plan) == {"max_num_batched_tokens": batched}
+    assert engine.settings_to_check(cfg, plan, "cuda")["max_num_batched_tokens"] == batched
+    if cfg.loader.name == "unsloth":
+        assert engine.loader_engine_settings(cfg, plan, "cuda")["max_num_batched_tokens"] == batched
+    warned = capped and requested is not None
+    found = [p for p in validate(cfg, detect(), dry_run=True) if p.rule == "engine.batched_tokens"]
+    assert bool(found) == warned and all(p.severity == "warning" for p in found)
 
 
 # --- real builds -----------------------------------------------------------------------------------------------

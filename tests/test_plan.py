@@ -87,8 +87,25 @@ def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
     weights = planner.weights_gb(cfg_of("model=qwen7b"))
     assert not peft.shared_weights and unsloth.shared_weights
     assert peft.engine_gb == unsloth.engine_gb == pytest.approx(0.3 * 141)
-    assert peft.trainer_gb - unsloth.trainer_gb == pytest.approx(weights)
-    assert peft.total_gb - unsloth.total_gb == pytest.approx(weights)
+    # besides the weights, only the training loop's own terms differ (Unsloth's loss and checkpointing: test below)
+    loop = {t: peft.terms[t] - unsloth.terms[t] for t in ("activations", "logprob_head")}
+    assert {t: v for t, v in peft.terms.items() if t not in loop} == {t: v for t, v in unsloth.terms.items()
+                                                                      if t not in loop}
+    assert peft.trainer_gb - unsloth.trainer_gb == pytest.approx(weights + sum(loop.values()))
+    assert peft.total_gb - unsloth.total_gb == pytest.approx(weights + sum(loop.values()))
+
+
+@pytest.mark.parametrize("overrides, layers_on_gpu", [
+    (("trainer.gradient_checkpointing=true",), 1),    # Unsloth offloads each layer's input to CPU memory
+    (("trainer.gradient_checkpointing=false",), 28),  # every layer of qwen7b
+])
+def test_unsloth_plans_its_loss_logits_in_float32_and_its_own_checkpointing(overrides, layers_on_gpu):
+    cfg = cfg_of("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
+                 "trainer.per_device_train_batch_size=16", *overrides)
+    plan = plan_memory(cfg, H200)
+    tokens = 16 * planner.sequence_tokens(cfg)
+    assert plan.terms["logprob_head"] == pytest.approx(tokens * 152064 * 4 / planner.GiB)
+    assert plan.terms["activations"] == pytest.approx(layers_on_gpu * planner.layer_activations_gb(cfg, tokens, 1.0))
 
 
 def test_auto_utilization_holds_the_engines_need_in_steps_of_005():

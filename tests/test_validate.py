@@ -154,7 +154,8 @@ def test_the_table_has_at_least_40_bad_configurations():
 UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed", "versions.known_bad",
                "versions.requirements", "versions.unmeasured", "trainer.unsloth_batch", "trainer.deprecated",
                "engine.transformers_version", "engine.cb_dtype",   # these two: tests/test_engines.py
-               "distributed.cpu_memory"}                           # tests/test_distributed.py
+               "distributed.cpu_memory",                           # tests/test_distributed.py
+               "engine.batched_tokens"}                            # a warning: tests/test_engine_vllm.py
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).

@@ -13,10 +13,13 @@
 #   unsloth   unsloth + vllm at the 0.5B and 1.5B shapes (their floors: the defaults and q15 calls).
 #   final     the shipped engine defaults as they are (no engine override): 0.5B peft, 0.5B unsloth, 7B peft.
 #   s5a       session 5, 0.5B: Unsloth with the engine's settings (one step's 64 sequences at once, graphs without
-#             Inductor) and the capped log-prob chunks (the defaults) / with Unsloth's Inductor compile / with
-#             Unsloth's own chunk sizing (logit_chunk_rows=null) / peft; then the floor of the peft run.
-#   s5b       session 5, 1.5B and 7B: Unsloth at 1.5B (32 x 512) and 7B, peft at 7B (TRL colocate, sleep mode),
-#             Unsloth at 7B with its own chunk sizing (Unsloth/TRL peak at 7B).
+#             Inductor; the defaults) / peft / Unsloth with its Inductor compile; then the floor of the peft run.
+#   s5b       session 5, 1.5B and 7B: Unsloth at 1.5B (32 x 512) and 7B, peft at 7B (TRL colocate, sleep mode)
+#             (Unsloth/TRL peak at 7B).
+#             The committed s5a/s5b also hold a `*_nocap` variant each (loader.logit_chunk_rows=null): that knob capped
+#             the chunks of Unsloth's no-grad log-prob pass (UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK), changed neither the
+#             peak nor the step, and was removed after these calls; the runs are Unsloth's own chunking, i.e. the
+#             defaults of today.
 #   s5c       session 5, shapes the Unsloth memory terms were not fitted on: 3B 48 x 384, 0.5B 32 x 512 without
 #             gradient checkpointing, 1.5B 4-bit.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
@@ -59,12 +62,10 @@ case $call in
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_unsloth=loader=unsloth" --variant "q05_peft=" \
       --variant "q05_unsloth_inductor=loader=unsloth engine.compile=true" \
-      --variant "q05_unsloth_nocap=loader=unsloth loader.logit_chunk_rows=null" \
       --floor-after q05_peft --floor-last --repeats 2 ;;
   s5b)
     python bench/variants.py --base "$Q7 loader=unsloth" --steps 4 --budget "$BUDGET" --out "$out" \
-      --variant "q15_unsloth=$Q15 loader=unsloth" --variant "q7_unsloth=" --variant "q7_peft=loader=peft" \
-      --variant "q7_unsloth_nocap=loader.logit_chunk_rows=null" ;;
+      --variant "q15_unsloth=$Q15 loader=unsloth" --variant "q7_unsloth=" --variant "q7_peft=loader=peft" ;;
   s5c)
     python bench/variants.py --base "$Q05 loader=unsloth" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q3b_unsloth=model=qwen3b model.init=random trainer.per_device_train_batch_size=48 trainer.max_completion_length=384 trainer.gradient_checkpointing=true" \

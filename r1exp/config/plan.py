@@ -5,7 +5,8 @@ untied head in 16 bit); LoRA weights, gradients and AdamW state (fp32); activati
 without gradient checkpointing; the log-prob head (TRL's chunked head when the installed TRL has it, else the
 micro-batch's logits: vocab-sized and often the largest term); the CUDA context. The engine adds its own terms
 and totals (`Engine.plan_memory`: a colocated vLLM's reservation and second weight copy, a server's GPUs, the KV
-cache of `generate`), and the loader its own (`Loader.shares_engine_weights`, `Loader.adjust_plan`).
+cache of `generate`), and the loader its own (`Loader.adjust_terms` for a training loop of its own,
+`Loader.shares_engine_weights`, `Loader.adjust_plan`).
 
 The constants are calibrated against measured peaks on the H200 (bench/results/h200/memory.md); `plan_memory` is
 a pure function of (cfg, env) so that a benchmark can print prediction next to measurement.
@@ -130,17 +131,25 @@ def weights_gb(cfg) -> float:
     return ((params - embedding - head) * NF4_BYTES + (embedding + head) * dtype_bytes) / GiB
 
 
-def activations_gb(cfg, tokens: int) -> float:
-    """Saved activations of one micro-batch: per layer and token ~8 hidden-sized tensors, q/k/v, and 4
-    intermediate-sized ones (SwiGLU MLP); with gradient checkpointing, each layer's input plus one layer redone."""
+def layer_activations_gb(cfg, tokens: int, factor: float = ACT_FACTOR) -> float:
+    """Saved activations of one layer for `tokens` tokens: ~8 hidden-sized tensors, q/k/v, and 4 intermediate-sized
+    ones (SwiGLU MLP), times a calibrated factor."""
     arch = cfg.model.arch
-    h, inter, layers = int(arch.hidden), int(arch.intermediate), int(arch.layers)
+    h, inter = int(arch.hidden), int(arch.intermediate)
     hd = int(arch.get("head_dim") or h // int(arch.heads))
     elem = DTYPE_BYTES.get(str(cfg.model.dtype), 2)
-    per_layer = tokens * (8 * h + 2 * int(arch.kv_heads) * hd + 4 * inter) * elem * ACT_FACTOR
+    return tokens * (8 * h + 2 * int(arch.kv_heads) * hd + 4 * inter) * elem * factor / GiB
+
+
+def activations_gb(cfg, tokens: int) -> float:
+    """Saved activations of one micro-batch: every layer's; with gradient checkpointing, each layer's input plus
+    one layer redone."""
+    arch = cfg.model.arch
+    layers = int(arch.layers)
+    per_layer = layer_activations_gb(cfg, tokens)
     if bool(trainer_value(cfg, "gradient_checkpointing", True)):
-        return (tokens * h * elem * layers + per_layer) / GiB
-    return per_layer * layers / GiB
+        return tokens * int(arch.hidden) * DTYPE_BYTES.get(str(cfg.model.dtype), 2) * layers / GiB + per_layer
+    return per_layer * layers
 
 
 def logprob_head_gb(cfg, micro: int, fused: bool) -> float:
@@ -173,10 +182,11 @@ def plan_memory(cfg: DictConfig, env) -> MemoryPlan:
     }
     if float(trainer_value(cfg, "beta", 0.0) or 0.0) > 0:
         plan.notes.append("beta>0 with LoRA: the reference model is the base with the adapter disabled (no copy)")
+    loader = loader_of(cfg)
+    loader.adjust_terms(cfg, plan.terms, micro)
     terms = plan.terms
     static = terms["weights"] + terms["lora+optimizer"] + terms["cuda_context"]
     dynamic = terms["activations"] + terms["logprob_head"]
-    loader = loader_of(cfg)
     engine_of(cfg).plan_memory(cfg, env, plan, loader, static, dynamic)
     loader.adjust_plan(cfg, plan)
     return plan

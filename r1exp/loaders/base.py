@@ -57,6 +57,9 @@ class Loader(BaseModel):
         """True when the in-process engine generates with this loader's own copy of the weights."""
         return False
 
+    def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
+        """Replace the trainer's memory terms (GiB) where this loader's training loop differs from TRL's."""
+
     def adjust_plan(self, cfg: DictConfig, plan) -> None:
         """Notes or terms of its own in the memory plan."""
 

@@ -21,8 +21,10 @@ Unsloth builds its engine itself, and picks some of its settings from its own ta
 of the KV cache (32 sequences for a 64-completion step with the planned memory fraction on the H200, so every
 generation ran in two waves), Inductor compilation of the engine. The engine's settings replace those choices while
 Unsloth builds it (`Engine.loader_engine_context`), as they reach TRL's own engine, and the post-build check reads
-them back. `logit_chunk_rows` caps the token rows of each chunk of Unsloth's log-prob head (Unsloth's
-UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK; by default Unsloth sizes its chunks from the GPU's free memory).
+them back. On the H200 (bench/results/h200/session5) Unsloth's step is then 0.98-1.09x TRL colocate's at 0.5B and
+0.93x at 7B, where it had been 1.16-1.42x and 1.33x.
+
+Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`).
 """
 
 from __future__ import annotations
@@ -122,13 +124,16 @@ def _fast(cfg) -> bool:
     return bool(get(cfg, "loader.fast_inference", False))
 
 
+UNSLOTH_LOGIT_BYTES = 4   # the loss's logits of the whole micro-batch, float32
+UNSLOTH_ACT_FACTOR = 1.0  # one layer's activations, fitted on the session-5 fit runs (0.5B, 1.5B, 7B; memory.md)
+
+
 class UnslothLoader(Loader):
     fast_inference: bool = False
     max_lora_rank: int = Field(16, ge=1)
     standby: bool = False
     gpu_memory_utilization: float | Literal["auto"] | None = None
     compile: bool = False
-    logit_chunk_rows: int | None = Field(None, ge=1)
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
@@ -172,17 +177,26 @@ class UnslothLoader(Loader):
             os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
         if not self.compile:
             os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-        if self.logit_chunk_rows:   # read once, when unsloth_zoo is imported
-            os.environ["UNSLOTH_GRPO_MAX_ROWS_PER_CHUNK"] = str(self.logit_chunk_rows)
         import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
 
     def shares_engine_weights(self, engine) -> bool:
         return self.fast_inference and engine.in_process
 
+    def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
+        """Unsloth's GRPO loop, measured per phase on the H200 (bench/results/h200/session5): the peak is in the
+        loss's forward and backward, which holds the micro-batch's logits in float32 at once — every position, all
+        of the vocabulary (9.3-11.5 GiB at a 151,936 vocabulary and 17,600-20,300 tokens, whatever the model size;
+        capping the chunks of its no-grad log-prob pass changed nothing). Unsloth's gradient checkpointing offloads
+        each layer's input to CPU memory, so only the layer being redone is on the GPU."""
+        from r1exp.config.plan import GiB, layer_activations_gb, sequence_tokens, trainer_value
+
+        tokens = micro * sequence_tokens(cfg)
+        terms["logprob_head"] = tokens * int(cfg.model.arch.vocab) * UNSLOTH_LOGIT_BYTES / GiB
+        layer = layer_activations_gb(cfg, tokens, UNSLOTH_ACT_FACTOR)
+        checkpointed = bool(trainer_value(cfg, "gradient_checkpointing", True))
+        terms["activations"] = layer if checkpointed else layer * int(cfg.model.arch.layers)
+
     def adjust_plan(self, cfg: DictConfig, plan) -> None:
-        if self.fast_inference and plan.device != "cpu":
-            plan.notes.append("Unsloth + vLLM: on the H200 the measured peaks were 5-11 GiB above this plan at 0.5B-7B "
-                              "(not modelled yet; bench/results/h200/memory.md): leave that much room")
         if self.standby:
             plan.notes.append("Unsloth standby: Unsloth picks the engine's memory fraction itself and offloads it "
                               "during training; the engine figure is an upper bound")
