@@ -109,6 +109,7 @@ class PhaseClock:
             self.sync()
         if self.memory:
             phase = self.top() or "other"
+            phase = "other" if phase == _REST else phase   # as in time/other
             self.peaks[phase] = max(self.peaks[phase], self.memory())
 
     def enter(self, phase: str) -> None:
