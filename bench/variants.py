@@ -39,6 +39,25 @@ def phase_peaks(run: dict) -> str:
     return ", ".join(f"{phase} {gb:.1f}" for phase, gb in (run.get("phase_peak_gb") or {}).items())
 
 
+STARTUP_PARTS = ("before_run", "checks", "imports", "model_load", "engine_start", "engine_weights_load",
+                 "engine_profile", "engine_warmup", "graph_capture", "build_other", "train_setup", "first_step")
+
+
+def startup_lines(result: dict) -> list[str]:
+    """Start to first step, part by part (run.json `startup`), and the five packages whose imports took longest."""
+    rows = [(label, run.get("startup") or {}) for label, run in result["runs"].items() if run.get("startup")]
+    if not rows:
+        return []
+    lines = ["", "Start-up (s, run.json `startup`; imports: each package's own share):", "",
+             "| variant | " + " | ".join(p.replace("_", " ") for p in STARTUP_PARTS) + " | to first step | "
+             "largest imports |", "|---|" + "---|" * (len(STARTUP_PARTS) + 2)]
+    for label, s in rows:
+        imports = ", ".join(f"{pkg} {sec:.1f}" for pkg, sec in list((s.get("imports_by_package_s") or {}).items())[:5])
+        lines.append(f"| {label} | " + " | ".join(_f(s.get(f"{p}_s"), 1) for p in STARTUP_PARTS)
+                     + f" | {_f(s.get('process_to_first_step_s'), 1)} | {imports} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = [f"# r1exp variants side by side ({result['machine']}, {result['date']})", "",
              f"Command: `{result['command']}`", "",
@@ -60,6 +79,7 @@ def markdown(result: dict) -> str:
                      f"{_f(planned, 1)} | {phase_peaks(run)} | "
                      f"{_f((run.get('startup') or {}).get('process_to_first_step_s'), 1)} | "
                      f"{_f(run.get('wall_s'), 1)} |")
+    lines += startup_lines(result)
     floor = result.get("floor")
     if floor:
         lines += ["", f"vLLM alone (bench/gpu_floor.py, from the config of `{result['floor_after']}`):", ""]

@@ -321,8 +321,9 @@ class Startup:
     run's checks, plan, reward sanity check, tracker), the build (imports, model_build, model_load, engine_start,
     engine_weights_load, engine_profile, engine_warmup, graph_capture, build_other), train_setup (post-build check
     to the start of training), first_step_wait (training set-up to the first step), first_step. Not part of the
-    sum: engine_compile_s (vLLM's torch.compile time, inside engine_profile/engine_warmup) and
-    first_generation_s (generation + weight sync of the first step)."""
+    sum: engine_compile_s (vLLM's torch.compile time, inside engine_profile/engine_warmup),
+    first_generation_s (generation + weight sync of the first step) and imports_by_package_s (imports split by
+    package, largest first: where the imports part goes)."""
 
     current: Startup | None = None
 
@@ -360,7 +361,7 @@ class Startup:
             totals = clock.take()
             parts = {f"{p}_s": totals.get(p, 0.0) for p in BUILD_PARTS}
             parts["build_other_s"] = max(0.0, self._build_end - start - sum(parts.values()))
-            self.record(**parts)
+            self.record(**parts, imports_by_package_s=imports.shares())
 
     def train_begin(self) -> None:
         self._train_begin = time.perf_counter()
@@ -393,12 +394,17 @@ def engine_compile_seconds(trainer) -> float | None:
 class _ImportTimer:
     """During the build: the first imports of heavy packages (an `import` of torch, transformers, TRL, vLLM, ...
     by anyone) count as `imports`. Only the installing thread is watched; imports made with importlib directly
-    (lazy submodules) count in the part that made them."""
+    (lazy submodules) count in the part that made them.
+
+    `by_package` splits that time by package, each package's own share: an import of TRL that imports
+    transformers counts transformers' time to transformers, the rest to TRL (a lazy submodule a package loads
+    through importlib counts to the package whose import statement ran it)."""
 
     def __init__(self, clock: PhaseClock):
         self.clock = clock
         self.thread = threading.get_ident()
-        self.depth = 0
+        self.stack: list[list] = []   # [package, start, seconds spent in other heavy packages it imported]
+        self.by_package: dict[str, float] = defaultdict(float)
         self.original = builtins.__import__
         self.hook = self._import   # one bound method, so that uninstall can tell it is still the one installed
 
@@ -410,16 +416,29 @@ class _ImportTimer:
             builtins.__import__ = self.original
 
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
-        if (level or self.depth or threading.get_ident() != self.thread
-                or name.partition(".")[0] not in HEAVY_PACKAGES):
+        package = name.partition(".")[0]
+        if (level or threading.get_ident() != self.thread or package not in HEAVY_PACKAGES
+                or (self.stack and self.stack[-1][0] == package)):
             return self.original(name, globals, locals, fromlist, level)
-        self.depth += 1
-        self.clock.enter("imports")
+        outermost = not self.stack
+        if outermost:
+            self.clock.enter("imports")
+        frame = [package, time.perf_counter(), 0.0]
+        self.stack.append(frame)
         try:
             return self.original(name, globals, locals, fromlist, level)
         finally:
-            self.clock.exit()
-            self.depth -= 1
+            self.stack.pop()
+            took = time.perf_counter() - frame[1]
+            self.by_package[package] += took - frame[2]
+            if self.stack:
+                self.stack[-1][2] += took
+            if outermost:
+                self.clock.exit()
+
+    def shares(self, min_s: float = 0.05) -> dict[str, float]:
+        """Seconds per package, largest first; packages under `min_s` left out."""
+        return {p: round(s, 2) for p, s in sorted(self.by_package.items(), key=lambda kv: -kv[1]) if s >= min_s}
 
 
 class _PostImportPatcher(importlib.abc.MetaPathFinder):

@@ -234,6 +234,27 @@ def test_startup_splits_the_build_into_imports_model_load_and_engine_parts(fake_
         assert not hasattr(method, "_r1exp_phase"), method
 
 
+def test_imports_are_split_by_package_each_counting_its_own_share(tmp_path, monkeypatch):
+    bodies = {"outerpkg": "import time\nimport innerpkg\ntime.sleep(0.2)\n", "innerpkg": "import time\ntime.sleep(0.3)\n"}
+    for name, body in bodies.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(timing, "HEAVY_PACKAGES", timing.HEAVY_PACKAGES | set(bodies))
+    monkeypatch.setattr(timing.Startup, "current", None)
+    startup = timing.Startup()
+    try:
+        with startup.build():
+            import outerpkg  # noqa: F401 - imported inside the watched build
+    finally:
+        for name in bodies:
+            sys.modules.pop(name, None)
+    shares = startup.parts["imports_by_package_s"]
+    assert list(shares)[:2] == ["innerpkg", "outerpkg"]                     # largest first
+    assert 0.3 <= shares["innerpkg"] < 0.4 and 0.2 <= shares["outerpkg"] < 0.3   # the outer one without the inner
+    assert abs(sum(shares.values()) - startup.parts["imports_s"]) < 0.05     # together: the imports part
+
+
 def test_a_later_run_in_the_same_process_has_no_before_run_part(monkeypatch):
     monkeypatch.setattr(timing.Startup, "current", None)
     assert "before_run_s" in timing.Startup().parts
@@ -289,6 +310,8 @@ def check_run(run_dir: Path, engine: str, steps: int) -> None:
                 "first_step_s", "first_generation_s", "run_to_first_step_s", "process_to_first_step_s"):
         assert startup[key] >= 0, (key, startup)
     assert startup["imports_s"] > 0 and startup["model_load_s"] > 0
+    shares = startup["imports_by_package_s"]
+    assert shares and abs(sum(shares.values()) - startup["imports_s"]) < 0.1 + 0.01 * len(shares), startup
     assert "_generate" in startup["timed"] and "training_step" in startup["timed"]
     if engine == "vllm":
         assert all(startup[k] > 0 for k in ("engine_start_s", "engine_weights_load_s", "engine_profile_s"))
