@@ -72,7 +72,7 @@ UNSLOTH_FIT = ("session5/s5a/", "session5/s5b/")
 
 def set_of(rel: str, loader: str) -> str:
     """fit: a run folder directly under h200/ (ACT_FACTOR was fitted on these), or an Unsloth run of UNSLOTH_FIT;
-    held-out: any other (session3/, session4/, session5/, floor_q05/runs/: run after the calibration)."""
+    held-out: any other (session3/ to session7/, floor_q05/runs/: run after the calibration)."""
     if "/" not in rel or loader == "unsloth" and rel.startswith(UNSLOTH_FIT):
         return "fit"
     return "held-out"
@@ -142,7 +142,7 @@ def render(all_rows: list[Row] | None = None) -> str:
         "Sets: **fit** = runs directly under bench/results/h200/ (ACT_FACTOR in r1exp/config/plan.py was fitted on",
         "these) and the Unsloth runs of session5/s5a and s5b (Unsloth's own terms, `UnslothLoader.adjust_terms`,",
         "were fitted on those: 0.5B, 1.5B, 7B with gradient checkpointing); **held-out** = every other run",
-        "(session3/, session4/, session5/, floor_q05/runs/), never used to fit anything — for Unsloth, shapes it was",
+        "(session3/ to session7/, floor_q05/runs/), never used to fit anything — for Unsloth, shapes it was",
         "not fitted on (3B 48 x 384, 1.5B 4-bit, 0.5B without gradient checkpointing) and the session-4 runs;",
         "**excluded** = not a test of the plan: named below, or run.json status not \"ok\", or a metrics.jsonl",
         "without a training step (a peak of a run that failed early).", "",

@@ -22,14 +22,16 @@
 #             defaults of today.
 #   s5c       session 5, shapes the Unsloth memory terms were not fitted on: 3B 48 x 384, 0.5B 32 x 512 without
 #             gradient checkpointing, 1.5B 4-bit.
-#   s7a       session 7: the batched-token cap on small shapes (16 x 64 tokens: Unsloth's engine died there in
-#             session 5; TRL's engine at the same shape), then 7B Unsloth (its engine with the planned fraction) /
+#   s7a       planned for session 7, not run (its device time ran out): the batched-token cap on small shapes
+#             (16 x 64 tokens: Unsloth's engine died there in session 5; TRL's engine at the same shape), then 7B Unsloth (its engine with the planned fraction) /
 #             peft with sleep mode (the default) / peft awake, back to back (Unsloth/TRL peak at 7B); then the
 #             floor of the 7B peft run.
 #   s7b       session 7: 7B at 16 completions x 512 tokens with vllm and with hf (vllm/hf per step where generation
 #             dominates); 1.5B (32 x 512) peft and Unsloth, then the floor of the 1.5B peft run.
-#   s7c       session 7: 0.5B peft and Unsloth, each twice, interleaved, then the floor of the first peft run
-#             (step / floor of both, time to first step on a machine that has run them before).
+#   s7c       session 7: 0.5B Unsloth at 16 x 64 (the batched-token cap: Unsloth's engine died at this shape in
+#             session 5; first on the machine, it also pays the machine's first compile), then 0.5B peft and Unsloth
+#             at 64 x 256, each twice, interleaved, then the floor of the first peft run (step / floor of both, time
+#             to first step on a machine that has run them before).
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -92,6 +94,7 @@ case $call in
       --variant "q15_peft=" --variant "q15_unsloth=loader=unsloth" --floor-after q15_peft --floor-last --repeats 2 ;;
   s7c)
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "small_unsloth=loader=unsloth trainer.per_device_train_batch_size=16 trainer.max_completion_length=64 trainer.max_steps=3" \
       --variant "q05_peft_1=" --variant "q05_unsloth_1=loader=unsloth" --variant "q05_peft_2=" \
       --variant "q05_unsloth_2=loader=unsloth" --floor-after q05_peft_1 --floor-last --repeats 2 ;;
   *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c)"; exit 2 ;;

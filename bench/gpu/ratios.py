@@ -1,0 +1,137 @@
+"""Issue 13's ratios, computed from one H200 session's committed side-by-side calls (bench/variants.py folders).
+
+    python bench/gpu/ratios.py [bench/results/h200/session7]      # writes <session>/ratios.md and prints it
+
+Every ratio is declared once in RATIOS (which call, which runs, the goal); the README table and
+tests/test_gpu_ratios.py read the same computation, so a re-measured session that misses a goal shows here and
+fails there. Runs of one call ran back to back on one machine; a ratio never mixes calls except through a floor
+that ran in the same call as the runs it divides.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSION = ROOT / "bench" / "results" / "h200" / "session7"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str                    # what is compared, as the README says it
+    call: str                    # the folder under the session (one device call)
+    kind: str                    # step_over_floor | step_over_step | first_step
+    runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
+    goal: float                  # upper bound (ratios, seconds) or lower bound (speed-ups)
+    at_least: bool = False       # True: the goal is a lower bound
+    against: tuple[str, ...] = ()   # step_over_step: the denominators, one per run or one for all
+
+
+RATIOS = (
+    Ratio("r1exp step / floor, 1.5B 32 x 512, PEFT (median step)", "s7b", "step_over_floor", ("q15_peft",), 1.3),
+    Ratio("r1exp step / floor, 1.5B 32 x 512, Unsloth (median step; floor: TRL's engine alone)", "s7b",
+          "step_over_floor", ("q15_unsloth",), 1.3),
+    Ratio("engine=hf step / engine=vllm step, 7B, 16 completions x 512 tokens", "s7b", "step_over_step",
+          ("q7_16x512_hf",), 5.0, at_least=True, against=("q7_16x512_vllm",)),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (two runs; the machine had run Unsloth before)", "s7c",
+          "first_step", ("q05_peft_1", "q05_peft_2"), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)", "s7c", "first_step",
+          ("q05_unsloth_1", "q05_unsloth_2"), 60.0),
+    # not an issue-13 goal: Unsloth, sharing its weights with its engine, should be no slower than TRL colocate
+    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)", "s7c", "step_over_step",
+          ("q05_unsloth_1", "q05_unsloth_2"), 1.0, against=("q05_peft_1", "q05_peft_2")),
+    Ratio("Unsloth step / PEFT step, 1.5B 32 x 512 (median)", "s7b", "step_over_step", ("q15_unsloth",),
+          1.0, against=("q15_peft",)),
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    ratio: Ratio
+    values: tuple[float, ...] | None    # one per run in ratio.runs; None: not measured (why in `missing`)
+    detail: str
+    missing: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.values is None:
+            return None
+        return all(v >= self.ratio.goal if self.ratio.at_least else v <= self.ratio.goal for v in self.values)
+
+
+def load(session: Path, call: str) -> dict | None:
+    path = session / call / "variants.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def median_step(run: dict) -> float | None:
+    """The median step after the first, from the run's own metrics (variants.json's median_step_s)."""
+    return run.get("median_step_s") if run.get("exit_code") == 0 else None
+
+
+def first_step(run: dict) -> float | None:
+    return (run.get("startup") or {}).get("process_to_first_step_s") if run.get("exit_code") == 0 else None
+
+
+def measure(ratio: Ratio, session: Path = SESSION) -> Measured:
+    result = load(session, ratio.call)
+    if result is None:
+        return Measured(ratio, None, "", f"{ratio.call}/variants.json is not committed")
+    runs = result["runs"]
+    absent = [label for label in (*ratio.runs, *ratio.against) if "exit_code" not in runs.get(label, {})]
+    if absent:
+        return Measured(ratio, None, "", f"not run in {ratio.call}: {', '.join(absent)}")
+    if ratio.kind == "step_over_floor":
+        floor = (result.get("floor") or {}).get("step_floor_s")
+        steps = [median_step(runs[label]) for label in ratio.runs]
+        if not floor or None in steps:
+            return Measured(ratio, None, "", (result.get("floor") or {}).get("error", "a run failed or no floor"))
+        f = result["floor"]
+        detail = (f"step {', '.join(f'{s:.3f}' for s in steps)} s; floor {floor:.3f} s = vLLM alone "
+                  f"{f['generation']['seconds']:.3f} s ({f['generation']['tokens']} tokens) + training alone "
+                  f"{f['train']['seconds']:.3f} s")
+        return Measured(ratio, tuple(s / floor for s in steps), detail)
+    if ratio.kind == "step_over_step":
+        bases = [median_step(runs[label]) for label in ratio.against]
+        tops = [median_step(runs[label]) for label in ratio.runs]
+        if None in bases or None in tops:
+            return Measured(ratio, None, "", "a run failed")
+        bases = bases * len(tops) if len(bases) == 1 else bases
+        detail = ", ".join(f"{t:.2f} / {b:.2f} s" for t, b in zip(tops, bases))
+        return Measured(ratio, tuple(t / b for t, b in zip(tops, bases)), detail)
+    if ratio.kind == "first_step":
+        seconds = [first_step(runs[label]) for label in ratio.runs]
+        if None in seconds:
+            return Measured(ratio, None, "", "a run failed")
+        return Measured(ratio, tuple(seconds), "run.json startup.process_to_first_step_s")
+    raise ValueError(f"unknown kind {ratio.kind!r}")
+
+
+def render(session: Path = SESSION) -> str:
+    lines = [f"# Issue 13's ratios, {session.name} (`python bench/gpu/ratios.py`)", "",
+             "| ratio | measured | goal | met | from |", "|---|---|---|---|---|"]
+    for ratio in RATIOS:
+        m = measure(ratio, session)
+        goal = f"{'>=' if ratio.at_least else '<='} {ratio.goal:g}"
+        if m.values is None:
+            lines.append(f"| {ratio.name} | not measured: {m.missing} | {goal} | | `{ratio.call}` |")
+            continue
+        shown = ", ".join(f"{v:.1f}" if ratio.kind == "first_step" else f"{v:.2f}" for v in m.values)
+        lines.append(f"| {ratio.name} | {shown} ({m.detail}) | {goal} | {'yes' if m.met else 'no'} | "
+                     f"`{ratio.call}`: {', '.join((*ratio.runs, *ratio.against))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    session = Path(argv[0]).resolve() if argv else SESSION
+    text = render(session)
+    (session / "ratios.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
