@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from r1exp.timing import STARTUP_PARTS  # noqa: E402
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
 
@@ -37,10 +39,6 @@ def memory(run: dict) -> tuple[float | None, float | None]:
 def phase_peaks(run: dict) -> str:
     """`generation 9.1, logprobs 17.4, ...`: torch's peak allocation (GiB) by step phase (r1exp.timing)."""
     return ", ".join(f"{phase} {gb:.1f}" for phase, gb in (run.get("phase_peak_gb") or {}).items())
-
-
-STARTUP_PARTS = ("before_run", "checks", "imports", "model_load", "engine_start", "engine_weights_load",
-                 "engine_profile", "engine_warmup", "graph_capture", "build_other", "train_setup", "first_step")
 
 
 def startup_lines(result: dict) -> list[str]:

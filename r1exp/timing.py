@@ -300,6 +300,8 @@ STARTUP_TARGETS = (
 )
 BUILD_PARTS = ("imports", "model_build", "model_load", "engine_start", "engine_weights_load", "engine_profile",
                "engine_warmup", "graph_capture")
+# The start of a run, part after part (run.json `startup`, each as `<part>_s`): they add up to process_to_first_step_s.
+STARTUP_PARTS = ("before_run", "checks", *BUILD_PARTS, "build_other", "train_setup", "first_step_wait", "first_step")
 
 
 def process_start_time() -> float | None:

@@ -310,6 +310,8 @@ def check_run(run_dir: Path, engine: str, steps: int) -> None:
                 "first_step_s", "first_generation_s", "run_to_first_step_s", "process_to_first_step_s"):
         assert startup[key] >= 0, (key, startup)
     assert startup["imports_s"] > 0 and startup["model_load_s"] > 0
+    parts = sum(startup.get(f"{p}_s", 0.0) for p in timing.STARTUP_PARTS)   # before_run: first run of a process only
+    assert abs(parts - startup["process_to_first_step_s"]) < 0.01 * len(timing.STARTUP_PARTS), startup
     shares = startup["imports_by_package_s"]
     assert shares and abs(sum(shares.values()) - startup["imports_s"]) < 0.1 + 0.01 * len(shares), startup
     assert "_generate" in startup["timed"] and "training_step" in startup["timed"]

@@ -23,9 +23,9 @@
 #   s5c       session 5, shapes the Unsloth memory terms were not fitted on: 3B 48 x 384, 0.5B 32 x 512 without
 #             gradient checkpointing, 1.5B 4-bit.
 #   s7a       planned for session 7, not run (its device time ran out): the batched-token cap on small shapes
-#             (16 x 64 tokens: Unsloth's engine died there in session 5; TRL's engine at the same shape), then 7B Unsloth (its engine with the planned fraction) /
-#             peft with sleep mode (the default) / peft awake, back to back (Unsloth/TRL peak at 7B); then the
-#             floor of the 7B peft run.
+#             (16 x 64 tokens: Unsloth's engine died there in session 5; TRL's engine at the same shape), then
+#             7B Unsloth (its engine with the planned fraction) / peft with sleep mode (the default) / peft awake,
+#             back to back (Unsloth/TRL peak at 7B); then the floor of the 7B peft run.
 #   s7b       session 7: 7B at 16 completions x 512 tokens with vllm and with hf (vllm/hf per step where generation
 #             dominates); 1.5B (32 x 512) peft and Unsloth, then the floor of the 1.5B peft run.
 #   s7c       session 7: 0.5B Unsloth at 16 x 64 (the batched-token cap: Unsloth's engine died at this shape in
