@@ -99,13 +99,26 @@ def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
     (("trainer.gradient_checkpointing=true",), 1),    # Unsloth offloads each layer's input to CPU memory
     (("trainer.gradient_checkpointing=false",), 28),  # every layer of qwen7b
 ])
-def test_unsloth_plans_its_loss_logits_in_float32_and_its_own_checkpointing(overrides, layers_on_gpu):
+def test_unsloth_plans_its_own_checkpointing(overrides, layers_on_gpu):
     cfg = cfg_of("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
                  "trainer.per_device_train_batch_size=16", *overrides)
-    plan = plan_memory(cfg, H200)
     tokens = 16 * planner.sequence_tokens(cfg)
-    assert plan.terms["logprob_head"] == pytest.approx(tokens * 152064 * 4 / planner.GiB)
-    assert plan.terms["activations"] == pytest.approx(layers_on_gpu * planner.layer_activations_gb(cfg, tokens, 1.0))
+    assert plan_memory(cfg, H200).terms["activations"] == pytest.approx(
+        layers_on_gpu * planner.layer_activations_gb(cfg, tokens, 1.0))
+
+
+def test_unsloth_plans_its_loss_logits_held_in_float32_or_recomputed_one_block_at_a_time():
+    from r1exp.loaders.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
+
+    common = ("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
+              "trainer.per_device_train_batch_size=16")
+    held = plan_memory(cfg_of(*common, "loader.recompute_logits=false"), H200)
+    recomputed = plan_memory(cfg_of(*common), H200)                       # the default
+    tokens = 16 * planner.sequence_tokens(cfg_of(*common))
+    assert held.terms["logprob_head"] == pytest.approx(tokens * 152064 * 4 / planner.GiB)
+    assert recomputed.terms["logprob_head"] == pytest.approx(
+        (tokens * QWEN7B["hidden"] * 2 + block_rows(152064) * 152064 * BLOCK_BYTES_PER_LOGIT) / planner.GiB)
+    assert held.total_gb - recomputed.total_gb > 8    # 9.6 GiB of logits held at 16 x 1,062 tokens, 1.1 GiB kept
 
 
 def test_auto_utilization_holds_the_engines_need_in_steps_of_005():

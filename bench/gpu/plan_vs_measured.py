@@ -91,14 +91,24 @@ def exclusion(rel: str, run: dict, folder: Path) -> str:
     return ""
 
 
+# Keys added to a shipped engine or loader after runs were committed without them: the value that describes how
+# those runs ran (the shipped default may be a behaviour they did not have).
+ADDED_SINCE = {
+    ("loader", "unsloth", "recompute_logits"): False,   # session 8: before it, Unsloth's loss held its logits
+}
+
+
 def with_targets(config: dict) -> dict:
     """A saved engine or loader as the current code reads it: the shipped YAML of the same name, with the saved
     values of the keys it still has (configs saved before `_target_`, r1exp.components, have none; a key removed
-    since, such as session 5's short-lived loader.logit_chunk_rows, is dropped)."""
+    since, such as session 5's short-lived loader.logit_chunk_rows, is dropped; a key added since takes its
+    ADDED_SINCE value)."""
     for group in ("engine", "loader"):
         node = config[group]
         shipped = OmegaConf.to_container(shipped_options(group)[node["name"]])
-        config[group] = {**shipped, **{k: v for k, v in node.items() if k in shipped and k != "_target_"}}
+        added = {key: value for (g, name, key), value in ADDED_SINCE.items()
+                 if g == group and name == node["name"] and key not in node}
+        config[group] = {**shipped, **added, **{k: v for k, v in node.items() if k in shipped and k != "_target_"}}
     return config
 
 

@@ -1,8 +1,8 @@
-"""Issue 13's ratios, computed from one H200 session's committed side-by-side calls (bench/variants.py folders).
+"""Issue 13's ratios, computed from each H200 session's committed side-by-side calls (bench/variants.py folders).
 
-    python bench/gpu/ratios.py [bench/results/h200/session7]      # writes <session>/ratios.md and prints it
+    python bench/gpu/ratios.py            # writes bench/results/h200/<session>/ratios.md for every session, prints them
 
-Every ratio is declared once in RATIOS (which call, which runs, the goal); the README table and
+Every ratio is declared once in SESSIONS (which session, call, runs, the goal); the README tables and
 tests/test_gpu_ratios.py read the same computation, so a re-measured session that misses a goal shows here and
 fails there. Runs of one call ran back to back on one machine; a ratio never mixes calls except through a floor
 that ran in the same call as the runs it divides.
@@ -16,21 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SESSION = ROOT / "bench" / "results" / "h200" / "session7"
+RESULTS = ROOT / "bench" / "results" / "h200"
 
 
 @dataclass(frozen=True)
 class Ratio:
     name: str                    # what is compared, as the README says it
     call: str                    # the folder under the session (one device call)
-    kind: str                    # step_over_floor | step_over_step | first_step
+    kind: str                    # step_over_floor | step_over_step | peak_over_peak | first_step
     runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
     goal: float                  # upper bound (ratios, seconds) or lower bound (speed-ups)
     at_least: bool = False       # True: the goal is a lower bound
     against: tuple[str, ...] = ()   # step_over_step: the denominators, one per run or one for all
 
 
-RATIOS = (
+SESSION7 = (
     Ratio("r1exp step / floor, 1.5B 32 x 512, PEFT (median step)", "s7b", "step_over_floor", ("q15_peft",), 1.3),
     Ratio("r1exp step / floor, 1.5B 32 x 512, Unsloth (median step; floor: TRL's engine alone)", "s7b",
           "step_over_floor", ("q15_unsloth",), 1.3),
@@ -46,6 +46,31 @@ RATIOS = (
     Ratio("Unsloth step / PEFT step, 1.5B 32 x 512 (median)", "s7b", "step_over_step", ("q15_unsloth",),
           1.0, against=("q15_peft",)),
 )
+
+# Session 8: Unsloth's loss recomputes its logits in the backward (loader.recompute_logits, the default) instead of
+# holding them; `*_held` runs are the same shape with loader.recompute_logits=false (sessions 4-7's behaviour).
+SESSION8 = (
+    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)", "s8a", "peak_over_peak",
+          ("q7_unsloth",), 0.5, against=("q7_peft",)),
+    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)", "s8a",
+          "peak_over_peak", ("q7_unsloth",), 0.5, against=("q7_peft_awake",)),
+    # not issue-13 goals: what recomputing the loss's logits changes, same shape back to back
+    Ratio("Unsloth peak, logits recomputed / held, 7B 64 x 256", "s8a", "peak_over_peak", ("q7_unsloth",), 0.9,
+          against=("q7_unsloth_held",)),
+    Ratio("Unsloth peak, logits recomputed / held, 0.5B 64 x 256", "s8b", "peak_over_peak",
+          ("q05_unsloth",), 0.6, against=("q05_unsloth_held",)),
+    Ratio("Unsloth step, logits recomputed / held, 7B 64 x 256 (median; no slower: within 5%)", "s8a",
+          "step_over_step", ("q7_unsloth",), 1.05, against=("q7_unsloth_held",)),
+    Ratio("Unsloth step, logits recomputed / held, 0.5B 64 x 256 (median; no slower: within 5%)", "s8b",
+          "step_over_step", ("q05_unsloth",), 1.05, against=("q05_unsloth_held",)),
+    Ratio("Unsloth step, logits recomputed / held, 0.5B 64 x 256, second pair (median)", "s8c", "step_over_step",
+          ("q05_unsloth_2",), 1.05, against=("q05_unsloth_held_2",)),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s", "s8b", "first_step", ("q05_peft",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)", "s8b",
+          "first_step", ("q05_unsloth", "q05_unsloth_held"), 60.0),
+)
+
+SESSIONS = {"session7": SESSION7, "session8": SESSION8}
 
 
 @dataclass(frozen=True)
@@ -76,7 +101,12 @@ def first_step(run: dict) -> float | None:
     return (run.get("startup") or {}).get("process_to_first_step_s") if run.get("exit_code") == 0 else None
 
 
-def measure(ratio: Ratio, session: Path = SESSION) -> Measured:
+def peak(run: dict) -> float | None:
+    """The device's peak memory (GiB, run.json gpu_memory) of a run that finished."""
+    return (run.get("gpu_memory") or {}).get("gpu/peak_used_gb") if run.get("exit_code") == 0 else None
+
+
+def measure(ratio: Ratio, session: Path) -> Measured:
     result = load(session, ratio.call)
     if result is None:
         return Measured(ratio, None, "", f"{ratio.call}/variants.json is not committed")
@@ -94,13 +124,14 @@ def measure(ratio: Ratio, session: Path = SESSION) -> Measured:
                   f"{f['generation']['seconds']:.3f} s ({f['generation']['tokens']} tokens) + training alone "
                   f"{f['train']['seconds']:.3f} s")
         return Measured(ratio, tuple(s / floor for s in steps), detail)
-    if ratio.kind == "step_over_step":
-        bases = [median_step(runs[label]) for label in ratio.against]
-        tops = [median_step(runs[label]) for label in ratio.runs]
+    if ratio.kind in ("step_over_step", "peak_over_peak"):
+        value, unit = (median_step, "s") if ratio.kind == "step_over_step" else (peak, "GiB")
+        bases = [value(runs[label]) for label in ratio.against]
+        tops = [value(runs[label]) for label in ratio.runs]
         if None in bases or None in tops:
             return Measured(ratio, None, "", "a run failed")
         bases = bases * len(tops) if len(bases) == 1 else bases
-        detail = ", ".join(f"{t:.2f} / {b:.2f} s" for t, b in zip(tops, bases))
+        detail = ", ".join(f"{t:.2f} / {b:.2f} {unit}" for t, b in zip(tops, bases))
         return Measured(ratio, tuple(t / b for t, b in zip(tops, bases)), detail)
     if ratio.kind == "first_step":
         seconds = [first_step(runs[label]) for label in ratio.runs]
@@ -110,10 +141,11 @@ def measure(ratio: Ratio, session: Path = SESSION) -> Measured:
     raise ValueError(f"unknown kind {ratio.kind!r}")
 
 
-def render(session: Path = SESSION) -> str:
-    lines = [f"# Issue 13's ratios, {session.name} (`python bench/gpu/ratios.py`)", "",
+def render(name: str) -> str:
+    session = RESULTS / name
+    lines = [f"# Issue 13's ratios, {name} (`python bench/gpu/ratios.py`)", "",
              "| ratio | measured | goal | met | from |", "|---|---|---|---|---|"]
-    for ratio in RATIOS:
+    for ratio in SESSIONS[name]:
         m = measure(ratio, session)
         goal = f"{'>=' if ratio.at_least else '<='} {ratio.goal:g}"
         if m.values is None:
@@ -126,10 +158,10 @@ def render(session: Path = SESSION) -> str:
 
 
 def main(argv: list[str]) -> int:
-    session = Path(argv[0]).resolve() if argv else SESSION
-    text = render(session)
-    (session / "ratios.md").write_text(text)
-    print(text)
+    for name in argv or SESSIONS:
+        text = render(name)
+        (RESULTS / name / "ratios.md").write_text(text)
+        print(text)
     return 0
 
 

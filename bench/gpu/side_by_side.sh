@@ -32,6 +32,12 @@
 #             session 5; first on the machine, it also pays the machine's first compile), then 0.5B peft and Unsloth
 #             at 64 x 256, each twice, interleaved, then the floor of the first peft run (step / floor of both, time
 #             to first step on a machine that has run them before).
+#   s8a       session 8, 7B 64 x 256 with gradient checkpointing, back to back: Unsloth with its loss's logits
+#             recomputed (loader.recompute_logits, the default) / held (the session-5 behaviour) / peft with sleep
+#             mode (the default) / peft awake (Unsloth/TRL peak at 7B, both TRL arms).
+#   s8b       session 8, 0.5B 64 x 256: Unsloth recomputing / holding its logits, peft; then one Unsloth run of one
+#             step under cProfile (where start to first step goes: $OUT/s8b_profile_*.txt); then the floor of
+#             the peft run.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -97,7 +103,20 @@ case $call in
       --variant "small_unsloth=loader=unsloth trainer.per_device_train_batch_size=16 trainer.max_completion_length=64 trainer.max_steps=3" \
       --variant "q05_peft_1=" --variant "q05_unsloth_1=loader=unsloth" --variant "q05_peft_2=" \
       --variant "q05_unsloth_2=loader=unsloth" --floor-after q05_peft_1 --floor-last --repeats 2 ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c)"; exit 2 ;;
+  s8a)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_unsloth=loader=unsloth" --variant "q7_unsloth_held=loader=unsloth loader.recompute_logits=false" \
+      --variant "q7_peft=" --variant "q7_peft_awake=engine.sleep_mode=false" ;;
+  s8b)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_unsloth_held=loader=unsloth loader.recompute_logits=false" \
+      --variant "q05_peft=" --floor-after q05_peft --floor-last --repeats 2
+    mkdir -p "$out/profile"
+    ( cd "$out/profile" && timeout 200 python -m cProfile -o unsloth.prof -m r1exp $Q05 loader=unsloth \
+        trainer.max_steps=1 logger=none hydra.run.dir="$out/profile/run" > log.txt 2>&1 ; echo "profile exit=$?" )
+    python -c "import pstats, sys; s = pstats.Stats('$out/profile/unsloth.prof', stream=sys.stdout); s.sort_stats('cumulative').print_stats(80); s.sort_stats('tottime').print_stats(40)" > "$out/profile/top.txt" 2>&1
+    tail -c 3000 "$out/profile/log.txt"; head -c 12000 "$out/profile/top.txt" ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

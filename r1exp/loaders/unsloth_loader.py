@@ -24,7 +24,9 @@ Unsloth builds it (`Engine.loader_engine_context`), as they reach TRL's own engi
 them back. On the H200 (bench/results/h200/session5) Unsloth's step is then 0.98-1.09x TRL colocate's at 0.5B and
 0.93x at 7B, where it had been 1.16-1.42x and 1.33x.
 
-Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`).
+Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`). Its loss held the
+micro-batch's logits in float32 for the backward, the largest term of every Unsloth run on the H200;
+`recompute_logits` (the default) has the loss recompute them block by block instead (r1exp/loaders/unsloth_logits.py).
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def _fast(cfg) -> bool:
     return bool(get(cfg, "loader.fast_inference", False))
 
 
-UNSLOTH_LOGIT_BYTES = 4   # the loss's logits of the whole micro-batch, float32
+UNSLOTH_LOGIT_BYTES = 4   # recompute_logits=false: the loss's logits of the whole micro-batch, float32
+HIDDEN_BYTES = 2          # recompute_logits=true: the loss keeps its input, the hidden states (bfloat16), per token
 UNSLOTH_ACT_FACTOR = 1.0  # one layer's activations, fitted on the session-5 fit runs (0.5B, 1.5B, 7B; memory.md)
 
 
@@ -134,6 +137,7 @@ class UnslothLoader(Loader):
     standby: bool = False
     gpu_memory_utilization: float | Literal["auto"] | None = None
     compile: bool = False
+    recompute_logits: bool = True
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
@@ -179,6 +183,23 @@ class UnslothLoader(Loader):
             os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
         import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
 
+        self.install_loss_logits()
+
+    def install_loss_logits(self) -> None:
+        """recompute_logits: Unsloth's loss recomputes its logits in the backward (before the model is loaded, so a
+        zoo that computes them differently stops the run in seconds)."""
+        from r1exp.errors import ConfigError
+        from r1exp.loaders import unsloth_logits
+
+        try:
+            unsloth_logits.install(self.recompute_logits)
+        except unsloth_logits.NotApplicable as e:
+            raise ConfigError([Problem(
+                "loader.recompute_logits", True,
+                f"the installed unsloth_zoo computes its GRPO loss's log-probs differently from the version r1exp "
+                f"recomputes them for ({e})", "set loader.recompute_logits=false, or install the unsloth_zoo of "
+                f"the GPU stack ({INSTALL['gpu']})")]) from None
+
     def shares_engine_weights(self, engine) -> bool:
         return self.fast_inference and engine.in_process
 
@@ -186,12 +207,19 @@ class UnslothLoader(Loader):
         """Unsloth's GRPO loop, measured per phase on the H200 (bench/results/h200/session5): the peak is in the
         loss's forward and backward, which holds the micro-batch's logits in float32 at once — every position, all
         of the vocabulary (9.3-11.5 GiB at a 151,936 vocabulary and 17,600-20,300 tokens, whatever the model size;
-        capping the chunks of its no-grad log-prob pass changed nothing). Unsloth's gradient checkpointing offloads
-        each layer's input to CPU memory, so only the layer being redone is on the GPU."""
+        capping the chunks of its no-grad log-prob pass changed nothing). With recompute_logits the loss keeps the
+        hidden states instead and one block of logits at a time. Unsloth's gradient checkpointing offloads each
+        layer's input to CPU memory, so only the layer being redone is on the GPU."""
         from r1exp.config.plan import GiB, layer_activations_gb, sequence_tokens, trainer_value
+        from r1exp.loaders.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
 
         tokens = micro * sequence_tokens(cfg)
-        terms["logprob_head"] = tokens * int(cfg.model.arch.vocab) * UNSLOTH_LOGIT_BYTES / GiB
+        vocab = int(cfg.model.arch.vocab)
+        if self.recompute_logits:
+            block = min(tokens, block_rows(vocab)) * vocab * BLOCK_BYTES_PER_LOGIT
+            terms["logprob_head"] = (tokens * int(cfg.model.arch.hidden) * HIDDEN_BYTES + block) / GiB
+        else:
+            terms["logprob_head"] = tokens * vocab * UNSLOTH_LOGIT_BYTES / GiB
         layer = layer_activations_gb(cfg, tokens, UNSLOTH_ACT_FACTOR)
         checkpointed = bool(trainer_value(cfg, "gradient_checkpointing", True))
         terms["activations"] = layer if checkpointed else layer * int(cfg.model.arch.layers)
@@ -212,7 +240,7 @@ class UnslothLoader(Loader):
 
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
-                f"standby={self.standby}")
+                f"standby={self.standby} recompute_logits={self.recompute_logits}")
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         self.prepare_imports(cfg)
