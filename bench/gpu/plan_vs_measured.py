@@ -177,10 +177,14 @@ def render(all_rows: list[Row] | None = None) -> str:
                              f"{100 * max(map(abs, errs)):.1f}% | {sum(abs(e) <= 0.10 for e in errs)}/{len(errs)} |")
     lines += ["", "Held-out misses. PEFT rows: all under-predictions, within -13% (7B + hf generate the worst, as in "
               "the fit set); the training part (peak - used before training) is 1.2-1.4x the plan's activations + "
-              "log-prob head + LoRA terms. Unsloth: its loss holds the micro-batch's float32 logits at once (9.3-11.5 "
+              "log-prob head + LoRA terms. Unsloth with its loss's logits held (loader.recompute_logits=false, every "
+              "Unsloth run before session 8): the loss holds the micro-batch's float32 logits at once (9.3-11.5 "
               "GiB here; the per-phase torch peaks, `memory/<phase>` in each metrics.jsonl, put the peak in "
               "backward_optimizer), and its gradient checkpointing keeps one layer on the GPU; with those two terms "
-              "every Unsloth row with gradient checkpointing is within ±3%. Without gradient checkpointing (no fit "
+              "every such row with gradient checkpointing is within ±3%. With the logits recomputed (session 8, the "
+              "default; the term is the hidden states plus one recomputed block, not fitted) the rows are within "
+              "-9.3%: at 7B the no-gradient log-prob pass (27.3 GiB of torch memory) comes close to the backward "
+              "(28.3), and the plan does not model that pass. Without gradient checkpointing (no fit "
               "run had it off) the plan counts every layer's activations as one checkpointed layer's and "
               "over-predicts by 16%: Unsloth keeps less per layer than that (tests/test_memory_calibration.py "
               "lists it as a known miss)."]
