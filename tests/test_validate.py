@@ -160,7 +160,7 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
 OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.sources", "r1exp.plausibility", "r1exp.distributed",
-             "r1exp.secrets", "r1exp.rewards.monitor", "r1exp.data.scan")
+             "r1exp.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.bytecode")
 
 
 def test_every_rule_of_the_table_has_a_test():

@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from r1exp.bytecode import check as bytecode_check
 from r1exp.config.knobs import ranked
 from r1exp.config.plan import plan_memory
 from r1exp.config.rule import Rule, get
@@ -100,4 +101,6 @@ RULES: list[Rule] = [
     Rule("memory.fits", ("model.*", "loader.*", "engine.*", "trainer.*", "hardware.gpu_memory_gb"), fits_gpu,
          doc="the memory plan fits the GPU; else name the knob that saves the most"),
     Rule("output.writable", ("hydra.run.dir",), output_writable, scope="machine", doc="the run folder can be created"),
+    Rule("machine.bytecode", ("machine.bytecode",), bytecode_check, scope="machine",
+         doc="the heavy packages have compiled bytecode, or Python can write it (else every run compiles them)"),
 ]
