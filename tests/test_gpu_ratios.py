@@ -17,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
 import ratios  # noqa: E402
 
 UNSLOTH_START = ("imports are 37-42 s of it on this host (Unsloth 8-10 s, torch 10-14 s, vLLM 6-7 s; PEFT runs "
-                 "import in 23-27 s), and Unsloth's first step takes 11-15 s (PEFT's 3-4 s)")
+                 "import in 23-27 s; ~17 s of every run's imports compile source, the staged packages having no "
+                 "bytecode), and Unsloth's first step takes 11-15 s (PEFT's 3-4 s): its self-check of sequence "
+                 "packing runs the model once per row (session8/s8b/profile)")
 UNSLOTH_PEAK = ("Unsloth's logprob pass (no gradients) holds 27.3 GiB of torch memory, its backward 28.3 (34.9 before "
                 "the logits were recomputed): Unsloth's shared weights save one copy (14 GiB) of TRL's two, and TRL's "
                 "engine sleeps while it trains")
