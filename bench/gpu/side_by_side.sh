@@ -38,6 +38,8 @@
 #   s8b       session 8, 0.5B 64 x 256: Unsloth recomputing / holding its logits, peft; then one Unsloth run of one
 #             step under cProfile (where start to first step goes: $OUT/s8b_profile_*.txt); then the floor of
 #             the peft run.
+#   s8c       session 8, Unsloth: 1.5B 32 x 512 (its logits recomputed), then 0.5B 64 x 256 held / recomputed (a second
+#             pair after s8b's).
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -116,7 +118,12 @@ case $call in
         trainer.max_steps=1 logger=none hydra.run.dir="$out/profile/run" > log.txt 2>&1 ; echo "profile exit=$?" )
     python -c "import pstats, sys; s = pstats.Stats('$out/profile/unsloth.prof', stream=sys.stdout); s.sort_stats('cumulative').print_stats(80); s.sort_stats('tottime').print_stats(40)" > "$out/profile/top.txt" 2>&1
     tail -c 3000 "$out/profile/log.txt"; head -c 12000 "$out/profile/top.txt" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b)"; exit 2 ;;
+  s8c)
+    Q05S="model=qwen0_5b trainer.per_device_train_batch_size=64 trainer.max_completion_length=256 trainer.max_steps=6"
+    python bench/variants.py --base "$Q15 loader=unsloth" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q15_unsloth=" --variant "q05_unsloth_held_2=$Q05S loader.recompute_logits=false" \
+      --variant "q05_unsloth_2=$Q05S" ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

@@ -10,8 +10,9 @@ vocabulary on the H200: the peak of every Unsloth run in bench/results/h200/sess
 its inputs (hidden states, already on the GPU) and recomputes its logits in the backward, one block at a time. The
 values are the original function's on the same rows (each row's log-prob depends on that row alone), so the loss
 and its gradients are the same computation, split differently; the cost is one more head matmul per block in the
-backward (~25 ms per step at 7B, 64 x 256 on the H200). Without gradients (the old/reference log-prob passes) the
-original runs untouched.
+backward, and the loss's forward+backward+optimizer phase measured no slower on the H200 (1.72 vs 1.79 s at 7B,
+64 x 256; bench/results/h200/session8). Without gradients (the old/reference log-prob passes) the original runs
+untouched.
 
 Unsloth's loss imports the function from `unsloth_zoo.rl_replacements` inside its body at every call (its source
 is copied into the generated trainer without module imports), so replacing that module attribute reaches it;
@@ -81,7 +82,7 @@ def recomputing(original, rows_per_block: int | None = None):
                   for a, b in _block_bounds(flat_hidden.shape[1], per_block)]
         return torch.cat(pieces, dim=1).reshape(hidden.shape[0], hidden.shape[1])
 
-    log_probs.calls = 0          # calls that took the recomputing path (with gradients): the GPU runs report it
+    log_probs.calls = 0          # calls that took the recomputing path (with gradients)
     log_probs.original = original
     return log_probs
 
