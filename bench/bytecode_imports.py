@@ -2,8 +2,9 @@
 
     python bench/bytecode_imports.py [--repeats 3] [--modules torch,transformers,trl,vllm] [--out FILE.json]
 
-Each repeat runs, in fresh processes and alternating: the import with the bytecode caches as they are (warm: what
-pip compiled at install, or what an earlier import wrote), and the same import compiling every module from source
+Each repeat runs, in fresh processes and alternating: the import as installed, with the bytecode caches as they are
+(`cached` in the JSON: what pip compiled at install, or what an earlier import wrote; none where the packages have no
+bytecode and Python may not write it), and the same import compiling every module from source
 (PYTHONPYCACHEPREFIX pointing at an empty folder and PYTHONDONTWRITEBYTECODE=1: what every run pays where the
 packages were installed without bytecode, e.g. `pip install --no-compile`, and nothing may be written next to them).
 Prints the medians and their ratio; `--out` keeps every sample. r1exp's `machine.bytecode` check warns when a run
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
               "python": platform.python_version(), "median_cached_s": round(cached, 3),
               "median_from_source_s": round(source, 3), "from_source_over_cached": round(source / cached, 2),
               "samples_s": {k: [round(v, 3) for v in vs] for k, vs in samples.items()}}
-    print(f"import {', '.join(modules)}: {cached:.2f} s with bytecode, {source:.2f} s compiling from source "
+    print(f"import {', '.join(modules)}: {cached:.2f} s as installed, {source:.2f} s compiling from source "
           f"({source / cached:.2f}x, +{source - cached:.1f} s per run)")
     if a.out:
         with open(a.out, "w") as f:
