@@ -12,9 +12,10 @@ import sys
 import tempfile
 
 from r1exp.errors import Problem
+from r1exp.timing import HEAVY_PACKAGES
 
-# The packages whose imports dominate a run's start (run.json startup.imports_by_package_s)
-HEAVY = ("torch", "transformers", "vllm", "trl", "peft", "datasets", "unsloth", "unsloth_zoo")
+# The packages whose imports dominate a run's start: the ones run.json's startup times as `imports`
+HEAVY = tuple(sorted(HEAVY_PACKAGES))
 
 
 def _writable(folder: str) -> bool:

@@ -27,7 +27,7 @@ class Ratio:
     runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
     goal: float                  # upper bound (ratios, seconds) or lower bound (speed-ups)
     at_least: bool = False       # True: the goal is a lower bound
-    against: tuple[str, ...] = ()   # step_over_step: the denominators, one per run or one for all
+    against: tuple[str, ...] = ()   # step_over_step, peak_over_peak: the denominators, one per run or one for all
 
 
 SESSION7 = (
