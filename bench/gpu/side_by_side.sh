@@ -40,6 +40,16 @@
 #             the peft run.
 #   s8c       session 8, Unsloth: 1.5B 32 x 512 (its logits recomputed), then 0.5B 64 x 256 held / recomputed (a second
 #             pair after s8b's).
+#   s9a       session 9, 7B 64 x 256 with gradient checkpointing, back to back: Unsloth with the engine's explicit KV
+#             cache (engine.gpu_memory_utilization=auto: one generation batch, the default since session 9) / Unsloth
+#             with session 8's fraction (0.15: vLLM sized its KV cache from it) / peft with sleep mode (the default)
+#             / peft awake (Unsloth/TRL peak at 7B, both TRL arms, all with the explicit KV cache).
+#   s9b       session 9, 0.5B 64 x 256 on a machine whose packages have bytecode: Unsloth and peft twice each,
+#             interleaved (start to first step), then the floor of the first peft run.
+#   s9c       session 9, 7B 64 x 256: peft (sleep mode) and Unsloth, then the floor of the peft run (7B step / floor).
+#   s9d       session 9: 0.5B Unsloth once more, peft awake / with sleep mode; 7B Unsloth with loader.standby=true
+#             and with loader.load_in_4bit=true.
+#   s9e       session 9: 0.5B peft and Unsloth, then the floor of the peft run.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -135,7 +145,26 @@ case $call in
     python bench/variants.py --base "$Q15 loader=unsloth" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q15_unsloth=" --variant "q05_unsloth_held_2=$Q05S loader.recompute_logits=false" \
       --variant "q05_unsloth_2=$Q05S" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c)"; exit 2 ;;
+  s9a)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_unsloth=loader=unsloth" --variant "q7_unsloth_frac=loader=unsloth engine.gpu_memory_utilization=0.15" \
+      --variant "q7_peft=" --variant "q7_peft_awake=engine.sleep_mode=false" ;;
+  s9b)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_1=loader=unsloth" --variant "q05_peft_1=" --variant "q05_unsloth_2=loader=unsloth" \
+      --variant "q05_peft_2=" --floor-after q05_peft_1 --floor-last --repeats 2 ;;
+  s9c)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_peft_2=" --variant "q7_unsloth_2=loader=unsloth" --floor-after q7_peft_2 --floor-last --repeats 2 ;;
+  s9d)
+    Q7U="$Q7 loader=unsloth trainer.max_steps=4"
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_3=loader=unsloth" --variant "q05_peft_awake=engine.sleep_mode=false" --variant "q05_peft_3=" \
+      --variant "q7_unsloth_standby=$Q7U loader.standby=true" --variant "q7_unsloth_4bit=$Q7U loader.load_in_4bit=true" ;;
+  s9e)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_peft_4=" --variant "q05_unsloth_4=loader=unsloth" --floor-after q05_peft_4 --floor-last --repeats 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

@@ -39,6 +39,7 @@ class MemoryPlan:
     engine_gb: float = 0.0
     total_gb: float = 0.0
     gpu_memory_utilization: float | None = None  # resolved value handed to the engine
+    kv_cache_gb: float | None = None   # an explicit KV cache handed to the engine (None: what the fraction leaves)
     engine_need_gb: float = 0.0        # weights + KV cache for a whole generation batch + overhead
     engine_min_gb: float = 0.0         # weights + KV cache for one sequence + overhead: below this vLLM cannot start
     shared_weights: bool = False

