@@ -234,7 +234,8 @@ class UnslothLoader(Loader):
         bench/results/h200/session9/s9d). r1exp's engine settings replace the fraction Unsloth picks for standby."""
         if not (self.standby and plan.shared_weights):
             return
-        kv = plan.terms.get("engine_kv_cache", 0.0)
+        # the KV cache: the explicit one, or what a fraction left after the weights and overhead
+        kv = plan.engine_gb - plan.terms["engine_weights"] - plan.terms["engine_overhead"]
         dynamic = plan.terms["activations"] + plan.terms["logprob_head"]
         generating = plan.trainer_gb - dynamic + plan.engine_gb
         plan.total_gb = max(generating, plan.trainer_gb + plan.engine_gb - kv)
