@@ -145,6 +145,16 @@ def test_auto_gives_the_engine_the_kv_cache_of_one_generation_batch_and_a_fracti
     assert p.fits
 
 
+@pytest.mark.parametrize("tp, kv_heads, factor", [(1, 2, 1), (2, 2, 1), (4, 2, 2), (8, 4, 2)])
+def test_the_explicit_kv_cache_grows_where_tensor_parallel_gpus_outnumber_the_kv_heads(tp, kv_heads, factor):
+    """TRL gathers a tensor-parallel group's prompts into its engine (tp x the sequences) and vLLM splits the KV heads
+    over the GPUs; with fewer KV heads than GPUs each GPU keeps a whole head, so each GPU needs more."""
+    base = ("model=qwen7b", "engine=vllm", "hardware.gpu_memory_gb=141", "engine.sleep_mode=false")
+    one = plan_memory(cfg_of(*base, f"model.arch.kv_heads={kv_heads}"), H200)
+    split = plan_memory(cfg_of(*base, f"model.arch.kv_heads={kv_heads}", f"engine.tensor_parallel_size={tp}"), H200)
+    assert split.kv_cache_gb == pytest.approx(one.kv_cache_gb * factor)
+
+
 @pytest.mark.parametrize("overrides, explicit", [
     ([], True),                                                               # auto
     (["engine.kv_cache_gb=3"], True),

@@ -247,7 +247,7 @@ class VllmColocate(VllmEngine):
         if plan.device == "cpu":
             self._plan_cpu(env, plan, static_gb + dynamic_gb)
         else:
-            self._plan_gpu(plan, static_gb + dynamic_gb)
+            self._plan_gpu(plan, static_gb + dynamic_gb, self.kv_replication(cfg))
         plan.trainer_gb = static_gb + dynamic_gb
         if self.sleeps(cfg, plan.device):
             # TRL sleeps the engine (level 2) outside generation: peak = max(generating, training with engine asleep)
@@ -261,9 +261,16 @@ class VllmColocate(VllmEngine):
         gpu_memory_utilization=auto (the plan's size). Otherwise a float fraction sizes it (vLLM's profiling)."""
         return self.kv_cache_gb is not None or self.gpu_memory_utilization in ("auto", None)
 
-    def _plan_gpu(self, plan, trainer_gb: float) -> None:
-        """auto: an explicit KV cache of one generation batch (x GPU_KV_HEADROOM); less if the trainer needs the room,
-        as long as one sequence fits (vLLM then generates in waves). The fraction handed to vLLM covers the engine."""
+    def kv_replication(self, cfg: DictConfig) -> float:
+        """How much more KV cache each GPU holds than one process's generation batch needs: TRL gathers the prompts of
+        a tensor-parallel group into its engine (tp x the sequences) and vLLM splits the KV heads over the tp GPUs,
+        which evens out unless there are fewer KV heads than GPUs (then each GPU keeps a whole head)."""
+        return max(1.0, self.tensor_parallel_size / int(cfg.model.arch.kv_heads))
+
+    def _plan_gpu(self, plan, trainer_gb: float, replication: float = 1.0) -> None:
+        """auto: an explicit KV cache of one generation batch (x GPU_KV_HEADROOM, x `kv_replication`) per GPU; less if
+        the trainer needs the room, as long as one sequence fits (vLLM then generates in waves). The fraction handed
+        to vLLM covers the engine."""
         util, device = self.gpu_memory_utilization, plan.device_gb
         if not self.explicit_kv():
             plan.gpu_memory_utilization = float(util)
@@ -271,7 +278,7 @@ class VllmColocate(VllmEngine):
             return
         need = plan.terms["engine_kv_cache"]
         fixed = plan.engine_need_gb - need                      # weights + overhead
-        kv = float(self.kv_cache_gb) if self.kv_cache_gb is not None else need * GPU_KV_HEADROOM
+        kv = float(self.kv_cache_gb) if self.kv_cache_gb is not None else need * GPU_KV_HEADROOM * replication
         room = device - trainer_gb - fixed if device else None
         one = plan.engine_min_gb - fixed
         if self.kv_cache_gb is None and room is not None and kv > room >= one:
