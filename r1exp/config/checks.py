@@ -3,8 +3,6 @@ the memory plan fits, and whether the run folder can be created. Rows about a co
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from r1exp.bytecode import check as bytecode_check
@@ -13,6 +11,7 @@ from r1exp.config.plan import plan_memory
 from r1exp.config.rule import Rule, get
 from r1exp.config.schema import schema_problems
 from r1exp.errors import Problem
+from r1exp.machine import nearest_existing, write_error
 
 
 def schema_types(ctx):
@@ -73,21 +72,16 @@ def fits_gpu(ctx):
 
 def output_writable(ctx):
     """The folder Hydra will create the run folder in must be writable (checked before it is created, by creating
-    and removing a temporary file in its nearest existing ancestor: permission bits say nothing to root)."""
+    and removing a temporary file in its nearest existing ancestor)."""
     folder = Path(getattr(ctx, "output_dir", None) or "outputs").expanduser()
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = Path(nearest_existing(folder))
     if probe.exists() and not probe.is_dir():
         yield Problem("hydra.run.dir", str(folder), f"{probe} is a file, not a folder",
                       "choose another output folder: hydra.run.dir=PATH")
         return
-    try:
-        handle, name = tempfile.mkstemp(dir=probe, prefix=".r1exp-write-check-")
-        os.close(handle)
-        os.unlink(name)
-    except OSError as e:
-        yield Problem("hydra.run.dir", str(folder), f"cannot create the run folder under {probe}: {e.strerror}",
+    error = write_error(probe)
+    if error is not None:
+        yield Problem("hydra.run.dir", str(folder), f"cannot create the run folder under {probe}: {error.strerror}",
                       "run from a writable folder, or set hydra.run.dir=PATH (hydra.sweep.dir for -m) to one")
 
 
