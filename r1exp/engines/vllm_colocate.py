@@ -249,12 +249,15 @@ class VllmColocate(VllmEngine):
         else:
             self._plan_gpu(plan, static_gb + dynamic_gb, self.kv_replication(cfg))
         plan.trainer_gb = static_gb + dynamic_gb
-        if self.sleeps(cfg, plan.device):
-            # TRL sleeps the engine (level 2) outside generation: peak = max(generating, training with engine asleep)
-            plan.total_gb = max(static_gb + plan.engine_gb, static_gb + dynamic_gb + VLLM_ASLEEP_GB)
+        asleep = loader.engine_asleep_gb(plan)   # a loader that sleeps its own engine knows what stays
+        if asleep is None and self.sleeps(cfg, plan.device):
+            # TRL sleeps the engine (level 2): its weights and KV cache are released
+            asleep = VLLM_ASLEEP_GB
             plan.notes.append("engine.sleep_mode: the engine's memory is released while the trainer computes gradients")
-        else:
+        if asleep is None:
             plan.total_gb = plan.trainer_gb + plan.engine_gb
+        else:   # peak = max(generating, training with the engine asleep)
+            plan.total_gb = max(static_gb + plan.engine_gb, static_gb + dynamic_gb + asleep)
 
     def explicit_kv(self) -> bool:
         """Whether the engine gets its KV cache as a size (vLLM kv_cache_memory_bytes): engine.kv_cache_gb, or
@@ -302,15 +305,14 @@ class VllmColocate(VllmEngine):
         process = CPU_PROCESS_GB + trainer_gb + plan.terms["engine_weights"] + plan.terms["engine_overhead"]
         plan.engine_min_gb = process + plan.engine_min_gb - plan.terms["engine_weights"] - plan.terms["engine_overhead"]
         util = self.gpu_memory_utilization
-        explicit_kv = self.kv_cache_gb
-        if explicit_kv is None and util in ("auto", None):
-            explicit_kv = max(CPU_KV_MIN_GB, kv_need * CPU_KV_HEADROOM)
-        if explicit_kv is not None:
-            plan.terms["engine_kv_cache"] = plan.kv_cache_gb = float(explicit_kv)
-            plan.engine_need_gb = process + float(explicit_kv)
+        if self.explicit_kv():
+            auto = max(CPU_KV_MIN_GB, kv_need * CPU_KV_HEADROOM)
+            explicit_kv = float(self.kv_cache_gb if self.kv_cache_gb is not None else auto)
+            plan.terms["engine_kv_cache"] = plan.kv_cache_gb = explicit_kv
+            plan.engine_need_gb = process + explicit_kv
             plan.gpu_memory_utilization = None
-            plan.engine_gb = plan.terms["engine_weights"] + plan.terms["engine_overhead"] + float(explicit_kv)
-            plan.notes.append(f"vllm-cpu: an explicit KV cache of {float(explicit_kv):.2f} GiB (engine.kv_cache_gb; "
+            plan.engine_gb = plan.terms["engine_weights"] + plan.terms["engine_overhead"] + explicit_kv
+            plan.notes.append(f"vllm-cpu: an explicit KV cache of {explicit_kv:.2f} GiB (engine.kv_cache_gb; "
                               "auto = the generation batch's need x2), so gpu_memory_utilization is not used")
             return
         plan.engine_need_gb = process + kv_need

@@ -60,6 +60,11 @@ class Loader(BaseModel):
     def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
         """Replace the trainer's memory terms (GiB) where this loader's training loop differs from TRL's."""
 
+    def engine_asleep_gb(self, plan) -> float | None:
+        """What this loader's own engine still holds while the trainer computes gradients, if the loader sleeps it
+        (GiB; None: it stays awake). Called by the engine's plan once its share is sized."""
+        return None
+
     def adjust_plan(self, cfg: DictConfig, plan) -> None:
         """Notes or terms of its own in the memory plan."""
 

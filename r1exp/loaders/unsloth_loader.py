@@ -228,18 +228,14 @@ class UnslothLoader(Loader):
         checkpointed = bool(trainer_value(cfg, "gradient_checkpointing", True))
         terms["activations"] = layer if checkpointed else layer * int(cfg.model.arch.layers)
 
-    def adjust_plan(self, cfg: DictConfig, plan) -> None:
+    def engine_asleep_gb(self, plan) -> float | None:
         """Standby: Unsloth sleeps its engine while the trainer computes gradients, releasing the KV cache and keeping
         the weights the trainer shares (H200, 7B 64 x 256: peak 24.5 vs 25.8 GiB awake, the 1.3 GiB KV cache;
         bench/results/h200/session9/s9d). r1exp's engine settings replace the fraction Unsloth picks for standby."""
         if not (self.standby and plan.shared_weights):
-            return
-        # the KV cache: the explicit one, or what a fraction left after the weights and overhead
-        kv = plan.engine_gb - plan.terms["engine_weights"] - plan.terms["engine_overhead"]
-        dynamic = plan.terms["activations"] + plan.terms["logprob_head"]
-        generating = plan.trainer_gb - dynamic + plan.engine_gb
-        plan.total_gb = max(generating, plan.trainer_gb + plan.engine_gb - kv)
+            return None
         plan.notes.append("Unsloth standby: the engine's KV cache is released while the trainer computes gradients")
+        return plan.terms["engine_weights"] + plan.terms["engine_overhead"]
 
     @classmethod
     def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg):
