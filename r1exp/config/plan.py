@@ -6,7 +6,7 @@ without gradient checkpointing; the log-prob head (TRL's chunked head when the i
 micro-batch's logits: vocab-sized and often the largest term); the CUDA context. The engine adds its own terms
 and totals (`Engine.plan_memory`: a colocated vLLM's reservation and second weight copy, a server's GPUs, the KV
 cache of `generate`), and the loader its own (`Loader.adjust_terms` for a training loop of its own,
-`Loader.shares_engine_weights`, `Loader.adjust_plan`).
+`Loader.shares_engine_weights`, `Loader.engine_asleep_gb` for an engine it sleeps itself).
 
 The constants are calibrated against measured peaks on the H200 (bench/results/h200/memory.md); `plan_memory` is
 a pure function of (cfg, env) so that a benchmark can print prediction next to measurement.
@@ -189,5 +189,4 @@ def plan_memory(cfg: DictConfig, env) -> MemoryPlan:
     static = terms["weights"] + terms["lora+optimizer"] + terms["cuda_context"]
     dynamic = terms["activations"] + terms["logprob_head"]
     engine_of(cfg).plan_memory(cfg, env, plan, loader, static, dynamic)
-    loader.adjust_plan(cfg, plan)
     return plan

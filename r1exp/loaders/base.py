@@ -2,8 +2,8 @@
 
 The YAML (conf/loader/<name>.yaml) names the class with `_target_`; its other keys are the class's typed fields.
 The class answers: `prepare_imports` (what must happen before transformers/TRL are imported), `load` (model,
-tokenizer and the LoRA config TRL applies), `rules` (its validation rows), `shares_engine_weights` and
-`adjust_plan` (its share of the memory plan), `built_rules` (its post-build check), `alternative_knob` (when
+tokenizer and the LoRA config TRL applies), `rules` (its validation rows), `shares_engine_weights`,
+`adjust_terms` and `engine_asleep_gb` (its share of the memory plan), `built_rules` (its post-build check), `alternative_knob` (when
 switching to it saves memory) and `describe` (its dry-run line).
 """
 
@@ -64,9 +64,6 @@ class Loader(BaseModel):
         """What this loader's own engine still holds while the trainer computes gradients, if the loader sleeps it
         (GiB; None: it stays awake). Called by the engine's plan once its share is sized."""
         return None
-
-    def adjust_plan(self, cfg: DictConfig, plan) -> None:
-        """Notes or terms of its own in the memory plan."""
 
     @classmethod
     def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg) -> object | None:
