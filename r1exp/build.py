@@ -63,13 +63,12 @@ def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list,
     engine.before_imports(cfg, device)
     loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
     loaded = loader.load(cfg, model_source(cfg, log=log))
-    from trl import GRPOTrainer
-
+    trainer_class = loader.trainer_class()
     dataset = data.build_dataset(cfg.data)
     funcs, weights = rewards.build_rewards(cfg.reward)
     args = grpo_config(cfg, run_dir, plan, report_to, weights)
     with engine.build_context(cfg, plan, device, log=log):
-        trainer = GRPOTrainer(
+        trainer = trainer_class(
             model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
             processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
         )

@@ -64,6 +64,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         with startup.build():
             built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built, plan)
+        manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None))  # r1exp/loaders/trl_trainer.py
         built.trainer.add_callback(stop.callback())
         stop.install()
         distributed.before_training()

@@ -36,6 +36,11 @@ Q05_NOISE = ("0.5B steps of one config vary by 25% within a call (generation 1.7
              "s9e's right after its runs: 1.13x and 1.20x there)")
 UNSLOTH_FIRST = ("the machine's first 0.5B Unsloth run pays Triton/CUDA-graph compiles for the shape (engine warm-up "
                  "8.7 s and capture 7.0 s, 0.7-1.0 s and 2.2-3.8 s later); later runs 40-53 s")
+Q05_NOISE_10 = ("0.5B generation of the same 64 x 256 tokens varies 1.36-2.50 s from step to step and run to run in one "
+                "call (vLLM alone: 1.46 s in s10c, 2.52 s in s10b), more than the 0.11 s log-prob pass the reuse removes "
+                "(time/logprobs 0.109-0.111 s with TRL's pass, 0 without; fwd+bwd+optim 0.38-0.41 s either way)")
+UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engine warm-up 13.4 s and graph capture 9.5 s "
+                    "(0.8 and 2.6 s in the later call), Unsloth's first step 12.3 s (9.7 later); 47.7 s later")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -52,6 +57,12 @@ NOT_MET = {
     ("session9", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
         UNSLOTH_FIRST,
     ("session9", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)"): Q05_NOISE,
+    ("session10", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, the floor "
+                  "right after the first)"): Q05_NOISE_10,
+    ("session10", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; floor: TRL's engine alone)"): Q05_NOISE_10,
+    ("session10", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"): UNSLOTH_FIRST_10,
+    ("session10", "PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two "
+                  "interleaved pairs)"): Q05_NOISE_10,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 
@@ -108,3 +119,30 @@ def test_the_explicit_kv_cache_holds_one_generation_batch_and_little_more():
     need = plan["generation_batch"] * plan["max_model_len"]
     assert need <= kv_tokens("q7_unsloth") <= 1.3 * need
     assert kv_tokens("q7_unsloth_frac") > 4 * need
+
+
+def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
+    """7B, same seed, back to back (s10a): with pi_old from the loss's forward (q7_peft) and with TRL's extra pass
+    (q7_peft_pass) the first two steps log the same loss, gradient norm and importance-sampling metrics; from the
+    third step on, two runs of the same config (q7_peft, q7_peft_2) differ as much as the two paths do (vLLM's
+    sampling on the GPU is not bit-reproducible)."""
+    runs = ratios.RESULTS / "session10" / "s10a" / "runs"
+
+    def steps(run):
+        rows = [json.loads(line) for line in (runs / run / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in rows if "loss" in r]
+
+    def run_json(run):
+        return json.loads((runs / run / "run.json").read_text())
+
+    keys = ("loss", "grad_norm", "sampling/sampling_logp_difference/mean", "sampling/importance_sampling_ratio/mean",
+            "sampling/importance_sampling_ratio/max")
+    reused, trl, again = steps("q7_peft"), steps("q7_peft_pass"), steps("q7_peft_2")
+    assert run_json("q7_peft")["old_logprobs"] == {"source": "training forward", "why": None}
+    assert run_json("q7_peft_pass").get("old_logprobs") is None  # TRL's own GRPOTrainer
+    for step in (0, 1):
+        for key in keys:
+            assert reused[step][key] == pytest.approx(trl[step][key], rel=1e-3, abs=1e-5), (step, key)
+    assert reused[2]["loss"] != pytest.approx(again[2]["loss"], rel=1e-3)  # the control: nondeterminism, not the path
+    phases = {run: [r["time/logprobs"] for r in steps(run)] for run in ("q7_peft", "q7_peft_pass")}
+    assert max(phases["q7_peft"]) == 0 and min(phases["q7_peft_pass"]) > 0.5, phases

@@ -124,6 +124,8 @@ def test_control_an_engine_without_the_last_sync_disagrees(trained):
 
 
 def test_every_training_step_sampled_on_policy(trained):
+    # pi_old of TRL's importance-sampling correction is the loss forward's own (r1exp/loaders/trl_trainer.py)
+    assert trained["built"].trainer.old_logprobs == {"source": "training forward", "why": None}
     steps = [row for row in trained["metrics"] if "sampling/sampling_logp_difference/mean" in row]
     assert len(steps) == 3
     for row in steps:

@@ -108,7 +108,35 @@ SESSION9 = (
           ("q05_unsloth_1", "q05_unsloth_2"), 1.0, against=("q05_peft_1", "q05_peft_2")),
 )
 
-SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9}
+# Session 10: loader=peft takes pi_old of TRL's importance-sampling correction from the loss's own forward when the run
+# is on-policy (loader.reuse_training_logps, the default); `*_pass` runs keep TRL's extra log-prob pass. s10b's floor
+# is not used: its vLLM-alone generation (2.52 s) was slower than the generation inside that call's runs (1.44-2.07 s).
+SESSION10 = (
+    Ratio("r1exp step / floor, 7B 64 x 256, PEFT (median step; pi_old from the loss's forward, the default; runs "
+          "before and after TRL's pass)", "s10a", "step_over_floor", ("q7_peft", "q7_peft_2"), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, the floor right "
+          "after the first)", "s10c", "step_over_floor", ("q05_peft_2", "q05_peft_3"), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; floor: TRL's engine alone)", "s10c",
+          "step_over_floor", ("q05_unsloth_2",), 1.3),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (the first call, after Unsloth's first run)", "s10b", "first_step", ("q05_peft",),
+          60.0),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (the later call)", "s10c", "first_step",
+          ("q05_peft_2", "q05_peft_3"), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s10b", "first_step",
+          ("q05_unsloth",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the later call)", "s10c", "first_step",
+          ("q05_unsloth_2",), 60.0),
+    # not issue-13 goals: what the extra log-prob pass costs, same shape back to back
+    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 7B 64 x 256 (median; runs before and after)",
+          "s10a", "step_over_step", ("q7_peft", "q7_peft_2"), 0.95, against=("q7_peft_pass",)),
+    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; back to back)", "s10b",
+          "step_over_step", ("q05_peft",), 1.0, against=("q05_peft_pass",)),
+    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two interleaved "
+          "pairs)", "s10c", "step_over_step", ("q05_peft_2", "q05_peft_3"), 1.0,
+          against=("q05_peft_pass_2", "q05_peft_pass_3")),
+)
+
+SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,13 @@
 #   s9d       session 9: 0.5B Unsloth once more, peft awake / with sleep mode; 7B Unsloth with loader.standby=true
 #             and with loader.load_in_4bit=true.
 #   s9e       session 9: 0.5B peft and Unsloth, then the floor of the peft run.
+#   s10a      session 10, 7B 64 x 256: peft with pi_old from the loss's forward (loader.reuse_training_logps, the
+#             default since session 10) / peft with TRL's extra log-prob pass (reuse_training_logps=false) / the first
+#             again, back to back; then the floor of the first run (7B step / floor, the pass's cost side by side).
+#   s10b      session 10, 0.5B 64 x 256: Unsloth first on the machine (start to first step), peft reusing / with
+#             TRL's pass; then the floor of the peft run.
+#   s10c      session 10, 0.5B 64 x 256: Unsloth again (start on a machine that ran it), then peft reusing / with TRL's
+#             pass twice, interleaved, the floor right after the first peft run.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -164,7 +171,19 @@ case $call in
   s9e)
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_peft_4=" --variant "q05_unsloth_4=loader=unsloth" --floor-after q05_peft_4 --floor-last --repeats 2 ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e)"; exit 2 ;;
+  s10a)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_peft=" --variant "q7_peft_pass=loader.reuse_training_logps=false" --variant "q7_peft_2=" \
+      --floor-after q7_peft --floor-last --repeats 2 ;;
+  s10b)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_peft=" --variant "q05_peft_pass=loader.reuse_training_logps=false" \
+      --floor-after q05_peft --floor-last --repeats 2 ;;
+  s10c)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_2=loader=unsloth" --variant "q05_peft_2=" --variant "q05_peft_pass_2=loader.reuse_training_logps=false" \
+      --variant "q05_peft_3=" --variant "q05_peft_pass_3=loader.reuse_training_logps=false" --floor-after q05_peft_2 --repeats 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10c)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

@@ -2,7 +2,7 @@
 
 The YAML (conf/loader/<name>.yaml) names the class with `_target_`; its other keys are the class's typed fields.
 The class answers: `prepare_imports` (what must happen before transformers/TRL are imported), `load` (model,
-tokenizer and the LoRA config TRL applies), `rules` (its validation rows), `shares_engine_weights`,
+tokenizer and the LoRA config TRL applies), `trainer_class` (the GRPOTrainer it trains with), `rules` (its validation rows), `shares_engine_weights`,
 `adjust_terms` and `engine_asleep_gb` (its share of the memory plan), `built_rules` (its post-build check), `alternative_knob` (when
 switching to it saves memory) and `describe` (its dry-run line).
 """
@@ -52,6 +52,12 @@ class Loader(BaseModel):
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         raise NotImplementedError
+
+    def trainer_class(self):
+        """The GRPOTrainer class the run builds; after `load` (Unsloth patches TRL's class as it is imported)."""
+        from trl import GRPOTrainer
+
+        return GRPOTrainer
 
     def shares_engine_weights(self, engine) -> bool:
         """True when the in-process engine generates with this loader's own copy of the weights."""

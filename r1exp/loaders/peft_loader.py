@@ -1,6 +1,8 @@
 """loader=peft: transformers loads the model, TRL applies the LoRA config (conf/loader/peft.yaml).
 
-With an in-process vLLM engine (TRL colocate), the engine holds a second, merged copy of the weights.
+With an in-process vLLM engine (TRL colocate), the engine holds a second, merged copy of the weights. It trains with
+TRL's GRPOTrainer, less TRL's extra log-prob pass when the run is on-policy (`reuse_training_logps`,
+r1exp/loaders/trl_trainer.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class PeftLoader(Loader):
         Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit, scope="machine",
              doc="4-bit loading needs CUDA and bitsandbytes"),
     )
+
+    reuse_training_logps: bool = True
+
+    def trainer_class(self):
+        if not self.reuse_training_logps:
+            return super().trainer_class()
+        from r1exp.loaders import trl_trainer
+
+        return trl_trainer.trainer_class()
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         import torch
