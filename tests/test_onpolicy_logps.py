@@ -3,9 +3,11 @@
 
 The specification, on a real TRL GRPOTrainer (tiny model, float32, CPU):
 - the batch TRL builds without its extra pass carries no old log-probs and no ratio, and no log-prob pass runs;
-- for each of TRL's four correction modes, the loss computes the same ratio, loss, gradients and sampling metrics
-  as TRL's own code with its extra pass, bit for bit, on the same generated batch (vLLM's sampling log-probs are the model's
-  own plus noise, so truncation and masking engage, and one token vLLM could not score is NaN);
+- for each of TRL's four correction modes, with one micro-batch per generation and with a generation split over two
+  accumulated micro-batches, the loss computes the same ratio, losses and gradients as TRL's own code with its extra
+  pass, bit for bit, on the same generated batch (vLLM's sampling log-probs are the model's own plus noise, so
+  truncation and masking engage, and one token vLLM could not score is NaN); TRL's sampling metrics are logged per
+  micro-batch (TRL: per generation batch; the same values with one micro-batch);
 - the reuse happens only when it is exact: table-driven over TRL's on-policy test, dropout and the switch.
 The vLLM end-to-end run (tests/test_weight_sync.py) trains with it and logs TRL's sampling metrics.
 """
@@ -27,24 +29,31 @@ METRICS = ("sampling/sampling_logp_difference/mean", "sampling/sampling_logp_dif
            "sampling/importance_sampling_ratio/max")
 
 
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory):
+# (per-device micro-batch, micro-batches per generation = gradient_accumulation_steps): on-policy either way
+SHAPES = {"one micro-batch": (8, 1), "a generation split over two accumulated micro-batches": (4, 2)}
+
+
+@pytest.fixture(scope="module", params=list(SHAPES))
+def trainer(request, tmp_path_factory):
     """A real loader=peft build; generation replaced by one fixed batch so both paths see the same completions."""
     from r1exp.build import build
     from r1exp.config.plan import plan_memory
     from r1exp.machine import detect
 
-    cfg = compose(["engine=hf", "logger=none", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4",
+    micro, accumulation = SHAPES[request.param]
+    cfg = compose(["engine=hf", "logger=none", f"trainer.per_device_train_batch_size={micro}",
+                   f"trainer.gradient_accumulation_steps={accumulation}", "trainer.num_generations=4",
                    "trainer.max_completion_length=12", "+trainer.bf16=false", "hardware.device=cpu"])
     built = build(cfg, plan_memory(cfg, detect()), tmp_path_factory.mktemp("reuse"), "none", callbacks=[])
     trainer = built.trainer
-    rows = next(iter(trainer.get_train_dataloader()))
+    assert trainer.args.steps_per_generation == accumulation
+    rows = next(iter(trainer.get_train_dataloader()))  # one generation batch: micro x accumulation rows
     fixed = list(trainer._generate([row["prompt"] for row in rows]))
     fixed[4] = noisy_sampling_logps(trainer, fixed[0], fixed[1])
     trainer._generate = lambda prompts: tuple(fixed)
     trainer.use_vllm = True  # as with an engine: TRL corrects with the (fixed) sampling log-probs
     trainer.model.train()
-    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train for each step
+    trainer.current_gradient_accumulation_steps = accumulation  # set by Trainer.train for each step
     return trainer, rows
 
 
@@ -61,29 +70,37 @@ def noisy_sampling_logps(trainer, prompt_ids, completion_ids) -> list[list[float
     return out
 
 
-def loss_and_grads(trainer, inputs):
+def loss_and_grads(trainer, micro_batches):
+    """The accumulated step: each micro-batch's loss backpropagated in turn, as Trainer.training_step does."""
     trainer.model.zero_grad(set_to_none=True)
-    loss = trainer._compute_loss(trainer.model, inputs)
-    loss.backward()
+    losses = []
+    for inputs in micro_batches:
+        loss = trainer._compute_loss(trainer.model, inputs)
+        loss.backward()
+        losses.append(loss.detach())
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
-    return loss.detach(), grads
+    return torch.stack(losses), grads
 
 
 def one_batch(trainer, rows, reuse: bool):
-    """(inputs after the loss, loss, grads, metrics, log-prob passes during generation) for one path."""
+    """(the micro-batches' inputs after the loss, keys before it, losses, grads, metrics, log-prob passes during
+    generation) for one path; the generation batch is split as TRL's _prepare_inputs splits it."""
+    from trl.trainer.utils import split_tensor_dict
+
     trainer._reuse_logps = reuse
     trainer._metrics["train"].clear()
     passes = []
     forward = trainer._get_per_token_logps_and_entropies
     trainer._get_per_token_logps_and_entropies = lambda *a, **k: passes.append(1) or forward(*a, **k)
     try:
-        inputs = trainer._generate_and_score_completions(rows)
+        generation = trainer._generate_and_score_completions(rows)
     finally:
         del trainer._get_per_token_logps_and_entropies
-    before = set(inputs)
-    loss, grads = loss_and_grads(trainer, inputs)
+    before = set(generation)
+    micro_batches = split_tensor_dict(generation, trainer.args.steps_per_generation)
+    loss, grads = loss_and_grads(trainer, micro_batches)
     metrics = {k: list(trainer._metrics["train"][k]) for k in METRICS}
-    return inputs, before, loss, grads, metrics, len(passes)
+    return micro_batches, before, loss, grads, metrics, len(passes)
 
 
 @pytest.mark.parametrize("mode, clip_min", [(m, c) for m in MODES for c in (None, 0.5)
@@ -99,17 +116,29 @@ def test_the_loss_forward_gives_what_trls_extra_pass_gives(trainer, mode, clip_m
 
     assert ref_passes == 1 and {"old_per_token_logps", "importance_sampling_ratio"} <= ref_keys
     assert passes == 0 and not our_keys & {"old_per_token_logps", "importance_sampling_ratio"}
-    ratio = ref["importance_sampling_ratio"]
+    ratio = torch.cat([m["importance_sampling_ratio"] for m in ref])
     engaged = (ratio == 0) if mode.endswith("mask") else (ratio == 2.0)
     assert engaged.any() and (ratio != 1).any(), "the noise should make the clip or the mask engage"
     # the same forward over the same rows: the same bits (float32 on CPU), so a reproduced run is exact too
-    assert torch.equal(ours["importance_sampling_ratio"], ratio)
+    assert torch.equal(torch.cat([m["importance_sampling_ratio"] for m in ours]), ratio)
     assert torch.equal(loss, ref_loss)
     assert grads.keys() == ref_grads.keys() and grads
     assert all(torch.equal(grads[name], ref_grads[name]) for name in grads)
-    for key in METRICS:
-        assert len(metrics[key]) == len(ref_metrics[key]) == 1, key
-        assert metrics[key][0] == ref_metrics[key][0] and math.isfinite(metrics[key][0]), key
+    for key in METRICS:  # TRL logs once per generation batch, the reuse once per micro-batch
+        assert len(ref_metrics[key]) == 1 and len(metrics[key]) == len(ours), key
+        assert metrics[key] == [per_micro_batch(key, m, mode) for m in ref], key
+        if len(ours) == 1:
+            assert metrics[key] == ref_metrics[key] and math.isfinite(ref_metrics[key][0]), key
+
+
+def per_micro_batch(key, ref, mode):
+    """What TRL would log for this metric if the micro-batch were its whole generation batch, from TRL's tensors."""
+    mask = ref["completion_mask"].bool()
+    delta = (ref["old_per_token_logps"] - ref["sampling_per_token_logps"]).abs()
+    delta = delta[mask & ~torch.isnan(delta)]
+    ratio = ref["importance_sampling_ratio"]
+    values = delta if "logp_difference" in key else (ratio.flatten() if mode.startswith("sequence") else ratio[mask])
+    return getattr(values, key.rsplit("/", 1)[1])().item()
 
 
 def test_the_installed_trl_computes_the_correction_where_the_reuse_expects_it():

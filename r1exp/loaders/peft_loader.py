@@ -50,6 +50,9 @@ class PeftLoader(Loader):
 
         return trl_trainer.trainer_class()
 
+    def describe(self, cfg: DictConfig) -> str:
+        return super().describe(cfg) + ("" if self.reuse_training_logps else " reuse_training_logps=false")
+
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
