@@ -134,6 +134,9 @@ SESSION10 = (
     Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two interleaved "
           "pairs)", "s10c", "step_over_step", ("q05_peft_2", "q05_peft_3"), 1.0,
           against=("q05_peft_pass_2", "q05_peft_pass_3")),
+    # not an issue-13 goal: Unsloth still runs its own no-grad log-prob pass (0.60 s at 7B); a fresh machine
+    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back, a later machine)", "s10d", "step_over_step",
+          ("q7_unsloth",), 1.0, against=("q7_peft_3",)),
 )
 
 SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10}

@@ -57,6 +57,8 @@
 #             TRL's pass; then the floor of the peft run.
 #   s10c      session 10, 0.5B 64 x 256: Unsloth again (start on a machine that ran it), then peft reusing / with TRL's
 #             pass twice, interleaved, the floor right after the first peft run.
+#   s10d      session 10, 7B 64 x 256 on a fresh machine: Unsloth, then peft (pi_old reused), back to back (Unsloth
+#             still runs its own no-grad log-prob pass: Unsloth step / PEFT step now that PEFT's is gone).
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -183,7 +185,10 @@ case $call in
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_unsloth_2=loader=unsloth" --variant "q05_peft_2=" --variant "q05_peft_pass_2=loader.reuse_training_logps=false" \
       --variant "q05_peft_3=" --variant "q05_peft_pass_3=loader.reuse_training_logps=false" --floor-after q05_peft_2 --repeats 2 ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10c)"; exit 2 ;;
+  s10d)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_unsloth=loader=unsloth" --variant "q7_peft_3=" ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
