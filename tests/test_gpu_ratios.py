@@ -36,14 +36,15 @@ Q05_NOISE = ("0.5B steps of one config vary by 25% within a call (generation 1.7
              "s9e's right after its runs: 1.13x and 1.20x there)")
 UNSLOTH_FIRST = ("the machine's first 0.5B Unsloth run pays Triton/CUDA-graph compiles for the shape (engine warm-up "
                  "8.7 s and capture 7.0 s, 0.7-1.0 s and 2.2-3.8 s later); later runs 40-53 s")
-Q05_NOISE_10 = ("0.5B generation of the same 64 x 256 tokens varies 1.36-2.50 s from step to step and run to run in one "
-                "call (vLLM alone: 1.46 s in s10c, 2.52 s in s10b), more than the 0.11 s log-prob pass the reuse removes "
-                "(time/logprobs 0.109-0.111 s with TRL's pass, 0 without; fwd+bwd+optim 0.38-0.41 s either way)")
-UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engine warm-up 13.4 s and graph capture 9.5 s "
-                    "(0.8 and 2.6 s in the later call), Unsloth's first step 12.3 s (9.7 later); 47.7 s later")
-UNSLOTH_PASS_10 = ("Unsloth's trainer still runs its own no-grad log-prob pass before the loss (time/logprobs 0.60 s of "
-                   "4.98 s; PEFT's has been gone since session 10, r1exp/loaders/trl_trainer.py covers TRL's trainer "
-                   "only); without it 0.90x. Generation on this machine: 2.65 vs 2.45 s")
+Q05_NOISE_10 = ("0.5B generation of the same 64 x 256 tokens varies 1.36-2.50 s from step to step and run to run "
+                "in one call (vLLM alone: 1.46 s in s10c, 2.52 s in s10b), more than the 0.11 s log-prob pass the "
+                "reuse removes (time/logprobs 0.109-0.111 s with TRL's pass, 0 without; fwd+bwd+optim 0.38-0.41 s "
+                "either way)")
+UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engine warm-up 13.4 s and graph capture "
+                    "9.5 s (0.8 and 2.6 s in the later call), Unsloth's first step 12.3 s (9.7 later); 47.7 s later")
+UNSLOTH_PASS_10 = ("Unsloth's trainer still runs its own no-grad log-prob pass before the loss (time/logprobs 0.60 s "
+                   "of 4.98 s; PEFT's has been gone since session 10, r1exp/loaders/trl_trainer.py covers TRL's "
+                   "trainer only); without it 0.90x. Generation on this machine: 2.65 vs 2.45 s")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -60,10 +61,11 @@ NOT_MET = {
     ("session9", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
         UNSLOTH_FIRST,
     ("session9", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)"): Q05_NOISE,
-    ("session10", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, the floor "
-                  "right after the first)"): Q05_NOISE_10,
+    ("session10", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, "
+                  "the floor right after the first)"): Q05_NOISE_10,
     ("session10", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; floor: TRL's engine alone)"): Q05_NOISE_10,
-    ("session10", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"): UNSLOTH_FIRST_10,
+    ("session10", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
+        UNSLOTH_FIRST_10,
     ("session10", "PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two "
                   "interleaved pairs)"): Q05_NOISE_10,
     ("session10", "Unsloth step / PEFT step, 7B 64 x 256 (median; back to back, a later machine)"): UNSLOTH_PASS_10,

@@ -2,9 +2,9 @@
 
 The YAML (conf/loader/<name>.yaml) names the class with `_target_`; its other keys are the class's typed fields.
 The class answers: `prepare_imports` (what must happen before transformers/TRL are imported), `load` (model,
-tokenizer and the LoRA config TRL applies), `trainer_class` (the GRPOTrainer it trains with), `rules` (its validation rows), `shares_engine_weights`,
-`adjust_terms` and `engine_asleep_gb` (its share of the memory plan), `built_rules` (its post-build check), `alternative_knob` (when
-switching to it saves memory) and `describe` (its dry-run line).
+tokenizer and the LoRA config TRL applies), `trainer_class` (the GRPOTrainer it trains with), `rules` (its validation
+rows), `shares_engine_weights`, `adjust_terms` and `engine_asleep_gb` (its share of the memory plan), `built_rules`
+(its post-build check), `alternative_knob` (when switching to it saves memory) and `describe` (its dry-run line).
 """
 
 from __future__ import annotations
