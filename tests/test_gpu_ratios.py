@@ -132,14 +132,16 @@ def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
     (q7_peft_pass) the first two steps log the same loss, gradient norm and importance-sampling metrics; from the
     third step on, two runs of the same config (q7_peft, q7_peft_2) differ as much as the two paths do (vLLM's
     sampling on the GPU is not bit-reproducible)."""
+    from r1exp.manifest import read_manifest
+    from r1exp.tracking import read_metrics
+
     runs = ratios.RESULTS / "session10" / "s10a" / "runs"
 
     def steps(run):
-        rows = [json.loads(line) for line in (runs / run / "metrics.jsonl").read_text().splitlines()]
-        return [r for r in rows if "loss" in r]
+        return [r for r in read_metrics(runs / run) if "loss" in r]
 
     def run_json(run):
-        return json.loads((runs / run / "run.json").read_text())
+        return read_manifest(runs / run)
 
     keys = ("loss", "grad_norm", "sampling/sampling_logp_difference/mean", "sampling/importance_sampling_ratio/mean",
             "sampling/importance_sampling_ratio/max")

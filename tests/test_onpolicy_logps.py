@@ -59,13 +59,13 @@ def trainer(request, tmp_path_factory):
 
 def noisy_sampling_logps(trainer, prompt_ids, completion_ids) -> list[list[float | None]]:
     """The model's own log-prob of each completion token, plus noise (vLLM's sampler differs); one token is None."""
+    from test_weight_sync import trainer_logprobs
+
+    assert trainer.temperature == 1.0  # trainer_logprobs does not scale the logits
     g = torch.Generator().manual_seed(0)
-    out = []
-    with torch.no_grad():
-        for p, c in zip(prompt_ids, completion_ids):
-            logits = trainer.model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1:-1].float()
-            logps = torch.log_softmax(logits / trainer.temperature, -1).gather(-1, torch.tensor(c)[:, None])[:, 0]
-            out.append((logps + 0.8 * torch.randn(len(c), generator=g)).tolist())
+    own = trainer_logprobs(trainer.model, [p + c for p, c in zip(prompt_ids, completion_ids)],
+                           [len(p) for p in prompt_ids])
+    out = [(torch.tensor(logps) + 0.8 * torch.randn(len(logps), generator=g)).tolist() for logps in own]
     out[0][0] = None
     return out
 
