@@ -91,7 +91,7 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict], scal
     llm_kwargs = {**engine.llm_kwargs(cfg, plan, device), **engine.llm_overrides(plan)} \
         if hasattr(engine, "llm_kwargs") else {}
     weights = [float(e.get("weight", 1.0)) for e in cfg.reward.values()]
-    args = grpo_config(cfg, run_dir / "floor_trainer", plan, "none", weights)
+    args, _ = grpo_config(cfg, run_dir / "floor_trainer", plan, "none", weights)
     source = model_source(cfg, log=lambda *_: None)
     prompts = _prompt_ids(cfg, args, source)
     out = {"device": device, "model_folder": source, "prompts": len(prompts),

@@ -82,7 +82,7 @@ def bare_run(run_dir: Path) -> dict:
     for func, label in zip(funcs, cfg.reward.keys()):
         func.__name__ = str(label)                 # TRL names the reward columns after the function
     weights = [float(entry.get("weight", 1.0)) for entry in cfg.reward.values()]
-    args = grpo_config(cfg, run_dir / "bare", plan, "none", weights)
+    args, _ = grpo_config(cfg, run_dir / "bare", plan, "none", weights)
     # the engine's build context: on CPU the vLLM weight-sync patch (TRL cannot sync at all without it) and the
     # vLLM arguments GRPOConfig has no field for
     with engine.build_context(cfg, plan, device, log=lambda *_: None):

@@ -25,11 +25,15 @@ class Built:
     args: object        # trl.GRPOConfig
     engine: object      # the chosen engine (r1exp.engines.base.Engine)
     loader: object      # the chosen loader (r1exp.loaders.base.Loader)
+    args_report: dict   # trainer fields pinned to TRL's values / kept by the loader (r1exp/trainer_args.py)
 
 
 def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_weights: list[float]):
+    """(GRPOConfig, report): the trainer's arguments as the config says them, with TRL's defaults for the keys it
+    leaves out even where the loader's GRPOConfig class has other defaults (r1exp/trainer_args.py)."""
     from trl import GRPOConfig
 
+    from r1exp import trainer_args
     from r1exp.tracking import grpo_logging_args
 
     device = run_device(cfg)
@@ -42,7 +46,7 @@ def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_wei
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
         reward_weights=reward_weights, use_cpu=device == "cpu",
     )
-    return GRPOConfig(**kwargs)
+    return trainer_args.build(GRPOConfig, kwargs, loader_of(cfg).own_trainer_fields)
 
 
 def deterministic_mode(engine) -> None:
@@ -62,15 +66,15 @@ def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list,
         deterministic_mode(engine)
     engine.before_imports(cfg, device)
     loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
+    funcs, weights = rewards.build_rewards(cfg.reward)
+    args, args_report = grpo_config(cfg, run_dir, plan, report_to, weights)  # before the model: seconds, not minutes
     loaded = loader.load(cfg, model_source(cfg, log=log))
     trainer_class = loader.trainer_class()
     dataset = data.build_dataset(cfg.data)
-    funcs, weights = rewards.build_rewards(cfg.reward)
-    args = grpo_config(cfg, run_dir, plan, report_to, weights)
     with engine.build_context(cfg, plan, device, log=log):
         trainer = trainer_class(
             model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
             processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
         )
     return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args, engine=engine,
-                 loader=loader)
+                 loader=loader, args_report=args_report)

@@ -64,7 +64,8 @@ def run(cfg, run_dir: Path | None = None) -> int:
         with startup.build():
             built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built, plan)
-        manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None))  # r1exp/loaders/trl_trainer.py
+        manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None),  # r1exp/loaders/*_trainer.py
+                        trainer_args=built.args_report or None)                 # r1exp/trainer_args.py
         built.trainer.add_callback(stop.callback())
         stop.install()
         distributed.before_training()

@@ -7,8 +7,8 @@ timers, and a callback adds to every log line (so metrics.jsonl and W&B get them
     time/weight_sync         pushing the policy's weights into the vLLM engine (`vllm_generation.sync_weights`,
                              `_move_model_to_vllm` in other TRL versions); 0 when nothing is pushed
     time/logprobs            the old-policy / reference log-probs computed before the loss
-                             (`_get_per_token_logps_and_entropies` outside the loss; 0 with loader=peft on-policy,
-                             where pi_old comes from the loss's own forward: r1exp/loaders/trl_trainer.py)
+                             (`_get_per_token_logps_and_entropies` outside the loss; ~0 on-policy, where pi_old
+                             comes from the loss's own forward: r1exp/loaders/trl_trainer.py, unsloth_trainer.py)
     time/backward_optimizer  the loss's forward, backward, gradient clipping and the optimizer + scheduler step
     time/rewards             the reward functions (`_calculate_rewards`)
     time/other               the rest of the step: advantages, padding, data loading, logging and callbacks of the

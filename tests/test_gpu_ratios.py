@@ -45,6 +45,11 @@ UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engin
 UNSLOTH_PASS_10 = ("Unsloth's trainer still runs its own no-grad log-prob pass before the loss (time/logprobs 0.60 s "
                    "of 4.98 s; PEFT's has been gone since session 10, r1exp/loaders/trl_trainer.py covers TRL's "
                    "trainer only); without it 0.90x. Generation on this machine: 2.65 vs 2.45 s")
+Q05_NOISE_11 = ("0.5B generation of the same 64 x 256 tokens took 1.88-2.53 s (median per run) in four runs of one "
+                "call, 1.44 s in vLLM alone right after them, against the 0.13-0.15 s pass the reuse removes "
+                "(time/logprobs 0.134-0.154 s with Unsloth's pass, 0 without; fwd+bwd+optim 0.39-0.42 s either way)")
+UNSLOTH_FIRST_11 = ("the fresh machine's first run compiles for the shape: engine warm-up 17.6 s and graph capture 13.0 s "
+                    "(0.7-0.8 and 2.7-2.8 s in the next two runs), first step 13.1 s; 48.8 and 51.8 s later")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -69,6 +74,13 @@ NOT_MET = {
     ("session10", "PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two "
                   "interleaved pairs)"): Q05_NOISE_10,
     ("session10", "Unsloth step / PEFT step, 7B 64 x 256 (median; back to back, a later machine)"): UNSLOTH_PASS_10,
+    ("session11", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; pi_old from the loss's forward, runs "
+                  "before and after its pass; floor: TRL's engine alone)"): Q05_NOISE_11,
+    ("session11", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor right after it)"): Q05_NOISE_11,
+    ("session11", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
+        UNSLOTH_FIRST_11,
+    ("session11", "Unsloth step, pi_old from the loss's forward / Unsloth's pass, 0.5B 64 x 256 (median; runs before "
+                  "and after)"): Q05_NOISE_11,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 
@@ -154,3 +166,22 @@ def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
     assert reused[2]["loss"] != pytest.approx(again[2]["loss"], rel=1e-3)  # the control: nondeterminism, not the path
     phases = {run: [r["time/logprobs"] for r in steps(run)] for run in ("q7_peft", "q7_peft_pass")}
     assert max(phases["q7_peft"]) == 0 and min(phases["q7_peft_pass"]) > 0.5, phases
+
+
+def test_on_the_h200_unsloths_pass_is_gone_where_the_reuse_is_in_force():
+    """7B, back to back (s11b): with the reuse Unsloth's trainer ran no log-prob pass (time/logprobs under a
+    millisecond: the skipped call returns at once), with loader.reuse_training_logps=false it took 0.60 s a step; the
+    loss's forward, backward and optimizer took the same time both ways."""
+    from r1exp.manifest import read_manifest
+    from r1exp.tracking import read_metrics
+
+    runs = ratios.RESULTS / "session11" / "s11b" / "runs"
+
+    def phase(run, name):
+        return [r[f"time/{name}"] for r in read_metrics(runs / run) if "loss" in r][1:]   # steps after the first
+
+    assert read_manifest(runs / "q7_unsloth")["old_logprobs"] == {"source": "training forward", "why": None}
+    assert read_manifest(runs / "q7_unsloth_pass").get("old_logprobs") is None    # Unsloth's own GRPOTrainer
+    assert max(phase("q7_unsloth", "logprobs")) < 1e-3 < 0.5 < min(phase("q7_unsloth_pass", "logprobs"))
+    reused, passed = (sorted(phase(run, "backward_optimizer")) for run in ("q7_unsloth", "q7_unsloth_pass"))
+    assert reused[len(reused) // 2] == pytest.approx(passed[len(passed) // 2], rel=0.03)

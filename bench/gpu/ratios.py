@@ -139,7 +139,36 @@ SESSION10 = (
           ("q7_unsloth",), 1.0, against=("q7_peft_3",)),
 )
 
-SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10}
+# Session 11: loader=unsloth takes pi_old from the loss's own forward when the run is on-policy
+# (loader.reuse_training_logps, the default since session 11); `*_pass` runs keep Unsloth's no-grad log-prob pass.
+# In s11a the reuse was not in force (the check read the wrapper Unsloth puts around the method): its three Unsloth
+# runs all ran the pass and count here only for start-up. Every Unsloth run of s11a-s11c trained with Unsloth's own
+# GRPOConfig defaults (truncated completions masked out: loss and gradient norm 0 at these random-weight shapes; r1exp
+# pins TRL's defaults since, r1exp/trainer_args.py); the forward, backward and optimizer ran all the same.
+SESSION11 = (
+    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; pi_old from the loss's forward, runs before and "
+          "after its pass; floor: TRL's engine alone)", "s11c", "step_over_floor", ("q05_unsloth", "q05_unsloth_2"),
+          1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor right after it)", "s11c",
+          "step_over_floor", ("q05_peft",), 1.3),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s11a", "first_step",
+          ("q05_unsloth",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (later runs of that machine)", "s11a", "first_step",
+          ("q05_unsloth_pass", "q05_unsloth_2"), 60.0),
+    # not issue-13 goals: what Unsloth's pass costs, same shape back to back; Unsloth vs TRL's step now that neither
+    # runs a pass
+    Ratio("Unsloth step, pi_old from the loss's forward / Unsloth's pass, 7B 64 x 256 (median; back to back)", "s11b",
+          "step_over_step", ("q7_unsloth",), 0.95, against=("q7_unsloth_pass",)),
+    Ratio("Unsloth step, pi_old from the loss's forward / Unsloth's pass, 0.5B 64 x 256 (median; runs before and "
+          "after)", "s11c", "step_over_step", ("q05_unsloth", "q05_unsloth_2"), 1.0, against=("q05_unsloth_pass",)),
+    Ratio("Unsloth peak, pi_old from the loss's forward / Unsloth's pass, 7B 64 x 256 (no higher)", "s11b",
+          "peak_over_peak", ("q7_unsloth",), 1.0, against=("q7_unsloth_pass",)),
+    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back)", "s11b", "step_over_step", ("q7_unsloth",),
+          1.0, against=("q7_peft",)),
+)
+
+SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10,
+            "session11": SESSION11}
 
 
 @dataclass(frozen=True)

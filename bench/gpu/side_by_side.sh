@@ -59,6 +59,18 @@
 #             pass twice, interleaved, the floor right after the first peft run.
 #   s10d      session 10, 7B 64 x 256 on a fresh machine: Unsloth, then peft (pi_old reused), back to back (Unsloth
 #             still runs its own no-grad log-prob pass: Unsloth step / PEFT step now that PEFT's is gone).
+#   s11a      session 11, 0.5B 64 x 256 on a fresh machine: Unsloth with pi_old from the loss's forward
+#             (loader.reuse_training_logps, the default since session 11) / with Unsloth's own no-grad pass / the
+#             first again, then peft and its floor; keeps Unsloth's generated trainer
+#             (unsloth_compiled_cache/UnslothGRPOTrainer.py, the code the reuse reads) as generated_trainer.py. As run,
+#             the reuse was not in force (the check read the wrapper Unsloth puts around the method): all three Unsloth
+#             runs ran Unsloth's pass, and the budget stopped peft and its floor.
+#   s11b      session 11, 7B 64 x 256 on a fresh machine: Unsloth with its pass / reusing / peft, back to back (the
+#             pass's cost side by side; Unsloth step / PEFT step).
+#   s11c      session 11, 0.5B 64 x 256: Unsloth reusing / with its pass / reusing again, then peft and its floor.
+#   s11d      session 11, 0.5B 64 x 256 on a fresh machine, Unsloth with TRL's trainer defaults (r1exp/trainer_args.py:
+#             fused AdamW, no weight decay or warm-up, the importance-sampling correction on, truncated completions
+#             kept): it trains (loss and gradient norm no longer 0) and reuses pi_old with the correction on.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -188,7 +200,19 @@ case $call in
   s10d)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth=loader=unsloth" --variant "q7_peft_3=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d)"; exit 2 ;;
+  s11a|s11c)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" \
+      --variant "q05_unsloth_2=loader=unsloth" --variant "q05_peft=" --floor-after q05_peft --repeats 2; rc=$?
+    cp unsloth_compiled_cache/UnslothGRPOTrainer.py "$out/generated_trainer.py" || echo "no generated trainer"
+    (exit $rc) ;;
+  s11d)
+    python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
+  s11b)
+    python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
+      --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
+      --variant "q7_peft=" ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

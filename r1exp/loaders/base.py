@@ -40,12 +40,14 @@ class Loader(BaseModel):
 
     name: str
     load_in_4bit: bool = False
+    reuse_training_logps: bool = True   # on-policy, pi_old is the loss forward's own (r1exp/loaders/on_policy.py)
 
     packages: ClassVar[tuple] = ()        # packages it imports, checked against the version table
     needs_gpu: ClassVar[bool] = False     # cannot be imported without a CUDA GPU
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
     built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
+    own_trainer_fields: ClassVar[dict] = {}  # GRPOConfig fields the loader's own GRPOConfig class decides: {field: why}
 
     def prepare_imports(self, cfg: DictConfig) -> None:
         """Before anything imports transformers or TRL."""
@@ -77,4 +79,5 @@ class Loader(BaseModel):
         return None
 
     def describe(self, cfg: DictConfig) -> str:
-        return self.name + (" load_in_4bit=true" if self.load_in_4bit else "")
+        return self.name + (" load_in_4bit=true" if self.load_in_4bit else "") + \
+            ("" if self.reuse_training_logps else " reuse_training_logps=false")

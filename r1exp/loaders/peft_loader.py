@@ -41,17 +41,12 @@ class PeftLoader(Loader):
              doc="4-bit loading needs CUDA and bitsandbytes"),
     )
 
-    reuse_training_logps: bool = True
-
     def trainer_class(self):
         if not self.reuse_training_logps:
             return super().trainer_class()
         from r1exp.loaders import trl_trainer
 
         return trl_trainer.trainer_class()
-
-    def describe(self, cfg: DictConfig) -> str:
-        return super().describe(cfg) + ("" if self.reuse_training_logps else " reuse_training_logps=false")
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         import torch

@@ -6,14 +6,13 @@ completion token by pi_old / pi_vllm, truncated or masked (`vllm_importance_samp
 generation batch, before the loss. On the H200 that pass was 0.68 s of a 5.05 s step at 7B; without it the step
 took 4.15-4.41 s, back to back (bench/results/h200/session10).
 
-When the run is on-policy (TRL's own test: `gradient_accumulation_steps % (steps_per_generation * num_iterations)
-== 0`, so the weights do not change between generation and the last loss over its completions) and nothing in the
-model is random (no dropout), that pass computes what the loss's own forward computes over the same rows, and TRL's
-loss already takes `per_token_logps.detach()` as pi_old when no old log-probs are given. `OnPolicyGRPOTrainer` then
-skips the pass and computes the correction inside the loss from the forward's detached log-probs, with TRL's
-arithmetic (`sampling_ratio`) and under TRL's metric names (`sampling/sampling_logp_difference/*`,
-`sampling/importance_sampling_ratio/*`, per micro-batch). In every other case TRL's code runs unchanged. Which one
-ran is in `trainer.old_logprobs` (and run.json); `loader.reuse_training_logps=false` builds TRL's own class.
+When the run is on-policy and nothing in the model is random (r1exp/loaders/on_policy.py), that pass computes what
+the loss's own forward computes over the same rows, and TRL's loss already takes `per_token_logps.detach()` as pi_old
+when no old log-probs are given. `OnPolicyGRPOTrainer` then skips the pass and computes the correction inside the
+loss from the forward's detached log-probs, with TRL's arithmetic (`sampling_ratio`) and under TRL's metric names
+(`sampling/sampling_logp_difference/*`, `sampling/importance_sampling_ratio/*`, per micro-batch). In every other case
+TRL's code runs unchanged. Which one ran is in `trainer.old_logprobs` (and run.json);
+`loader.reuse_training_logps=false` builds TRL's own class.
 
 The hook: TRL's `_compute_loss` computes the policy's log-probs (`_get_per_token_logps_and_entropies`) before it
 reads `inputs["importance_sampling_ratio"]`; the ratio is put into `inputs` right after that call. Both TRL methods
@@ -25,6 +24,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+
+from r1exp.loaders.on_policy import why_not_on_policy
 
 SEQUENCE_MODES = ("sequence_mask", "sequence_truncate")
 TRUNCATE_MODES = ("token_truncate", "sequence_truncate")
@@ -66,32 +67,14 @@ def trl_supports_reuse(trainer_class) -> bool:
         return False
 
 
-def has_dropout(model) -> bool:
-    """Any dropout that is active in training: a Dropout module with p > 0, or a config's *dropout* > 0 (attention
-    dropout is functional, not a module)."""
-    import torch
-
-    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
-        return True
-    config = getattr(model, "config", None)
-    values = config.to_dict() if hasattr(config, "to_dict") else {}
-    return any(("dropout" in key or key.endswith("pdrop")) and type(v) in (int, float) and v > 0
-               for key, v in values.items())
-
-
 def why_not_reused(trainer, trl_class) -> str | None:
     """None when the old log-probs can be the loss forward's own; else why TRL's pass runs (trl_class: TRL's
     GRPOTrainer, whose code is checked)."""
-    args = trainer.args
     if not (trainer.use_vllm and trainer.vllm_importance_sampling_correction):
         return "no importance-sampling correction (no vLLM or vllm_importance_sampling_correction=false): TRL " \
                "computes no old log-probs on-policy"
-    generate_every = args.steps_per_generation * trainer.num_iterations
-    if args.gradient_accumulation_steps % generate_every != 0:
-        return (f"off-policy: gradient_accumulation_steps={args.gradient_accumulation_steps} is not a multiple of "
-                f"steps_per_generation x num_iterations = {generate_every}")
-    if has_dropout(trainer.model):
-        return "the model has dropout: a second forward is a different draw"
+    if (why := why_not_on_policy(trainer)) is not None:
+        return why
     if not trl_supports_reuse(trl_class):
         return "the installed TRL's GRPOTrainer does not compute the correction where r1exp expects it"
     return None

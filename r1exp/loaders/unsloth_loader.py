@@ -27,6 +27,10 @@ them back. On the H200 (bench/results/h200/session5) Unsloth's step is then 0.98
 Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`). Its loss held the
 micro-batch's logits in float32 for the backward, the largest term of every Unsloth run on the H200;
 `recompute_logits` (the default) has the loss recompute them block by block instead (r1exp/loaders/unsloth_logits.py).
+
+Its trainer ran the policy once more, without gradients, over every completion before the loss (pi_old for the
+importance-sampling correction); on-policy, `reuse_training_logps` (the default) takes pi_old from the loss's own
+forward instead (r1exp/loaders/unsloth_trainer.py).
 """
 
 from __future__ import annotations
@@ -146,6 +150,12 @@ class UnslothLoader(Loader):
     needs_gpu: ClassVar[bool] = True
     not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
                                               "(r1exp's deterministic mode is measured with loader=peft)")
+    own_trainer_fields: ClassVar[dict] = {   # where UnslothGRPOConfig's value stands (r1exp/trainer_args.py)
+        "bf16": "Unsloth casts the model and autocasts its loss itself (its GRPOConfig passes bf16=False)",
+        "gradient_checkpointing_kwargs": "Unsloth's own gradient checkpointing (use_reentrant=True)",
+        "torch_empty_cache_steps": "Unsloth empties the CUDA cache every 250 steps",
+        "router_aux_loss_coef": "Unsloth's GRPO loss has no MoE router auxiliary loss (0; anything else fails)",
+    }
     rules: ClassVar[tuple] = (
         Rule("unsloth.fast_inference", ("loader.fast_inference", "engine.in_process"), check_fast_inference,
              doc="loader=unsloth with the in-process engine needs fast_inference=true (the vllm_engine error / "
@@ -248,7 +258,15 @@ class UnslothLoader(Loader):
 
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
-                f"standby={self.standby} recompute_logits={self.recompute_logits}")
+                f"standby={self.standby} recompute_logits={self.recompute_logits}"
+                + ("" if self.reuse_training_logps else " reuse_training_logps=false"))
+
+    def trainer_class(self):
+        if not self.reuse_training_logps:
+            return super().trainer_class()
+        from r1exp.loaders import unsloth_trainer
+
+        return unsloth_trainer.trainer_class()
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         self.prepare_imports(cfg)

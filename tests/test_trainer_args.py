@@ -1,0 +1,147 @@
+"""A run trains with the GRPOConfig its config says, whichever loader builds it (r1exp/trainer_args.py).
+
+Unsloth replaces TRL's GRPOConfig with its own class, whose defaults differ from TRL's. Unsloth does not import
+without a GPU, so its class is executed here from the trainer it generated on the H200 (bench/results/h200/
+session11/s11a/generated_trainer.py), over the installed TRL's GRPOConfig; the helper Unsloth uses to drop arguments
+an installed TRL does not know is replaced by the same filter. The specification:
+- left alone, Unsloth's class trains r1exp's config differently from TRL's (8-bit AdamW, weight decay, warm-up, no
+  importance-sampling correction, truncated completions masked out, epsilon_high 0.28);
+- built by r1exp, every TRL field equals TRL's own class built from the same keys, except the fields the loader owns
+  (each with its reason), and run.json's report says what was pinned;
+- a value the config sets and Unsloth's class changes anyway stops the run with the loader's value in the fix;
+- TRL's own class is built as it is.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import typing
+from pathlib import Path
+
+import pytest
+import trl
+
+from r1exp import trainer_args
+from r1exp.config.compose import compose
+from r1exp.errors import ConfigError
+from r1exp.loaders.unsloth_loader import UnslothLoader
+
+GENERATED = Path(__file__).resolve().parents[1] / "bench/results/h200/session11/s11a/generated_trainer.py"
+OWNED = UnslothLoader.own_trainer_fields
+TRL_CONFIG = trl.GRPOConfig
+
+
+@pytest.fixture(scope="module")
+def unsloth_config():
+    """UnslothGRPOConfig as Unsloth 2026.10.5 generated it."""
+    tree = ast.parse(GENERATED.read_text())
+    node = next(n for n in tree.body if getattr(n, "name", None) == "UnslothGRPOConfig")
+    trl_fields = {f.name for f in dataclasses.fields(TRL_CONFIG)}
+    namespace = {
+        "GRPOConfig": TRL_CONFIG, "os": os, "Any": typing.Any, "Optional": typing.Optional,
+        "dataclass": dataclasses.dataclass, "field": dataclasses.field, "__name__": __name__,
+        "_unsloth_filter_config_init_kwargs": lambda cls, kwargs, **_: {k: v for k, v in kwargs.items()
+                                                                          if k in trl_fields},
+    }
+    exec(compile(ast.Module([node], type_ignores=[]), str(GENERATED), "exec"), namespace)
+    return namespace["UnslothGRPOConfig"]
+
+
+def run_args(tmp_path, monkeypatch, config_class, *overrides):
+    """(args, report, keys) as r1exp.build.grpo_config builds them for loader=unsloth engine=vllm with `config_class`
+    as trl.GRPOConfig (what importing Unsloth makes it); keys: what r1exp passed."""
+    from r1exp.build import grpo_config
+    from r1exp.config.plan import plan_memory
+    from r1exp.machine import detect
+
+    cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cpu", *overrides])
+    passed = {}
+
+    def recording(config_class, kwargs, owned):
+        passed.update(kwargs)
+        return built(config_class, kwargs, owned)
+
+    built = trainer_args.build
+    monkeypatch.setattr(trl, "GRPOConfig", config_class)
+    monkeypatch.setattr(trainer_args, "build", recording)
+    args, report = grpo_config(cfg, tmp_path, plan_memory(cfg, detect()), "none", [1.0] * len(cfg.reward))
+    return args, report, passed
+
+
+def test_left_alone_unsloths_class_trains_another_objective(unsloth_config, tmp_path, monkeypatch):
+    _, _, keys = run_args(tmp_path, monkeypatch, unsloth_config)
+    unsloth, trl_args = unsloth_config(**keys), TRL_CONFIG(**keys)
+    changed = trainer_args.differences(unsloth, trl_args, OWNED)
+    for name in ("optim", "weight_decay", "warmup_steps", "vllm_importance_sampling_correction",
+                 "mask_truncated_completions", "epsilon_high"):
+        assert name in changed, name
+    assert changed["mask_truncated_completions"] == (True, False)
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("trainer.loss_type=grpo",), ("trainer.loss_type=bnpo", "trainer.beta=0.04"),
+    ("trainer.loss_type=cispo",), ("+trainer.mask_truncated_completions=true",), ("+trainer.epsilon_high=0.3",),
+    ("+trainer.optim=adamw_torch", "+trainer.weight_decay=0.1"),
+])
+def test_built_by_r1exp_it_trains_what_trls_class_would(unsloth_config, tmp_path, monkeypatch, overrides):
+    args, report, keys = run_args(tmp_path, monkeypatch, unsloth_config, *overrides)
+    reference = TRL_CONFIG(**keys)
+    assert type(args) is unsloth_config
+    assert trainer_args.differences(args, reference, OWNED) == {}
+    assert set(report["loader_kept"]) <= set(OWNED)
+    assert not set(report["pinned"]) & set(keys)            # only what the config left out
+    for name, values in report["pinned"].items():
+        assert values["trl"] == trainer_args.printable(trainer_args.value(reference, name)), name
+
+
+def test_the_report_names_what_was_pinned(unsloth_config, tmp_path, monkeypatch):
+    _, report, _ = run_args(tmp_path, monkeypatch, unsloth_config)
+    assert report["pinned"]["optim"] == {"loader": "adamw_8bit", "trl": "adamw_torch_fused"}
+    assert report["pinned"]["vllm_importance_sampling_correction"] == {"loader": False, "trl": True}
+    assert "bf16" in report["loader_kept"]
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (("trainer.loss_type=dr_grpo", "+trainer.scale_rewards=group"), "scale_rewards"),   # Dr GRPO: Unsloth forces false
+    (("trainer.loss_type=dr_grpo",), "scale_rewards"),        # TRL's default, pinned, and forced all the same
+])
+def test_a_value_unsloths_class_changes_anyway_stops_the_run(unsloth_config, tmp_path, monkeypatch, overrides, field):
+    with pytest.raises(ConfigError) as raised:
+        run_args(tmp_path, monkeypatch, unsloth_config, *overrides)
+    problem = next(p for p in raised.value.problems if p.key == f"trainer.{field}")
+    assert "UnslothGRPOConfig" in problem.why and problem.fix.startswith(f"set trainer.{field}=")
+
+
+def test_trls_own_class_is_built_as_it_is(tmp_path, monkeypatch):
+    args, report, keys = run_args(tmp_path, monkeypatch, TRL_CONFIG)
+    assert report == {} and args.to_dict() == TRL_CONFIG(**keys).to_dict()
+
+
+def test_on_the_h200_unsloths_own_defaults_trained_nothing():
+    """The Unsloth runs committed from the H200 (sessions 2-11), before r1exp pinned TRL's defaults: at these
+    random-weight shapes every completion runs to max_completion_length, and Unsloth's class, given loss_type=dapo,
+    masks truncated completions out of the loss, so the loss had no token (Unsloth's completion_length metric 0) and
+    loss and gradient norm were 0, though rewards varied; the one step with a loss is the one step in which a
+    completion ended. loader=peft on the same config, in the same calls, trained (TRL keeps truncated completions)."""
+    import json
+
+    from r1exp.tracking import read_metrics
+
+    results = Path(__file__).resolve().parents[1] / "bench/results/h200"
+
+    def steps(folder):
+        return [r for r in read_metrics(folder) if "loss" in r]
+
+    runs = {path.parent: json.loads(path.read_text())["config"]["loader"]["name"]
+            for path in results.rglob("run.json") if (path.parent / "metrics.jsonl").exists()}
+    unsloth = [r for folder, loader in runs.items() if loader == "unsloth" for r in steps(folder)]
+    assert len(unsloth) > 150 and any(r["reward_std"] > 0 for r in unsloth)   # advantages were not all zero
+    trained = [r for r in unsloth if r["loss"] != 0 or r["grad_norm"] != 0]
+    ended = [r for r in unsloth if r["completions/clipped_ratio"] < 1.0]
+    assert trained == ended and len(trained) == 1
+    session11 = results / "session11"
+    peft = steps(session11 / "s11b/runs/q7_peft") + steps(session11 / "s11c/runs/q05_peft")
+    assert min(r["completions/clipped_ratio"] for r in peft) > 0.95 and all(r["grad_norm"] > 0 for r in peft)
+    assert all(r["completion_length"] == 0 for r in steps(session11 / "s11b/runs/q7_unsloth"))
