@@ -66,9 +66,12 @@ def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list,
         deterministic_mode(engine)
     engine.before_imports(cfg, device)
     loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
+    # a locally built model is built before GRPOConfig starts torch.distributed (in which transformers writes weights
+    # on rank 0 only); the arguments are checked before the model loads: seconds, not minutes
+    source = model_source(cfg, log=log)
     funcs, weights = rewards.build_rewards(cfg.reward)
-    args, args_report = grpo_config(cfg, run_dir, plan, report_to, weights)  # before the model: seconds, not minutes
-    loaded = loader.load(cfg, model_source(cfg, log=log))
+    args, args_report = grpo_config(cfg, run_dir, plan, report_to, weights)
+    loaded = loader.load(cfg, source)
     trainer_class = loader.trainer_class()
     dataset = data.build_dataset(cfg.data)
     with engine.build_context(cfg, plan, device, log=log):

@@ -80,6 +80,9 @@ def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
         _warm_up(model, tokenizer, sloppy, warm.sloppy_steps, warm.sloppy_learning_rate, batch)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    if not any(tmp.glob("*.safetensors")):  # transformers writes weights on rank 0 only once torch.distributed is up
+        raise RuntimeError(f"the model built into {tmp} has no weights file: it was built after torch.distributed "
+                           "started, on a rank other than 0 (build local models before the trainer's arguments)")
     (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
 
 

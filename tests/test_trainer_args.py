@@ -120,9 +120,9 @@ def test_trls_own_class_is_built_as_it_is(tmp_path, monkeypatch):
 
 
 def test_on_the_h200_unsloths_own_defaults_trained_nothing():
-    """The Unsloth runs committed from the H200 (sessions 2-11), before r1exp pinned TRL's defaults: at these
-    random-weight shapes every completion runs to max_completion_length, and Unsloth's class, given loss_type=dapo,
-    masks truncated completions out of the loss, so the loss had no token (Unsloth's completion_length metric 0) and
+    """Every Unsloth run committed from the H200, before r1exp pinned TRL's defaults: at these random-weight shapes
+    every completion runs to max_completion_length, and Unsloth's class, given loss_type=dapo, masks truncated
+    completions out of the loss, so the loss had no token (Unsloth's completion_length metric 0) and
     loss and gradient norm were 0, though rewards varied; the one step with a loss is the one step in which a
     completion ended. loader=peft on the same config, in the same calls, trained (TRL keeps truncated completions)."""
     import json

@@ -1,10 +1,15 @@
 """On-policy, loader=unsloth takes pi_old from the loss's own forward instead of Unsloth's no-grad pass
 (r1exp/loaders/unsloth_trainer.py, loader.reuse_training_logps).
 
-Unsloth does not import without a GPU, so its side is specified here on the code it generates: the check that reads
-Unsloth's generated `_generate_and_score_completions` accepts it only when skipping the pass is safe (table below),
-and TRL's own trainer, which uses pi_old in the generation step, is refused. The H200 runs (bench/results/h200/
-session11, tests/test_gpu_ratios.py) train with it and compare it with Unsloth's pass side by side.
+Unsloth does not import without a GPU, so its side is specified here on the code it generates (the trainer Unsloth
+wrote on the H200, bench/results/h200/session11/s11a/generated_trainer.py):
+- the check that reads Unsloth's generated `_generate_and_score_completions` accepts it only when skipping the pass
+  is safe (table below), reads the method under Unsloth's wrapper, and refuses TRL's own trainer (which uses pi_old
+  in the generation step);
+- without pi_old, Unsloth's own loss function fails; with r1exp's fallback it computes, for each correction mode,
+  the loss, metrics and gradient it computes given pi_old = the forward's detached log-probs, bit for bit.
+The H200 runs (bench/results/h200/session11, tests/test_gpu_ratios.py) train with it and compare it with Unsloth's
+pass side by side.
 """
 
 from __future__ import annotations
