@@ -22,10 +22,10 @@ import enum
 
 from r1exp.errors import ConfigError, Problem
 
-# TRL fields whose unset value means another field's: compared and pinned as TRL uses them
+# TRL fields with several spellings of one meaning: compared, and pinned, as the value TRL trains with
 EQUIVALENT = {
-    "epsilon_high": lambda args: args.epsilon if args.epsilon_high is None else args.epsilon_high,
-    "top_k": lambda args: None if args.top_k in (None, 0, -1) else args.top_k,   # 0 (TRL), -1 (vLLM): no top-k
+    "epsilon_high": lambda args: args.epsilon if args.epsilon_high is None else args.epsilon_high,   # None: epsilon
+    "top_k": lambda args: 0 if args.top_k in (None, 0, -1) else args.top_k,   # no top-k: 0 (TRL), -1 (vLLM), None
 }
 
 

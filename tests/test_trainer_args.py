@@ -97,7 +97,8 @@ def test_built_by_r1exp_it_trains_what_trls_class_would(unsloth_config, tmp_path
 
 
 def test_the_report_names_what_was_pinned(unsloth_config, tmp_path, monkeypatch):
-    _, report, _ = run_args(tmp_path, monkeypatch, unsloth_config)
+    args, report, _ = run_args(tmp_path, monkeypatch, unsloth_config)
+    assert args.top_k == -1 and "top_k" not in report["pinned"]      # vLLM's spelling of TRL's "no top-k" (0)
     assert report["pinned"]["optim"] == {"loader": "adamw_8bit", "trl": "adamw_torch_fused"}
     assert report["pinned"]["vllm_importance_sampling_correction"] == {"loader": False, "trl": True}
     assert "bf16" in report["loader_kept"]
