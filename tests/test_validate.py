@@ -154,7 +154,7 @@ def test_the_table_has_at_least_40_bad_configurations():
 # Rules a command line cannot reach on this machine, specified below against described machines; warnings (which
 # never stop a run) are specified in their own files: trainer.deprecated in tests/test_trl_values.py.
 UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed", "versions.known_bad",
-               "versions.requirements", "versions.unmeasured", "trainer.unsloth_batch", "trainer.deprecated",
+               "versions.requirements", "versions.unmeasured", "trainer.deprecated",
                "engine.transformers_version", "engine.cb_dtype",   # these two: tests/test_engines.py
                "distributed.cpu_memory",                           # tests/test_distributed.py
                "engine.batched_tokens"}                            # a warning: tests/test_engine_vllm.py
@@ -313,10 +313,15 @@ def test_a_memory_plan_too_big_names_the_knob_that_helps_most():
     assert p.fix.startswith("biggest single saving: trainer.gradient_checkpointing=true")
 
 
-def test_unsloth_rounding_the_micro_batch_is_a_warning():
-    found = [p for p in problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=12")
-             if p.rule == "trainer.unsloth_batch"]
-    assert [p.severity for p in found] == ["warning"] and "16" in found[0].fix
+def test_unsloths_micro_batch_change_is_trls_own_batch_error():
+    """Unsloth's GRPOConfig replaces per_device_train_batch_size only where micro x accumulation x processes is not
+    a multiple of num_generations, which TRL refuses (trainer.batch); elsewhere it keeps it, so no warning. Any other
+    change of a set value stops the run at build (r1exp/trainer_args.py, tests/test_trainer_args.py)."""
+    refused = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=12")
+    assert [p.severity for p in refused if p.key == "trainer.per_device_train_batch_size"] == ["error"]
+    kept = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=4 "
+                    "trainer.gradient_accumulation_steps=2")
+    assert not [p for p in kept if p.key == "trainer.per_device_train_batch_size"]
 
 
 # ---- versions

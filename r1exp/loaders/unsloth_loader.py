@@ -112,20 +112,6 @@ def check_one_process(ctx):
                       "use loader=peft for several processes, or distributed=none with loader=unsloth")
 
 
-def check_micro_batch(ctx):
-    """Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations."""
-    from r1exp.config.plan import trainer_value
-
-    micro, gens = trainer_value(ctx.cfg, "per_device_train_batch_size", 8), trainer_value(ctx.cfg, "num_generations", 8)
-    if isinstance(micro, int) and isinstance(gens, int) and gens > 0 and micro % gens:
-        rounded = -(-micro // gens) * gens
-        yield Problem("trainer.per_device_train_batch_size", micro,
-                      f"Unsloth silently rounds per_device_train_batch_size up to a multiple of num_generations={gens} "
-                      f"({rounded}): more memory and a different batch than configured",
-                      f"set trainer.per_device_train_batch_size={rounded} (or a multiple of {gens})",
-                      severity="warning")
-
-
 def _fast(cfg) -> bool:
     return bool(get(cfg, "loader.fast_inference", False))
 
@@ -170,8 +156,6 @@ class UnslothLoader(Loader):
              doc="4-bit loading needs CUDA"),
         Rule("unsloth.one_process", ("distributed.num_processes",), check_one_process,
              doc="Unsloth trains in a single process"),
-        Rule("trainer.unsloth_batch", ("trainer.per_device_train_batch_size", "trainer.num_generations"), check_micro_batch,
-             doc="Unsloth rounds the micro-batch up to a multiple of num_generations"),
     )
     built_rules: ClassVar[tuple] = (
         BuiltRule("check.unsloth.engine", "loader.fast_inference",
