@@ -48,6 +48,7 @@ class Loader(BaseModel):
     built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
     own_trainer_fields: ClassVar[dict] = {}  # GRPOConfig fields the loader's own GRPOConfig class decides: {field: why}
+    on_policy_trainer: ClassVar[str | None] = None  # module whose trainer_class() reuses the loss's log-probs
 
     def prepare_imports(self, cfg: DictConfig) -> None:
         """Before anything imports transformers or TRL."""
@@ -56,7 +57,12 @@ class Loader(BaseModel):
         raise NotImplementedError
 
     def trainer_class(self):
-        """The GRPOTrainer class the run builds; after `load` (Unsloth patches TRL's class as it is imported)."""
+        """The GRPOTrainer class the run builds; after `load` (Unsloth patches TRL's class as it is imported): with
+        `reuse_training_logps`, the one `on_policy_trainer` builds on it, else TRL's (as patched)."""
+        if self.reuse_training_logps and self.on_policy_trainer:
+            import importlib
+
+            return importlib.import_module(self.on_policy_trainer).trainer_class()
         from trl import GRPOTrainer
 
         return GRPOTrainer

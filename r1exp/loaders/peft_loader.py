@@ -36,17 +36,11 @@ def check_four_bit(ctx):
 
 
 class PeftLoader(Loader):
+    on_policy_trainer: ClassVar[str | None] = "r1exp.loaders.trl_trainer"
     rules: ClassVar[tuple] = (
         Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit, scope="machine",
              doc="4-bit loading needs CUDA and bitsandbytes"),
     )
-
-    def trainer_class(self):
-        if not self.reuse_training_logps:
-            return super().trainer_class()
-        from r1exp.loaders import trl_trainer
-
-        return trl_trainer.trainer_class()
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         import torch

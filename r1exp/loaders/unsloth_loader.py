@@ -136,6 +136,7 @@ class UnslothLoader(Loader):
     needs_gpu: ClassVar[bool] = True
     not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
                                               "(r1exp's deterministic mode is measured with loader=peft)")
+    on_policy_trainer: ClassVar[str | None] = "r1exp.loaders.unsloth_trainer"
     own_trainer_fields: ClassVar[dict] = {   # where UnslothGRPOConfig's value stands (r1exp/trainer_args.py)
         "bf16": "Unsloth casts the model and autocasts its loss itself (its GRPOConfig passes bf16=False)",
         "gradient_checkpointing_kwargs": "Unsloth's own gradient checkpointing (use_reentrant=True)",
@@ -244,13 +245,6 @@ class UnslothLoader(Loader):
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
                 f"standby={self.standby} recompute_logits={self.recompute_logits}"
                 + ("" if self.reuse_training_logps else " reuse_training_logps=false"))
-
-    def trainer_class(self):
-        if not self.reuse_training_logps:
-            return super().trainer_class()
-        from r1exp.loaders import unsloth_trainer
-
-        return unsloth_trainer.trainer_class()
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         self.prepare_imports(cfg)

@@ -16,7 +16,7 @@ old_per_token_logps is None`); with `old` present it changes nothing. Which one 
 (and run.json); `loader.reuse_training_logps=false` builds Unsloth's class unchanged.
 
 What this relies on in Unsloth's generated code is read from it before the reuse is switched on
-(`why_unsloth_code_differs`): in the generation step, the first log-prob call is the old-log-prob pass over
+(`skippable_pass`): in the generation step, the first log-prob call is the old-log-prob pass over
 `self.model`, and its result feeds nothing there but the batch the loss reads (Unsloth's `if False and ...` blocks
 aside); the loss passes the batch's old log-probs to `UnslothEfficientGRPO.apply` as its second argument. Generated
 code that differs keeps its pass, and run.json says why.
@@ -111,12 +111,9 @@ def loss_function_namespace(trainer_class) -> dict:
     return compute_loss.__globals__["grpo_accumulated_loss"].__globals__
 
 
-def why_sources_differ(generate: str, compute_loss: str, accumulated_loss: str) -> str | None:
-    """None when Unsloth's generated `_generate_and_score_completions`, `compute_loss` and `grpo_accumulated_loss`
-    compute and read pi_old as this module expects; else what differs."""
-    arity, why = old_pass_arity(generate)
-    if arity is None:
-        return why
+def why_loss_differs(compute_loss: str, accumulated_loss: str) -> str | None:
+    """None when Unsloth's generated `compute_loss` reads pi_old from the batch and `grpo_accumulated_loss` hands it
+    to `UnslothEfficientGRPO.apply` second (where `install_old_fallback` supplies it); else what differs."""
     if f'inputs.get("{OLD}"' not in compute_loss:
         return f"Unsloth's compute_loss does not read {OLD} from the batch"
     calls = accumulated_loss.count("UnslothEfficientGRPO.apply(")
@@ -125,17 +122,25 @@ def why_sources_differ(generate: str, compute_loss: str, accumulated_loss: str) 
     return None
 
 
-def why_unsloth_code_differs(trainer_class) -> str | None:
-    """why_sources_differ, on the trainer class's code (None: the reuse can be switched on)."""
+def why_sources_differ(generate: str, compute_loss: str, accumulated_loss: str) -> str | None:
+    """None when Unsloth's generated `_generate_and_score_completions`, `compute_loss` and `grpo_accumulated_loss`
+    compute and read pi_old as this module expects; else what differs."""
+    arity, why = old_pass_arity(generate)
+    return why if arity is None else why_loss_differs(compute_loss, accumulated_loss)
+
+
+def skippable_pass(trainer_class) -> tuple[int | None, str]:
+    """(how many values the old-log-prob pass returns, "") when the trainer class's generated code lets it be
+    skipped (see why_sources_differ); else (None, what differs). Each piece of source is read and parsed once."""
     try:
-        generate = inspect.getsource(called_function(trainer_class._generate_and_score_completions))
-        if old_pass_arity(generate)[0] is None:   # TRL's own trainer, for one, stops here
-            return old_pass_arity(generate)[1]
-        compute_loss = inspect.getsource(called_function(trainer_class.compute_loss, "compute_loss"))
-        accumulated_loss = inspect.getsource(loss_function_namespace(trainer_class)["grpo_accumulated_loss"])
-        return why_sources_differ(generate, compute_loss, accumulated_loss)
+        arity, why = old_pass_arity(inspect.getsource(called_function(trainer_class._generate_and_score_completions)))
+        if arity is None:   # TRL's own trainer, for one, stops here (it has no grpo_accumulated_loss)
+            return None, why
+        why = why_loss_differs(inspect.getsource(called_function(trainer_class.compute_loss, "compute_loss")),
+                               inspect.getsource(loss_function_namespace(trainer_class)["grpo_accumulated_loss"]))
+        return (None, why) if why else (arity, "")
     except (AttributeError, KeyError, OSError, TypeError, SyntaxError) as e:
-        return f"Unsloth's generated trainer could not be read ({type(e).__name__}: {e})"
+        return None, f"Unsloth's generated trainer could not be read ({type(e).__name__}: {e})"
 
 
 def install_old_fallback(trainer_class):
@@ -158,14 +163,15 @@ def install_old_fallback(trainer_class):
     return UnslothEfficientGRPOOldFallback
 
 
-def why_not_reused(trainer, trainer_class) -> str | None:
-    """None when Unsloth's old-log-prob pass can be skipped; else why it runs (trainer_class: Unsloth's trainer,
-    whose generated code is checked)."""
+def pass_to_skip(trainer, trainer_class) -> tuple[int | None, str | None]:
+    """(how many values Unsloth's old-log-prob pass returns, None) when it can be skipped; else (None, why it runs)
+    (trainer_class: Unsloth's trainer, whose generated code is checked)."""
     if not trainer.use_vllm:
-        return "no vLLM: Unsloth computes no old log-probs on-policy"
+        return None, "no vLLM: Unsloth computes no old log-probs on-policy"
     if (why := why_not_on_policy(trainer)) is not None:
-        return why
-    return why_unsloth_code_differs(trainer_class)
+        return None, why
+    arity, why = skippable_pass(trainer_class)
+    return arity, why or None
 
 
 @functools.cache
@@ -179,12 +185,10 @@ def trainer_class():
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            why = why_not_reused(self, GRPOTrainer)
-            self._old_pass_values = None   # with the reuse: how many values the skipped pass returns (None each)
+            # with the reuse: how many values the skipped pass returns (None each); None: the pass runs
+            self._old_pass_values, why = pass_to_skip(self, GRPOTrainer)
             self._skip_old_pass = False
             if why is None:
-                generate = called_function(GRPOTrainer._generate_and_score_completions)
-                self._old_pass_values = old_pass_arity(inspect.getsource(generate))[0]
                 install_old_fallback(GRPOTrainer)
             self.old_logprobs = {"source": "training forward" if why is None else "Unsloth's pass", "why": why}
 
