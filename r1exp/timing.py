@@ -15,6 +15,9 @@ timers, and a callback adds to every log line (so metrics.jsonl and W&B get them
                              previous step, checkpoints
     time/step                wall seconds from the end of the previous step (or the start of training) to the end
                              of this one, so the steps add up to the training's wall time
+    time/gc                  not a phase: of the step, the seconds Python's garbage collector held the process
+                             (inside whichever phase it struck), with gc/full_collections, the number of full
+                             collections (r1exp/gc_pauses.py: what they cost a run)
 
 On a GPU each log line also carries `memory/<phase>`: the most memory (GiB) torch's allocator held while that phase
 was the innermost one (`memory/other`: outside every phase), the maximum over the steps since the last log line.
@@ -59,9 +62,11 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from r1exp.config.plan import GiB
+from r1exp.gc_pauses import Pauses
 
 PHASES = ("generation", "weight_sync", "logprobs", "backward_optimizer", "rewards")
 KEYS = tuple(f"time/{p}" for p in (*PHASES, "other", "step"))
+GC_KEYS = ("time/gc", "gc/full_collections")   # inside the phases, not one of them
 _REST = "rest"  # a wrapped method whose own time belongs to time/other (TRL's _prepare_inputs)
 
 # Trainer methods -> phase. The first ones that exist on the trainer are wrapped; nested calls are fine.
@@ -169,8 +174,9 @@ def wrap_method(obj, name: str, phase: str, clock: PhaseClock, skip_inside: str 
     return True
 
 
-def step_callback(clock: PhaseClock, startup: Startup | None = None):
-    """A TrainerCallback: closes each step's phases and adds the time/* keys to every log line."""
+def step_callback(clock: PhaseClock, startup: Startup | None = None, pauses: Pauses | None = None):
+    """A TrainerCallback: closes each step's phases and adds the time/* keys to every log line; with `pauses`
+    (installed by the caller, removed when training ends) the garbage collector's per step too."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -184,9 +190,15 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
             clock.boundary()
             clock.take()                   # anything timed before training (e.g. a sanity generation) is not a step
             clock.take_peaks()
+            if pauses is not None:
+                pauses.take()
             self.last_end = clock.clock()
             if startup is not None:
                 startup.train_begin()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if pauses is not None:
+                pauses.remove()
 
         def on_step_begin(self, args, state, control, **kwargs):
             if startup is not None and self.steps == 0:
@@ -211,6 +223,8 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
             row["time/other"] = max(0.0, step - sum(row.values()))
             row["time/step"] = step
             row.update({f"memory/{p}": peak / GiB for p, peak in clock.take_peaks().items()})
+            if pauses is not None:
+                row["time/gc"], row["gc/full_collections"] = pauses.take()
             self.window.append(row)
             self.steps += 1
             if startup is not None and self.steps == 1:
@@ -219,8 +233,9 @@ def step_callback(clock: PhaseClock, startup: Startup | None = None):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs is None or not self.window:
                 return
-            for key in KEYS:
-                logs[key] = round(statistics.fmean(r[key] for r in self.window), 6)
+            for key in (*KEYS, *GC_KEYS):
+                if key in self.window[0]:
+                    logs[key] = round(statistics.fmean(r[key] for r in self.window), 6)
             for key in sorted({k for r in self.window for k in r if k.startswith("memory/")}):
                 logs[key] = round(max(r.get(key, 0.0) for r in self.window), 3)
             self.window = []
@@ -239,6 +254,7 @@ def attach(trainer, startup: Startup | None = None, sync: bool | None = None):
     gpu = _cuda_available()
     sync = gpu if sync is None else sync
     clock = PhaseClock(sync=_cuda_synchronize if sync else None, memory=take_allocated_peak if gpu else None)
+    pauses = Pauses().install()
     timed = []
     for name, phase in TRAINER_METHODS.items():
         skip = _INSIDE_LOSS if phase == "logprobs" else None
@@ -250,7 +266,7 @@ def attach(trainer, startup: Startup | None = None, sync: bool | None = None):
             if wrap_method(engine, name, phase, clock):
                 timed.append(f"vllm_generation.{name}")
     startup = startup if startup is not None else Startup.current
-    callback = step_callback(clock, startup)
+    callback = step_callback(clock, startup, pauses)
     callback.timed = timed
     handler = trainer.callback_handler
     handler.callbacks.insert(0, callback)   # first: the keys it adds reach every later callback (W&B, metrics)
@@ -276,6 +292,8 @@ def summarize_steps(rows: list[dict]) -> dict:
         return {}
     later = timed[1:] or timed
     out = {f"time_mean/{k.split('/', 1)[1]}": statistics.fmean(float(r.get(k, 0.0)) for r in later) for k in KEYS}
+    if all("time/gc" in r for r in later):
+        out["time_mean/gc"] = statistics.fmean(float(r["time/gc"]) for r in later)
     out["time_first/step"] = float(timed[0]["time/step"])
     return out
 

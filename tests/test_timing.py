@@ -299,6 +299,8 @@ def check_run(run_dir: Path, engine: str, steps: int) -> None:
         assert phases["time/rewards"] > 0 and phases["time/logprobs"] >= 0, r
         if engine == "hf":
             assert phases["time/weight_sync"] == 0, r
+        # the collector's pauses: inside the step, not a phase of it; full collections counted
+        assert 0 <= r["time/gc"] <= phases["time/step"] and r["gc/full_collections"] >= 0, r
     if engine == "vllm":   # TRL pushes the weights before every generation after the first step
         assert all(r["time/weight_sync"] > 0 for r in step_rows[1:]), step_rows
     # the steps add up to the training's wall time (TRL's train_runtime also covers set-up and the last log)
@@ -318,7 +320,7 @@ def check_run(run_dir: Path, engine: str, steps: int) -> None:
     if engine == "vllm":
         assert all(startup[k] > 0 for k in ("engine_start_s", "engine_weights_load_s", "engine_profile_s"))
         assert "vllm_generation.sync_weights" in startup["timed"]
-    assert manifest["metrics"]["time_mean/step"] > 0
+    assert manifest["metrics"]["time_mean/step"] > 0 and manifest["metrics"]["time_mean/gc"] >= 0
     from r1exp.wandb_offline import read_offline_run
 
     history = [h for h in read_offline_run(run_dir)["history"] if "train/time/step" in h]
