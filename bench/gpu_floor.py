@@ -245,21 +245,37 @@ def generation_floor(args, llm_kwargs: dict, source, prompts, max_tokens: int, r
     start = time.perf_counter()
     llm = LLM(**kwargs)
     engine_start = time.perf_counter() - start
-    sampling = SamplingParams(n=1, temperature=float(args.temperature), top_p=float(args.top_p),
-                              top_k=int(args.top_k or 0), min_p=float(args.min_p or 0.0),
-                              repetition_penalty=float(args.repetition_penalty), max_tokens=max_tokens,
-                              ignore_eos=True, logprobs=0)
+    extra = dict(getattr(args, "generation_kwargs", None) or {})   # as TRL passes them (r1exp: detokenize)
+    settings = {"n": 1, "temperature": float(args.temperature), "top_p": float(args.top_p),
+                "top_k": int(args.top_k or 0), "min_p": float(args.min_p or 0.0),
+                "repetition_penalty": float(args.repetition_penalty), "max_tokens": max_tokens, "logprobs": 0,
+                **extra, "ignore_eos": True}
+    sampling = SamplingParams(**settings)
     batch = [{"prompt_token_ids": p} for p in prompts]
     counted = {}
 
-    def generate():
-        outputs = llm.generate(batch, sampling_params=sampling, use_tqdm=False)
+    def generate(params=sampling):
+        outputs = llm.generate(batch, sampling_params=params, use_tqdm=False)
         counted["tokens"] = sum(len(c.token_ids) for o in outputs for c in o.outputs)
 
     result = _timed(generate, repeats, lambda: None)   # vLLM hands back finished tokens: nothing left to sync
     result.update(tokens=counted["tokens"], tokens_per_s=round(counted["tokens"] / result["seconds"], 1),
                   sequences=len(prompts), max_tokens=max_tokens, engine_start_s=round(engine_start, 2),
+                  generation_kwargs=extra,
                   variant=variant, llm_kwargs={k: v for k, v in kwargs.items() if k != "model"})
+    if not variant and not sampling.stop:
+        # the same engine and tokens with vLLM's text the other way round (r1exp's engine.detokenize), interleaved
+        # with the run's setting: what the text costs, side by side
+        as_run = bool(sampling.detokenize)
+        both = {as_run: sampling, not as_run: SamplingParams(**{**settings, "detokenize": not as_run})}
+        times = {as_run: [], not as_run: []}
+        for _ in range(max(2, repeats)):
+            for detokenize in (not as_run, as_run):
+                start = time.perf_counter()
+                generate(both[detokenize])
+                times[detokenize].append(time.perf_counter() - start)
+        result["detokenize"] = {str(k).lower(): {"seconds": statistics.median(v), "all_s": [round(t, 4) for t in v]}
+                                for k, v in times.items()}
     result["by_batch"] = []
     for k in scales:
         if k == 1 or k * len(prompts) > int(kwargs["max_num_seqs"]):

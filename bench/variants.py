@@ -87,6 +87,8 @@ def markdown(result: dict) -> str:
             lines.append(f"- {g.get('variant') or 'as TRL builds it'}: {g['seconds']:.3f} s for {g['tokens']} tokens "
                          f"({g['tokens_per_s']:.0f} tok/s, {g['sequences']} sequences, engine start "
                          f"{g['engine_start_s']} s)")
+            for flag, t in (g.get("detokenize") or {}).items():
+                lines.append(f"  - detokenize={flag} (interleaved, same engine): {t['seconds']:.3f} s (runs {t['all_s']})")
             for b in g.get("by_batch", []):
                 lines.append(f"  - {b['sequences']} sequences at once: {b['seconds']:.3f} s ({b['tokens_per_s']:.0f} "
                              "tok/s)")

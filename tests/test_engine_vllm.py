@@ -41,7 +41,20 @@ KV = "kv_cache_memory_bytes"
 MAPPING = [
     (["engine=hf"], "cpu", {"use_vllm": False}, {}, ["dtype", KV]),
     (["engine=vllm"], "cpu", {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1,
-                              "vllm_enable_sleep_mode": False}, {"dtype": "bfloat16", "enforce_eager": True}, []),
+                              "vllm_enable_sleep_mode": False, "generation_kwargs": {"detokenize": False}},
+     {"dtype": "bfloat16", "enforce_eager": True}, []),
+    # detokenize (vLLM's text, which TRL never reads): off, unless stop strings need it or the config says so
+    (["engine=vllm", "+trainer.generation_kwargs={min_tokens:4}"], "cuda",
+     {"generation_kwargs": {"min_tokens": 4, "detokenize": False}}, {}, []),
+    (["engine=vllm", "+trainer.generation_kwargs={stop:['</answer>']}"], "cuda",
+     {"generation_kwargs": {"stop": ["</answer>"], "detokenize": True}}, {}, []),
+    (["engine=vllm", "+trainer.generation_kwargs={stop:'</answer>'}"], "cpu",
+     {"generation_kwargs": {"stop": "</answer>", "detokenize": True}}, {}, []),
+    (["engine=vllm", "+trainer.generation_kwargs={detokenize:true}"], "cuda",
+     {"generation_kwargs": {"detokenize": True}}, {}, []),
+    (["engine=vllm", "engine.detokenize=true"], "cuda", {"generation_kwargs": {"detokenize": True}}, {}, []),
+    (["engine=vllm", "engine.detokenize=false", "+trainer.generation_kwargs={detokenize:true}"], "cuda",
+     {"generation_kwargs": {"detokenize": False}}, {}, []),
     (["engine=vllm", "+trainer.bf16=false"], "cpu", {}, {"dtype": "float32"}, []),     # a float32 trainer
     (["engine=vllm", "+trainer.fp16=true", "+trainer.bf16=false"], "cuda", {}, {"dtype": "float16"}, []),
     (["engine=vllm", "engine.enforce_eager=false", "model.dtype=bfloat16"], "cpu", {"use_vllm": True},
@@ -279,6 +292,27 @@ def test_a_real_build_has_the_colocate_engine_with_r1exps_settings(vllm_build):
     assert config.model_config.dtype == torch.bfloat16         # the trainer autocasts to bfloat16 (TRL's default)
     assert config.model_config.enforce_eager is True
     assert config.cache_config.kv_cache_memory_bytes >= 64 * 1024**2
+
+
+def test_the_engine_makes_the_same_tokens_and_log_probs_without_the_text_trl_never_reads(vllm_build):
+    """engine.detokenize=auto (off) is exact: vLLM samples before it decodes, so the token ids and the sampled log-probs
+    TRL takes from the outputs are the same, seed for seed, with and without the text."""
+    from vllm import SamplingParams
+
+    cfg, built = vllm_build
+    engine = built.trainer.vllm_generation
+    assert engine.generation_kwargs == {"detokenize": False}   # what the run's generation passes to SamplingParams
+    prompts = [{"prompt_token_ids": [3 + i, 17, 42 + i, 9]} for i in range(4)]
+
+    def generate(detokenize: bool):
+        params = SamplingParams(temperature=1.0, max_tokens=12, logprobs=0, seed=7, detokenize=detokenize)
+        outputs = engine.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        return [(tuple(c.token_ids), [next(iter(p.values())).logprob for p in c.logprobs], c.text)
+                for o in outputs for c in o.outputs]
+
+    with_text, without = generate(True), generate(False)
+    assert [(ids, lps) for ids, lps, _ in with_text] == [(ids, lps) for ids, lps, _ in without]
+    assert all(text for *_, text in with_text) and not any(text for *_, text in without)
 
 
 def test_check_passes_when_the_engine_is_the_one_asked_for(vllm_build, hf_build):

@@ -95,6 +95,10 @@ def test_the_floor_benchmark_runs_on_cpu_at_the_tiny_shape(tmp_path):
                (out / "runs" / "tiny_peft" / "metrics.jsonl").read_text().splitlines() if "completions/mean" in x]
     assert floor["mean_completion"] == max(1, round(sum(lengths) / len(lengths)))
     assert floor["generation"]["sequences"] == 8
+    # the run's own sampling settings (engine.detokenize=auto: no text), and the text's cost side by side
+    assert floor["generation"]["generation_kwargs"] == {"detokenize": False}
+    assert set(floor["generation"]["detokenize"]) == {"true", "false"}
+    assert all(t["seconds"] > 0 and len(t["all_s"]) == 2 for t in floor["generation"]["detokenize"].values())
     assert floor["generation"]["tokens"] == 8 * floor["mean_completion"]
     assert floor["step_floor_s"] == pytest.approx(floor["generation"]["seconds"] + floor["train"]["seconds"])
     assert run["exit_code"] == 0 and run["steps"] == 3 and run["ratios"]["step"] > 0

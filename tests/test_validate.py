@@ -102,6 +102,8 @@ BAD = [
     row("engine.cpu_memory", "engine=vllm model=qwen7b", "engine.name", NO_GPU_HERE, SMALL_NODE_HERE),
     row("engine.cpu_memory", "engine=vllm engine.kv_cache_gb=1000", "engine.kv_cache_gb", NO_GPU_HERE, CPU),
     row("engine.kv_cache_gb", "engine=vllm engine.kv_cache_gb=0", "engine.kv_cache_gb"),
+    row("engine.detokenize", "engine=vllm engine.detokenize=false +trainer.generation_kwargs={stop:['</answer>']}",
+        "engine.detokenize"),                                        # vLLM finds stop strings in its text
     row("engine.kv_cache_gb", "engine=vllm model=qwen7b hardware.gpu_memory_gb=141 engine.kv_cache_gb=0.001 "
         "dry_run=true", "engine.kv_cache_gb"),                       # less than one sequence: vLLM cannot start
     row("memory.fits", "model=qwen7b hardware.gpu_memory_gb=24 trainer.max_completion_length=1024 "
@@ -469,3 +471,12 @@ def test_a_config_file_too_is_read_as_data(tmp_path):
     saved = tmp_path / "config.yaml"
     OmegaConf.save(cfg, saved)
     assert "trainer.batch" in rules_of(validate(OmegaConf.load(saved), HERE))
+
+
+@pytest.mark.parametrize("args, where", [("dry_run=maybe", "conf/config.yaml"), ("reproducible=2", "conf/config.yaml"),
+                                         ("hardware.device=tpu", "conf/config.yaml"),
+                                         ("model.dtype=int8", "conf/model/")])
+def test_a_type_error_points_at_the_file_that_holds_the_key(args, where, capsys, tmp_path, refuse_to_run):
+    assert entry.main(["logger=none", args, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
+    out = capsys.readouterr()
+    assert f"(see {where})" in out.out + out.err

