@@ -46,7 +46,8 @@ def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_wei
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
         reward_weights=reward_weights, use_cpu=device == "cpu",
     )
-    return trainer_args.build(GRPOConfig, kwargs, loader_of(cfg).own_trainer_fields)
+    loader = loader_of(cfg)
+    return trainer_args.build(GRPOConfig, kwargs, loader.own_trainer_fields, owner=f"loader={loader.name}")
 
 
 def deterministic_mode(engine) -> None:

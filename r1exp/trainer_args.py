@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
+from pathlib import Path
 
 from r1exp.errors import ConfigError, Problem
 
@@ -29,10 +31,22 @@ EQUIVALENT = {
 }
 
 
+def defined_by_trl(cls) -> bool:
+    """Whether TRL's own source defines `cls`: every method in the class's own body comes from a file in TRL's
+    package. Names prove nothing: Unsloth gives its patched class TRL's module and name (`trl.trainer.grpo_config.
+    GRPOConfig`, for pickling: `_patch_config_pickle_identity` in unsloth/models/rl.py, 2026.10.5), while its methods
+    come from the file it generated (unsloth_compiled_cache/UnslothGRPOTrainer.py)."""
+    import trl
+
+    root = Path(trl.__file__).resolve().parent
+    files = {f.__code__.co_filename for f in vars(cls).values() if inspect.isfunction(f)}
+    files = {f for f in files if not f.startswith("<") and f != dataclasses.__file__}   # what @dataclass generates
+    return cls.__module__.startswith("trl.") and all(Path(f).resolve().is_relative_to(root) for f in files)
+
+
 def trl_config_class(config_class):
     """TRL's own GRPOConfig: the class itself, or the TRL class a loader's GRPOConfig derives from."""
-    return next((c for c in config_class.__mro__ if c.__name__ == "GRPOConfig" and c.__module__.startswith("trl.")),
-                config_class)
+    return next((c for c in config_class.__mro__ if c.__name__ == "GRPOConfig" and defined_by_trl(c)), config_class)
 
 
 def value(args, name: str):
@@ -49,7 +63,7 @@ def printable(v):
     return v.value if isinstance(v, enum.Enum) else v if isinstance(v, (bool, int, float, str, type(None))) else repr(v)
 
 
-def build(config_class, kwargs: dict, owned: dict[str, str]):
+def build(config_class, kwargs: dict, owned: dict[str, str], owner: str = "the loader"):
     """(args, report): `config_class(**kwargs)` with every TRL field the loader changed and kwargs left out set to
     TRL's value; report = {"pinned": {field: {"loader": ..., "trl": ...}}, "loader_kept": {field: why}} (empty with
     TRL's own class). ConfigError when the loader's class changes a field kwargs set, or one pinned to TRL's value."""
@@ -66,7 +80,7 @@ def build(config_class, kwargs: dict, owned: dict[str, str]):
     if refused:
         raise ConfigError([Problem(
             f"trainer.{name}", printable(trl),
-            f"{config_class.__name__} (the loader's GRPOConfig) changes trainer.{name} from {printable(trl)!r} to "
+            f"{owner}'s GRPOConfig changes trainer.{name} from {printable(trl)!r} to "
             f"{printable(loader)!r} even when it is given: the run would not train what its config says",
             f"set trainer.{name}={printable(loader)} to train with the loader's value, or use loader=peft")
             for name, (loader, trl) in refused.items()])

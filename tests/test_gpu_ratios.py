@@ -50,6 +50,13 @@ Q05_NOISE_11 = ("0.5B generation of the same 64 x 256 tokens took 1.88-2.53 s (m
                 "(time/logprobs 0.134-0.154 s with Unsloth's pass, 0 without; fwd+bwd+optim 0.39-0.42 s either way)")
 UNSLOTH_FIRST_11 = ("the fresh machine's first run compiles for the shape: engine warm-up 17.6 s and graph capture 13.0 s "
                     "(0.7-0.8 and 2.7-2.8 s in the next two runs), first step 13.1 s; 48.8 and 51.8 s later")
+UNSLOTH_FIRST_12 = ("the fresh machine's first run compiles for the shape: engine warm-up 17.1 s and graph capture "
+                    "9.7 s, engine profile 6.6 s, imports 30.2 s (Unsloth's own 12.4), first step 10.8 s; s12a's first "
+                    "run 95.9 s, the next Unsloth runs of that machine 46.5 and 55.4 s")
+UNSLOTH_LORA_12 = ("Unsloth generates through vLLM's LoRA kernels (adapter on the shared base weights): generation 1.41 "
+                   "vs 0.88 s for TRL's merged weights in this call (medians), fwd+bwd+optim 0.39 vs 0.43 s; 0.89-0.94 "
+                   "in s12a and 0.81 in s12b (Unsloth's generation 1.08-1.12 s there): the call decides as much as "
+                   "the loader")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -81,6 +88,10 @@ NOT_MET = {
         UNSLOTH_FIRST_11,
     ("session11", "Unsloth step, pi_old from the loss's forward / Unsloth's pass, 0.5B 64 x 256 (median; runs before "
                   "and after)"): Q05_NOISE_11,
+    ("session12", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
+        UNSLOTH_FIRST_12,
+    ("session12", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; Unsloth training with TRL's defaults, same "
+                  "machine)"): UNSLOTH_LORA_12,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 

@@ -46,7 +46,12 @@ def unsloth_config():
                                                                           if k in trl_fields},
     }
     exec(compile(ast.Module([node], type_ignores=[]), str(GENERATED), "exec"), namespace)
-    return namespace["UnslothGRPOConfig"]
+    unsloth = namespace["UnslothGRPOConfig"]
+    # and what Unsloth's patch does to it (`_patch_config_pickle_identity`, unsloth/models/rl.py): TRL's module and
+    # name, so that its instances pickle as TRL's class. On the H200 r1exp took it for TRL's own by that name and
+    # pinned nothing (session 12, bench/results/h200/session12/s12a: run.json without trainer_args, loss 0).
+    unsloth.__module__, unsloth.__qualname__, unsloth.__name__ = TRL_CONFIG.__module__, "GRPOConfig", "GRPOConfig"
+    return unsloth
 
 
 def run_args(tmp_path, monkeypatch, config_class, *overrides):
@@ -59,9 +64,9 @@ def run_args(tmp_path, monkeypatch, config_class, *overrides):
     cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cpu", *overrides])
     passed = {}
 
-    def recording(config_class, kwargs, owned):
+    def recording(config_class, kwargs, owned, **named):
         passed.update(kwargs)
-        return built(config_class, kwargs, owned)
+        return built(config_class, kwargs, owned, **named)
 
     built = trainer_args.build
     monkeypatch.setattr(trl, "GRPOConfig", config_class)
@@ -112,7 +117,14 @@ def test_a_value_unsloths_class_changes_anyway_stops_the_run(unsloth_config, tmp
     with pytest.raises(ConfigError) as raised:
         run_args(tmp_path, monkeypatch, unsloth_config, *overrides)
     problem = next(p for p in raised.value.problems if p.key == f"trainer.{field}")
-    assert "UnslothGRPOConfig" in problem.why and problem.fix.startswith(f"set trainer.{field}=")
+    assert "loader=unsloth's GRPOConfig" in problem.why and problem.fix.startswith(f"set trainer.{field}=")
+
+
+def test_trls_class_is_told_from_a_loaders_class_that_took_its_name(unsloth_config):
+    assert unsloth_config.__name__ == TRL_CONFIG.__name__ and unsloth_config.__module__ == TRL_CONFIG.__module__
+    assert trainer_args.defined_by_trl(TRL_CONFIG) and not trainer_args.defined_by_trl(unsloth_config)
+    assert trainer_args.trl_config_class(unsloth_config) is TRL_CONFIG
+    assert trainer_args.trl_config_class(TRL_CONFIG) is TRL_CONFIG
 
 
 def test_trls_own_class_is_built_as_it_is(tmp_path, monkeypatch):
@@ -120,12 +132,15 @@ def test_trls_own_class_is_built_as_it_is(tmp_path, monkeypatch):
     assert report == {} and args.to_dict() == TRL_CONFIG(**keys).to_dict()
 
 
-def test_on_the_h200_unsloths_own_defaults_trained_nothing():
-    """Every Unsloth run committed from the H200, before r1exp pinned TRL's defaults: at these random-weight shapes
-    every completion runs to max_completion_length, and Unsloth's class, given loss_type=dapo, masks truncated
-    completions out of the loss, so the loss had no token (Unsloth's completion_length metric 0) and
-    loss and gradient norm were 0, though rewards varied; the one step with a loss is the one step in which a
-    completion ended. loader=peft on the same config, in the same calls, trained (TRL keeps truncated completions)."""
+def test_on_the_h200_unsloth_trained_only_once_trls_defaults_were_pinned():
+    """Every Unsloth run committed from the H200 whose run.json has no `trainer_args` (all sessions up to and including
+    session 12's s12a and s12b, where Unsloth's class carried TRL's name and r1exp took it for TRL's) trained with
+    Unsloth's defaults: at these random-weight shapes every completion runs to max_completion_length, and Unsloth's
+    class, given loss_type=dapo, masks truncated completions out of the loss, so the loss had no token (Unsloth's
+    completion_length metric 0) and loss and gradient norm were 0, though rewards varied; the one step with a loss is
+    the one step in which a completion ended. loader=peft on the same config, in the same calls, trained. With TRL's
+    defaults pinned (session 12, s12c: 0.5B and 7B) every Unsloth step trained on all 256 tokens of every completion,
+    with TRL's importance-sampling correction (its sampling/* metrics) and pi_old from the loss's forward."""
     import json
 
     from r1exp.tracking import read_metrics
@@ -135,14 +150,26 @@ def test_on_the_h200_unsloths_own_defaults_trained_nothing():
     def steps(folder):
         return [r for r in read_metrics(folder) if "loss" in r]
 
-    runs = {path.parent: json.loads(path.read_text())["config"]["loader"]["name"]
-            for path in results.rglob("run.json") if (path.parent / "metrics.jsonl").exists()}
-    unsloth = [r for folder, loader in runs.items() if loader == "unsloth" for r in steps(folder)]
-    assert len(unsloth) > 150 and any(r["reward_std"] > 0 for r in unsloth)   # advantages were not all zero
-    trained = [r for r in unsloth if r["loss"] != 0 or r["grad_norm"] != 0]
-    ended = [r for r in unsloth if r["completions/clipped_ratio"] < 1.0]
+    manifests = {path.parent: json.loads(path.read_text()) for path in results.rglob("run.json")
+                 if (path.parent / "metrics.jsonl").exists()}
+    unsloth = {folder: m for folder, m in manifests.items() if m["config"]["loader"]["name"] == "unsloth"}
+    as_it_came = [r for folder, m in unsloth.items() if not m.get("trainer_args") for r in steps(folder)]
+    assert len(as_it_came) > 150 and any(r["reward_std"] > 0 for r in as_it_came)   # advantages were not all zero
+    trained = [r for r in as_it_came if r["loss"] != 0 or r["grad_norm"] != 0]
+    ended = [r for r in as_it_came if r["completions/clipped_ratio"] < 1.0]
     assert trained == ended and len(trained) == 1
     session11 = results / "session11"
     peft = steps(session11 / "s11b/runs/q7_peft") + steps(session11 / "s11c/runs/q05_peft")
     assert min(r["completions/clipped_ratio"] for r in peft) > 0.95 and all(r["grad_norm"] > 0 for r in peft)
     assert all(r["completion_length"] == 0 for r in steps(session11 / "s11b/runs/q7_unsloth"))
+
+    pinned = {folder: m for folder, m in unsloth.items() if m.get("trainer_args")}
+    assert {f"{f.parent.parent.name}/{f.name}" for f in pinned} >= {"s12c/q05_unsloth", "s12c/q7_unsloth"}
+    for folder, manifest in pinned.items():
+        assert {"mask_truncated_completions", "optim", "vllm_importance_sampling_correction",
+                "epsilon_high"} <= set(manifest["trainer_args"]["pinned"]), folder
+        assert manifest["old_logprobs"]["source"] == "training forward", folder
+        rows = steps(folder)
+        assert len(rows) >= 4 and all(r["completions/clipped_ratio"] == 1.0 for r in rows)   # all truncated, yet:
+        assert all(r["grad_norm"] > 0 and r["completion_length"] == 256 for r in rows), folder
+        assert all("sampling/sampling_logp_difference/mean" in r for r in rows), folder

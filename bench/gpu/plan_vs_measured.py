@@ -166,7 +166,7 @@ def render(all_rows: list[Row] | None = None) -> str:
         "Sets: **fit** = runs directly under bench/results/h200/ (ACT_FACTOR in r1exp/config/plan.py was fitted on",
         "these) and the Unsloth runs of session5/s5a and s5b (Unsloth's own terms, `UnslothLoader.adjust_terms`,",
         "were fitted on those: 0.5B, 1.5B, 7B with gradient checkpointing) and of session 8 (the factor of the",
-        "recomputed-logits backward); **held-out** = every other run (session3/ to session7/, session9/ to session11/,",
+        "recomputed-logits backward); **held-out** = every other run (session3/ to session7/, session9/ to session12/,",
         "floor_q05/runs/), never used to fit anything — for Unsloth, shapes it was not fitted on (3B 48 x 384,",
         "1.5B and 7B 4-bit, 0.5B without gradient checkpointing, standby) and the session-4, -7 and -9 runs; the",
         "engine's overhead beyond weights and KV cache comes from vLLM's own start-up breakdown, not from these",

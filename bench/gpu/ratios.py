@@ -23,7 +23,7 @@ RESULTS = ROOT / "bench" / "results" / "h200"
 class Ratio:
     name: str                    # what is compared, as the README says it
     call: str                    # the folder under the session (one device call)
-    kind: str                    # step_over_floor | step_over_step | peak_over_peak | first_step
+    kind: str                    # step_over_floor | step_over_step | peak_over_peak | first_step | text_cost
     runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
     goal: float                  # upper bound (ratios, seconds) or lower bound (speed-ups)
     at_least: bool = False       # True: the goal is a lower bound
@@ -167,8 +167,32 @@ SESSION11 = (
           1.0, against=("q7_peft",)),
 )
 
+SESSION12 = (
+    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor after the second run)", "s12a",
+          "step_over_floor", ("q05_peft", "q05_peft_2"), 1.3),
+    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; Unsloth's GRPOConfig as it came, see README; "
+          "floor: TRL's engine alone)", "s12a", "step_over_floor", ("q05_unsloth",), 1.3),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s12c", "first_step",
+          ("q05_unsloth",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (after a first run on a fresh machine)", "s12c", "first_step",
+          ("q05_peft",), 60.0),
+    # not issue-13 goals: what vLLM's text cost (engine.detokenize), alone and in runs; Unsloth against TRL's step
+    Ratio("vLLM alone without / with the text, 0.5B 64 x 256 (one engine, interleaved; median of 3)", "s12a",
+          "text_cost", ("q05_peft_2",), 0.9),
+    Ratio("PEFT step without / with vLLM's text, 0.5B 64 x 256 (median; s11 settings run between)", "s12a",
+          "step_over_step", ("q05_peft", "q05_peft_2"), 0.9, against=("q05_peft_s11",)),
+    Ratio("PEFT step without / with vLLM's text, 0.5B 64 x 256 (median; back to back)", "s12b", "step_over_step",
+          ("q05_peft_unfrozen",), 0.9, against=("q05_peft_text",)),
+    Ratio("Unsloth step without / with vLLM's text, 0.5B 64 x 256 (median; back to back)", "s12b", "step_over_step",
+          ("q05_unsloth",), 0.9, against=("q05_unsloth_s11",)),
+    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back)", "s12b", "step_over_step", ("q7_unsloth",),
+          1.0, against=("q7_peft",)),
+    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; Unsloth training with TRL's defaults, same machine)",
+          "s12c", "step_over_step", ("q05_unsloth",), 1.0, against=("q05_peft",)),
+)
+
 SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10,
-            "session11": SESSION11}
+            "session11": SESSION11, "session12": SESSION12}
 
 
 @dataclass(frozen=True)
@@ -236,6 +260,14 @@ def measure(ratio: Ratio, session: Path) -> Measured:
         if None in seconds:
             return Measured(ratio, None, "", "a run failed")
         return Measured(ratio, tuple(seconds), "run.json startup.process_to_first_step_s")
+    if ratio.kind == "text_cost":
+        # the floor of the run's config: vLLM alone with the run's sampling settings and with vLLM's text the other
+        # way round, in one engine, interleaved (bench/gpu_floor.py `detokenize`)
+        times = ((result.get("floor") or {}).get("generation") or {}).get("detokenize")
+        if not times:
+            return Measured(ratio, None, "", "the floor has no detokenize measurement")
+        without, with_text = times["false"]["seconds"], times["true"]["seconds"]
+        return Measured(ratio, (without / with_text,), f"{without:.3f} / {with_text:.3f} s")
     raise ValueError(f"unknown kind {ratio.kind!r}")
 
 

@@ -71,6 +71,17 @@
 #   s11d      session 11, 0.5B 64 x 256 on a fresh machine, Unsloth with TRL's trainer defaults (r1exp/trainer_args.py:
 #             fused AdamW, no weight decay or warm-up, the importance-sampling correction on, truncated completions
 #             kept): it trains (loss and gradient norm no longer 0) and reuses pi_old with the correction on.
+#   s12a      session 12, 0.5B 64 x 256 on a fresh machine: Unsloth with the defaults (engine.detokenize=auto: vLLM
+#             makes no text), then peft with the defaults / with vLLM's text (session 11's settings) / the defaults
+#             again, and the floor after the last (vLLM alone with and without the text, interleaved in one engine).
+#   s12b      session 12, the same machine: 0.5B Unsloth with vLLM's text / without, peft without / with vLLM's text,
+#             then 7B Unsloth and peft. As run (variants.json has the commands), the peft and Unsloth runs with
+#             session 11's settings and `q05_peft_unfrozen` also had `gc_freeze=false`: a key r1exp had during the
+#             session (the built heap frozen before training, true by default), removed after these calls measured
+#             it at 0.005-0.01 s of a step (session12/README.md); the cases below leave it out. In s12a/s12b
+#             Unsloth's GRPOConfig was not pinned to TRL's defaults (it took TRL's name; fixed before s12c).
+#   s12c      session 12, a fresh machine: 0.5B Unsloth, then 7B Unsloth, with TRL's trainer defaults pinned (s12a and
+#             s12b pinned nothing: Unsloth gives its GRPOConfig TRL's module and name), then 0.5B peft.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -206,13 +217,28 @@ case $call in
       --variant "q05_unsloth_2=loader=unsloth" --variant "q05_peft=" --floor-after q05_peft --repeats 2; rc=$?
     cp unsloth_compiled_cache/UnslothGRPOTrainer.py "$out/generated_trainer.py" || echo "no generated trainer"
     (exit $rc) ;;
+  s12a)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_peft=" \
+      --variant "q05_peft_s11=engine.detokenize=true" --variant "q05_peft_2=" \
+      --floor-after q05_peft_2 --repeats 3 ;;
+  s12b)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_s11=loader=unsloth engine.detokenize=true" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_peft_unfrozen=" \
+      --variant "q05_peft_text=engine.detokenize=true" \
+      --variant "q7_unsloth=$Q7 loader=unsloth trainer.max_steps=4" --variant "q7_peft=$Q7 trainer.max_steps=4" ;;
+  s12c)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q7_unsloth=$Q7 loader=unsloth trainer.max_steps=4" \
+      --variant "q05_peft=" ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
       --variant "q7_peft=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d)"; exit 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
