@@ -41,8 +41,10 @@ class Pauses:
             self.full += 1
 
     def install(self) -> Pauses:
-        if self not in gc.callbacks:
-            gc.callbacks.append(self)
+        """The process's one meter: one left by an earlier run that ended before its training did (an exception, so
+        no `remove`) is replaced, not kept counting next to this one."""
+        gc.callbacks[:] = [c for c in gc.callbacks if not isinstance(c, Pauses)]
+        gc.callbacks.append(self)
         return self
 
     def remove(self) -> None:

@@ -4,6 +4,7 @@ in every log line; tests/test_timing.py reads them from real runs).
 - `Pauses` counts real collections of the interpreter: their seconds and how many were full ones, and starts again
   after each `take()`; removed, it counts nothing.
 - A collection that was already running when it was installed is not counted half.
+- One meter per process: a run that failed before training ended leaves none counting next to the next run's.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def test_pauses_count_the_collections_that_run_and_start_again_after_take():
     assert pauses.take() == (0.0, 0)   # removed: no longer counts
 
 
-def test_installing_twice_counts_once():
+def test_installing_twice_counts_once_and_a_meter_left_behind_is_replaced():
+    left_behind = Pauses().install()          # a run whose training raised: never removed
     pauses = Pauses().install().install()
     try:
+        assert left_behind not in gc.callbacks and gc.callbacks.count(pauses) == 1
         pauses.take()
         gc.collect(2)
         assert pauses.take()[1] == 1
