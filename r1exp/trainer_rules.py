@@ -3,6 +3,8 @@ TRL's own meaning (GRPOConfig.__post_init__), and sequence lengths."""
 
 from __future__ import annotations
 
+import json
+
 from omegaconf import OmegaConf
 
 from r1exp.config.plan import trainer_value
@@ -249,6 +251,35 @@ def sequence_lengths(ctx):
                           severity=severity)
 
 
+def dict_field(cfg, key: str) -> dict | None:
+    """trainer.<key> for a GRPOConfig dict field (generation_kwargs, model_init_kwargs, ...) as TRL reads it: a mapping,
+    or a string holding a JSON object (TrainingArguments parses strings that start with '{'); None when unset.
+    ValueError for anything else."""
+    value = get(cfg, f"trainer.{key}")
+    if value is None:
+        return None
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"not a mapping: {value!r}")
+    return value
+
+
+def dict_fields(ctx):
+    """GRPOConfig's dict fields hold a mapping; a string TRL does not parse reaches vLLM's or transformers' keyword
+    arguments as it is and fails at the first generation, after the model loaded."""
+    for key in ("generation_kwargs", "model_init_kwargs", "chat_template_kwargs"):
+        try:
+            dict_field(ctx.cfg, key)
+        except ValueError as e:
+            yield Problem(f"trainer.{key}", get(ctx.cfg, f"trainer.{key}"),
+                          f"TRL reads trainer.{key} as keyword arguments: a mapping, or a string holding a JSON "
+                          f"object ({e})",
+                          f"write it as a mapping: '+trainer.{key}={{name: value}}' (or a JSON object string)")
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -270,6 +301,9 @@ RULES: list[Rule] = [
     Rule("trainer.trl_checks", ("trainer.*",), trl_errors,
          doc="value combinations the installed TRL rejects (its __post_init__ / GRPOTrainer.__init__ raises, read "
              "from its source)"),
+    Rule("trainer.dict_fields", ("trainer.generation_kwargs", "trainer.model_init_kwargs",
+                                 "trainer.chat_template_kwargs"), dict_fields,
+         doc="GRPOConfig's keyword-argument fields hold a mapping (or a JSON object string, as TRL parses it)"),
     Rule("trainer.batch", ("trainer.per_device_train_batch_size", "trainer.gradient_accumulation_steps",
                            "trainer.num_generations", "trainer.generation_batch_size", "trainer.steps_per_generation"),
          grpo_batch, doc="GRPO batch arithmetic with the meaning of GRPOConfig.__post_init__"),

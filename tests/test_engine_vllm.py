@@ -85,6 +85,16 @@ def test_engine_config_maps_to_trl_and_vllm_arguments(overrides, device, grpo, l
     assert not set(absent) & set(settings.llm_kwargs), settings.llm_kwargs
 
 
+def test_generation_kwargs_written_as_a_json_string_are_read_as_trl_reads_them():
+    """TRL (TrainingArguments) parses a dict field given as a string holding a JSON object; the engine reads it the
+    same way, so its stop strings still turn vLLM's text on."""
+    from omegaconf import OmegaConf
+
+    cfg = compose(["engine=vllm"])
+    OmegaConf.update(cfg, "trainer.generation_kwargs", '{"stop": ["</answer>"], "min_tokens": 2}', force_add=True)
+    assert engine_of(cfg).generation_kwargs(cfg) == {"stop": ["</answer>"], "min_tokens": 2, "detokenize": True}
+
+
 @pytest.mark.parametrize("overrides", [["engine=vllm"], ["engine=vllm_server"], ["engine=vllm", "model=llama3_8b"]])
 def test_the_planned_length_always_reaches_the_engine(overrides):
     """A model whose context (131072 for Llama 3) is far longer than the run needs must not size vLLM's KV cache:

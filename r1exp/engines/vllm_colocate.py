@@ -31,7 +31,7 @@ from typing import ClassVar, Literal
 from omegaconf import DictConfig
 from pydantic import Field
 
-from r1exp.config.rule import Rule, get
+from r1exp.config.rule import Rule
 from r1exp.engines.check import BuiltRule
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
@@ -90,10 +90,19 @@ def check_batched_tokens(ctx):
                       "or drop it", severity="warning")
 
 
+def given_generation_kwargs(cfg) -> dict:
+    """trainer.generation_kwargs as TRL reads it ({} when unset or unreadable: rule trainer.dict_fields reports that)."""
+    from r1exp.trainer_rules import dict_field
+
+    try:
+        return dict_field(cfg, "generation_kwargs") or {}
+    except ValueError:
+        return {}
+
+
 def stop_strings(cfg) -> list:
     """The stop strings the run hands vLLM (trainer.generation_kwargs.stop: a string or a list)."""
-    kwargs = get(cfg, "trainer.generation_kwargs") or {}
-    stop = kwargs.get("stop") if hasattr(kwargs, "get") else None
+    stop = given_generation_kwargs(cfg).get("stop")
     if not stop:
         return []
     return [stop] if isinstance(stop, str) else list(stop)
@@ -257,18 +266,14 @@ class VllmColocate(VllmEngine):
         when stop strings are set (vLLM finds them in the text), or when trainer.generation_kwargs says so."""
         if self.detokenize != "auto":
             return bool(self.detokenize)
-        given = get(cfg, "trainer.generation_kwargs") or {}
+        given = given_generation_kwargs(cfg)
         if "detokenize" in given:
             return bool(given["detokenize"])
         return bool(stop_strings(cfg))
 
     def generation_kwargs(self, cfg: DictConfig) -> dict:
         """TRL's generation_kwargs (extra vLLM SamplingParams): the config's, with the engine's detokenize."""
-        from omegaconf import OmegaConf
-
-        given = get(cfg, "trainer.generation_kwargs") or {}
-        given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else dict(given)
-        return {**given, "detokenize": self.detokenizes(cfg)}
+        return {**given_generation_kwargs(cfg), "detokenize": self.detokenizes(cfg)}
 
     # -- memory
 
