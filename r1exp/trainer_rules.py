@@ -271,6 +271,8 @@ def dict_fields(ctx):
     """GRPOConfig's dict fields hold a mapping; a string TRL does not parse reaches vLLM's or transformers' keyword
     arguments as it is and fails at the first generation, after the model loaded."""
     for key in ("generation_kwargs", "model_init_kwargs", "chat_template_kwargs"):
+        if not isinstance(get(ctx.cfg, f"trainer.{key}"), str):   # a mapping passes; another type: trainer.type
+            continue
         try:
             dict_field(ctx.cfg, key)
         except ValueError as e:

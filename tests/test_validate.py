@@ -73,6 +73,7 @@ BAD = [
     row("model.random_init_path", "model.name_or_path=/no/such/dir dry_run=true", "model.name_or_path"),
     row("trainer.dict_fields", "+trainer.generation_kwargs=abc", "trainer.generation_kwargs"),
     row("trainer.dict_fields", "+trainer.model_init_kwargs=bf16", "trainer.model_init_kwargs"),
+    row("trainer.dict_fields", "+trainer.generation_kwargs='{stop:x}'", "trainer.generation_kwargs"),   # not JSON
     row("trainer.batch", "trainer.num_generations=1", "trainer.num_generations"),
     row("trainer.batch", "trainer.num_generations=null", "trainer.num_generations"),
     row("trainer.batch", "trainer.num_generations=5", "trainer.per_device_train_batch_size"),
