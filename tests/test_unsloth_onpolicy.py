@@ -107,11 +107,11 @@ def test_unsloths_generated_trainer_computes_and_reads_pi_old_where_the_reuse_ex
     because the check then read the wrapper Unsloth puts around the method, not the method)."""
     generate = generated_definition("_generate_and_score_completions", "_UnslothGRPOTrainer")
     assert unsloth_trainer.old_pass_arity(generate) == (3, "")
-    assert unsloth_trainer.why_sources_differ(
-        generate, generated_definition("compute_loss", "_UnslothGRPOTrainer"),
+    assert unsloth_trainer.why_loss_differs(
+        generated_definition("compute_loss", "_UnslothGRPOTrainer"),
         generated_definition("grpo_accumulated_loss")) is None
-    assert "old_logps" in unsloth_trainer.why_sources_differ(
-        generate, generated_definition("compute_loss", "_UnslothGRPOTrainer"),
+    assert "old_logps" in unsloth_trainer.why_loss_differs(
+        generated_definition("compute_loss", "_UnslothGRPOTrainer"),
         generated_definition("grpo_accumulated_loss").replace("old_logps,", "None,"))
 
 

@@ -85,5 +85,8 @@ class Loader(BaseModel):
         return None
 
     def describe(self, cfg: DictConfig) -> str:
-        return self.name + (" load_in_4bit=true" if self.load_in_4bit else "") + \
-            ("" if self.reuse_training_logps else " reuse_training_logps=false")
+        return self.name + (" load_in_4bit=true" if self.load_in_4bit else "") + self.reuse_note()
+
+    def reuse_note(self) -> str:
+        """What `describe` says about `reuse_training_logps`: nothing for the default."""
+        return "" if self.reuse_training_logps else " reuse_training_logps=false"

@@ -243,8 +243,7 @@ class UnslothLoader(Loader):
 
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
-                f"standby={self.standby} recompute_logits={self.recompute_logits}"
-                + ("" if self.reuse_training_logps else " reuse_training_logps=false"))
+                f"standby={self.standby} recompute_logits={self.recompute_logits}" + self.reuse_note())
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         self.prepare_imports(cfg)

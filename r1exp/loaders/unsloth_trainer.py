@@ -122,16 +122,10 @@ def why_loss_differs(compute_loss: str, accumulated_loss: str) -> str | None:
     return None
 
 
-def why_sources_differ(generate: str, compute_loss: str, accumulated_loss: str) -> str | None:
-    """None when Unsloth's generated `_generate_and_score_completions`, `compute_loss` and `grpo_accumulated_loss`
-    compute and read pi_old as this module expects; else what differs."""
-    arity, why = old_pass_arity(generate)
-    return why if arity is None else why_loss_differs(compute_loss, accumulated_loss)
-
-
 def skippable_pass(trainer_class) -> tuple[int | None, str]:
     """(how many values the old-log-prob pass returns, "") when the trainer class's generated code lets it be
-    skipped (see why_sources_differ); else (None, what differs). Each piece of source is read and parsed once."""
+    skipped (old_pass_arity, then why_loss_differs); else (None, what differs). Each piece of source is read and
+    parsed once."""
     try:
         arity, why = old_pass_arity(inspect.getsource(called_function(trainer_class._generate_and_score_completions)))
         if arity is None:   # TRL's own trainer, for one, stops here (it has no grpo_accumulated_loss)
