@@ -11,6 +11,8 @@ LABEL` measures bench/gpu_floor.py's floor from that run's config right after it
 of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows). Results go to
 `<out>/variants.json` and `<out>/variants.md` after every run (a call cut short keeps what it measured), each run's
 run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`. `--floor-last`: the floor after all the runs.
+`--cold-kernels LABEL`: that variant runs with every on-disk kernel cache empty (bench/kernel_caches.py), as on a
+machine that never compiled its kernels; what it compiled is summarized in `runs/<label>/kernel_caches.json`.
 
 Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -29,6 +32,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from r1exp.timing import STARTUP_PARTS  # noqa: E402
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
+from kernel_caches import cold_env  # noqa: E402
 
 
 def memory(run: dict) -> tuple[float | None, float | None]:
@@ -78,6 +82,12 @@ def markdown(result: dict) -> str:
                      f"{_f((run.get('startup') or {}).get('process_to_first_step_s'), 1)} | "
                      f"{_f(run.get('wall_s'), 1)} |")
     lines += startup_lines(result)
+    cold = [(label, run) for label, run in result["runs"].items() if run.get("cold_kernels")]
+    if cold:
+        lines += ["", "Runs with every kernel cache empty (`--cold-kernels`; what they compiled, files / MiB):", ""]
+        lines += [f"- {label}: " + ", ".join(f"{name} {c.get('files')} / {c.get('mib')}" for name, c in
+                                             (run.get("kernel_caches") or {}).items() if isinstance(c, dict))
+                  for label, run in cold]
     floor = result.get("floor")
     if floor:
         lines += ["", f"vLLM alone (bench/gpu_floor.py, from the config of `{result['floor_after']}`):", ""]
@@ -120,6 +130,15 @@ def measure(result: dict, run_dir: Path, a, left: float, out: Path) -> None:
     write(result, out)
 
 
+def _summarize_caches(env: dict) -> dict:
+    """What a cold-kernel run left in its own caches (bench/kernel_caches.py, read with its environment)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("kernel_caches.py"))], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-600:]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="Hydra overrides of every run")
@@ -131,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-scales", default="1")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument("--cold-kernels", action="append", default=[], help="run this variant with empty kernel caches")
     parser.add_argument("--out", required=True)
     a = parser.parse_args(argv)
     start, out = time.perf_counter(), Path(a.out)
@@ -153,8 +173,14 @@ def main(argv=None) -> int:
                                     ["logger=none", f"trainer.max_steps={a.steps}", "trainer.logging_steps=1",
                                      f"name={label}"], shlex.split(extra))
         run_dir = work / label
-        run = run_r1exp(overrides, run_dir, min(left(), 3600))
-        run.update(variant_overrides=extra)
+        env = cold_env(work / f"{label}_kernel_caches") if label in a.cold_kernels else None
+        run = run_r1exp(overrides, run_dir, min(left(), 3600), env)
+        run.update(variant_overrides=extra, cold_kernels=env is not None)
+        if env is not None:
+            caches = _summarize_caches(env)
+            (out / "runs" / label).mkdir(parents=True, exist_ok=True)
+            (out / "runs" / label / "kernel_caches.json").write_text(json.dumps(caches, indent=1))
+            run["kernel_caches"] = {name: {k: v for k, v in c.items() if k != "kernels"} for name, c in caches.items()}
         if run["exit_code"] != 0:
             run.setdefault("error", _tail(run_dir.with_suffix(".log"), 600))
         result["runs"][label] = run

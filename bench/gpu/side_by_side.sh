@@ -82,6 +82,12 @@
 #             Unsloth's GRPOConfig was not pinned to TRL's defaults (it took TRL's name; fixed before s12c).
 #   s12c      session 12, a fresh machine: 0.5B Unsloth, then 7B Unsloth, with TRL's trainer defaults pinned (s12a and
 #             s12b pinned nothing: Unsloth gives its GRPOConfig TRL's module and name), then 0.5B peft.
+#   s13a      session 13, a fresh machine: its first run (0.5B Unsloth, 2 steps) under cProfile with the kernel caches
+#             listed before and after (where a cold start goes: profile/), then 0.5B Unsloth with the defaults (CUDA
+#             graphs with the LoRA only) / with vLLM's graphs without a LoRA too (engine.lora_free_graphs=true) / the
+#             defaults again.
+#   s13b      session 13, the same machine: 0.5B Unsloth with every kernel cache empty (bench/kernel_caches.py), with the
+#             defaults / with both graph sets; peft with empty caches / warm.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -232,13 +238,32 @@ case $call in
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_unsloth=loader=unsloth" --variant "q7_unsloth=$Q7 loader=unsloth trainer.max_steps=4" \
       --variant "q05_peft=" ;;
+  s13a)
+    t0=$(date +%s)
+    mkdir -p "$out/profile"
+    python bench/kernel_caches.py --out "$out/profile/caches_before.json" > /dev/null
+    ( cd "$out/profile" && timeout 280 python -m cProfile -o unsloth.prof -m r1exp $Q05 loader=unsloth \
+        trainer.max_steps=2 logger=none hydra.run.dir="$out/profile/run" > log.txt 2>&1 ; echo "profile exit=$?" )
+    python bench/kernel_caches.py --out "$out/profile/caches_after.json" > /dev/null
+    python -c "import pstats, sys; s = pstats.Stats('$out/profile/unsloth.prof', stream=sys.stdout); s.sort_stats('cumulative').print_stats(100); s.print_stats('triton|flashinfer|inductor|lora|compile|subprocess', 60); s.sort_stats('tottime').print_stats(40)" > "$out/profile/top.txt" 2>&1
+    gzip -f "$out/profile/unsloth.prof"; rm -rf "$out/profile/unsloth_compiled_cache"
+    tail -c 1500 "$out/profile/log.txt"
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$((BUDGET - $(date +%s) + t0))" --out "$out" \
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_unsloth_both_graphs=loader=unsloth engine.lora_free_graphs=true" \
+      --variant "q05_unsloth_2=loader=unsloth" ;;
+  s13b)
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_cold=loader=unsloth" \
+      --variant "q05_unsloth_both_graphs_cold=loader=unsloth engine.lora_free_graphs=true" \
+      --variant "q05_peft_cold=" --variant "q05_peft=" --cold-kernels q05_unsloth_cold \
+      --cold-kernels q05_unsloth_both_graphs_cold --cold-kernels q05_peft_cold ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
       --variant "q7_peft=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c)"; exit 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13b)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
