@@ -1,11 +1,14 @@
 """The on-disk caches of GPU kernels that a run compiles the first time it runs on a machine, and what is in them.
 
-    python bench/kernel_caches.py [--out caches.json]    # each cache: where, files, MiB (Triton: kernels by name)
+    python bench/kernel_caches.py [--root FOLDER] [--out caches.json]   # each cache: where, files, MiB (Triton:
+                                                                          # kernels by name)
 
 A fresh machine has them empty: Triton's kernels (vLLM's LoRA and sampling kernels, Unsloth's), Inductor's, vLLM's
-compile cache, FlashInfer's JIT builds, the CUDA driver's PTX cache. `bench/variants.py --cold-kernels LABEL` runs
-that variant with every one of them pointed at an empty folder (`cold_env`), as on a machine that never compiled
-them, while the rest of the machine stays warm (page cache, bytecode): the start-up those caches save, measured.
+compile cache, FlashInfer's JIT builds, the CUDA driver's PTX cache. Without --root: where the libraries keep them
+(their environment variables, else their defaults); with --root: a `hardware.kernel_cache` folder
+(r1exp/kernel_cache.py). `bench/variants.py --cold-kernels LABEL` runs that variant with an empty
+hardware.kernel_cache, as on a machine that never compiled them, while the rest of the machine stays warm (page
+cache, bytecode), and keeps this summary of what it compiled.
 """
 
 from __future__ import annotations
@@ -15,29 +18,24 @@ import collections
 import getpass
 import json
 import os
+import sys
 from pathlib import Path
 
-# name: (the environment variable that moves the cache, where it is without one)
-CACHES = {
-    "triton": ("TRITON_CACHE_DIR", "~/.triton/cache"),
-    "inductor": ("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor_{user}"),
-    "vllm": ("VLLM_CACHE_ROOT", "~/.cache/vllm"),
-    "flashinfer": ("FLASHINFER_WORKSPACE_BASE", "~/.cache/flashinfer"),   # the variable names the folder above .cache
-    "cuda": ("CUDA_CACHE_PATH", "~/.nv/ComputeCache"),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from r1exp.kernel_cache import CACHE_ENV, environment  # noqa: E402
+
+DEFAULTS = {"triton": "~/.triton/cache", "inductor": "/tmp/torchinductor_{user}", "vllm": "~/.cache/vllm",
+            "flashinfer": "~", "cuda": "~/.nv/ComputeCache"}
 
 
-def cache_dir(name: str) -> Path:
-    variable, default = CACHES[name]
-    moved = os.environ.get(variable)
-    if moved:
-        return Path(moved) / ".cache" / "flashinfer" if name == "flashinfer" else Path(moved)
-    return Path(os.path.expanduser(default.format(user=getpass.getuser())))
-
-
-def cold_env(root: Path) -> dict:
-    """Environment variables that point every kernel cache at a new folder under root."""
-    return {variable: str(root / name) for name, (variable, _) in CACHES.items()}
+def cache_dirs(root: str | None = None) -> dict[str, Path]:
+    """Each cache's folder: under `root` as hardware.kernel_cache lays them out, else the libraries' own."""
+    env = environment(root) if root else os.environ
+    out = {}
+    for name, variable in CACHE_ENV.items():
+        folder = Path(env.get(variable) or os.path.expanduser(DEFAULTS[name].format(user=getpass.getuser())))
+        out[name] = folder / ".cache" / "flashinfer" if name == "flashinfer" else folder   # FlashInfer: its base
+    return out
 
 
 def triton_kernels(folder: Path) -> dict[str, int]:
@@ -53,10 +51,9 @@ def triton_kernels(folder: Path) -> dict[str, int]:
     return dict(names.most_common())
 
 
-def summary() -> dict:
+def summary(root: str | None = None) -> dict:
     out = {}
-    for name in CACHES:
-        folder = cache_dir(name)
+    for name, folder in cache_dirs(root).items():
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
         entry = {"dir": str(folder), "files": len(files),
                  "mib": round(sum(p.stat().st_size for p in files) / 2**20, 1)}
@@ -68,9 +65,10 @@ def summary() -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None, help="a hardware.kernel_cache folder (default: the libraries' own)")
     parser.add_argument("--out", default=None, help="also write the summary here (JSON)")
     a = parser.parse_args(argv)
-    result = summary()
+    result = summary(a.root)
     text = json.dumps(result, indent=1)
     if a.out:
         Path(a.out).write_text(text)

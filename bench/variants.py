@@ -11,8 +11,9 @@ LABEL` measures bench/gpu_floor.py's floor from that run's config right after it
 of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows). Results go to
 `<out>/variants.json` and `<out>/variants.md` after every run (a call cut short keeps what it measured), each run's
 run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`. `--floor-last`: the floor after all the runs.
-`--cold-kernels LABEL`: that variant runs with every on-disk kernel cache empty (bench/kernel_caches.py), as on a
-machine that never compiled its kernels; what it compiled is summarized in `runs/<label>/kernel_caches.json`.
+`--cold-kernels LABEL`: that variant runs with an empty `hardware.kernel_cache` (every on-disk kernel cache empty,
+bench/kernel_caches.py), as on a machine that never compiled its kernels; what it compiled is summarized in
+`runs/<label>/kernel_caches.json`.
 
 Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
 """
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from r1exp.timing import STARTUP_PARTS  # noqa: E402
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
-from kernel_caches import cold_env  # noqa: E402
+from kernel_caches import summary as kernel_cache_summary  # noqa: E402
 
 
 def memory(run: dict) -> tuple[float | None, float | None]:
@@ -130,15 +131,6 @@ def measure(result: dict, run_dir: Path, a, left: float, out: Path) -> None:
     write(result, out)
 
 
-def _summarize_caches(env: dict) -> dict:
-    """What a cold-kernel run left in its own caches (bench/kernel_caches.py, read with its environment)."""
-    import subprocess
-
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("kernel_caches.py"))], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120)
-    return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-600:]}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="Hydra overrides of every run")
@@ -169,15 +161,18 @@ def main(argv=None) -> int:
             result["runs"][label] = {"skipped": "budget spent", "overrides": extra}
             write(result, out)
             continue
+        cold = work / f"{label}_kernel_caches" if label in a.cold_kernels else None
         overrides = merge_overrides(shlex.split(a.base),
                                     ["logger=none", f"trainer.max_steps={a.steps}", "trainer.logging_steps=1",
-                                     f"name={label}"], shlex.split(extra))
+                                     f"name={label}"], shlex.split(extra)
+                                    + ([f"hardware.kernel_cache={cold}"] if cold else []))
         run_dir = work / label
-        env = cold_env(work / f"{label}_kernel_caches") if label in a.cold_kernels else None
-        run = run_r1exp(overrides, run_dir, min(left(), 3600), env)
-        run.update(variant_overrides=extra, cold_kernels=env is not None)
-        if env is not None:
-            caches = _summarize_caches(env)
+        if cold:
+            shutil.rmtree(cold, ignore_errors=True)
+        run = run_r1exp(overrides, run_dir, min(left(), 3600))
+        run.update(variant_overrides=extra, cold_kernels=cold is not None)
+        if cold:
+            caches = kernel_cache_summary(str(cold))
             (out / "runs" / label).mkdir(parents=True, exist_ok=True)
             (out / "runs" / label / "kernel_caches.json").write_text(json.dumps(caches, indent=1))
             run["kernel_caches"] = {name: {k: v for k, v in c.items() if k != "kernels"} for name, c in caches.items()}

@@ -11,7 +11,7 @@ import os
 import sys
 
 from r1exp.errors import Problem
-from r1exp.machine import nearest_existing, write_error
+from r1exp.machine import why_not_creatable
 from r1exp.timing import HEAVY_PACKAGES
 
 # The packages whose imports dominate a run's start: the ones run.json's startup times as `imports`
@@ -20,8 +20,7 @@ HEAVY = tuple(sorted(HEAVY_PACKAGES))
 
 def _writable(folder: str) -> bool:
     """Whether a file can be created in `folder` or, if it does not exist yet, its nearest existing ancestor."""
-    probe = nearest_existing(folder)
-    return os.path.isdir(probe) and write_error(probe) is None
+    return why_not_creatable(folder) is None
 
 
 def source_of(name: str) -> str | None:

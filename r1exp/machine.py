@@ -24,6 +24,16 @@ def nearest_existing(path: str | os.PathLike) -> str:
     return probe or "."
 
 
+def why_not_creatable(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in `folder` (made if missing), or None when they can: the reason names the nearest
+    existing ancestor, which is a file or refuses writes."""
+    probe = nearest_existing(folder)
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    error = write_error(probe)
+    return None if error is None else f"cannot create files under {probe}: {error.strerror}"
+
+
 def write_error(folder: str | os.PathLike) -> OSError | None:
     """Why a file cannot be created in `folder`, or None when it can (by trying: permission bits say nothing to
     root)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import distributed, secrets, summary, timing, tracking
+from r1exp import distributed, kernel_cache, secrets, summary, timing, tracking
 from r1exp.components import engine_of
 from r1exp.config.plan import plan_memory
 from r1exp.config.validate import validate
@@ -59,6 +59,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
         clock.enter("build")
         report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
+        kernel_cache.use(cfg.hardware.get("kernel_cache"))  # before any GPU library starts, and a server launched
         if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
             servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
         with startup.build():

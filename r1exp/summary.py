@@ -127,6 +127,9 @@ def run_summary(run_dir: Path, manifest: dict) -> tuple[str, list[tuple[str, str
     memory = _memory(manifest)
     if memory:
         lines.append(("GPU memory", memory))
+    kernels = _kernels(manifest)
+    if kernels:
+        lines.append(("GPU kernels", kernels))
     curve = run_dir / tracking.CURVE_FILE
     if curve.exists():
         lines.append(("reward curve", str(curve)))
@@ -165,6 +168,19 @@ def _next_steps(run_dir: Path, manifest: dict, status: str) -> list[tuple[str, s
         out.append(("resume", f"python -m r1exp.reproduce {run_dir} resume=true"))
     out.append(("reproduce" if status == "ok" else "run again", f"python -m r1exp.reproduce {run_dir}"))
     return out
+
+
+KERNELS_WORTH_A_LINE = 5   # a run that compiled this many kernels started with a cold cache (about a second each)
+
+
+def _kernels(manifest: dict) -> str | None:
+    """The kernels a start compiled, when it compiled enough to have cost it (r1exp/kernel_cache.py)."""
+    startup = manifest.get("startup") or {}
+    compiled = startup.get("kernels_compiled")
+    if not isinstance(compiled, int) or compiled < KERNELS_WORTH_A_LINE:
+        return None
+    return (f"{compiled} compiled into {startup.get('kernel_cache_dir')} (about a second each; later runs with this "
+            "cache reuse them; hardware.kernel_cache=FOLDER keeps them where a new machine finds them)")
 
 
 def _memory(manifest: dict) -> str | None:

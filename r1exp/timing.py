@@ -61,6 +61,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from r1exp import kernel_cache
 from r1exp.config.plan import GiB
 from r1exp.gc_pauses import Pauses
 
@@ -343,8 +344,10 @@ class Startup:
     engine_weights_load, engine_profile, engine_warmup, graph_capture, build_other), train_setup (post-build check
     to the start of training), first_step_wait (training set-up to the first step), first_step. Not part of the
     sum: engine_compile_s (vLLM's torch.compile time, inside engine_profile/engine_warmup),
-    first_generation_s (generation + weight sync of the first step) and imports_by_package_s (imports split by
-    package, largest first: where the imports part goes)."""
+    first_generation_s (generation + weight sync of the first step), imports_by_package_s (imports split by
+    package, largest first: where the imports part goes) and kernels_compiled (the Triton kernels compiled from the
+    build to the end of the first step, into kernel_cache_dir: about a second each where a cache starts empty,
+    r1exp/kernel_cache.py)."""
 
     current: Startup | None = None
 
@@ -357,6 +360,7 @@ class Startup:
             self.parts["before_run_s"] = round(max(0.0, time.time() - started), 3)
         self._build_end: float | None = None
         self._train_begin: float | None = None
+        self._kernels_before: set[str] | None = None
         Startup.current = self
 
     def record(self, **fields) -> None:
@@ -369,6 +373,7 @@ class Startup:
         """Around the build: the checks before it (since the run started), then the parts of the build itself."""
         start = time.perf_counter()
         self.record(checks_s=start - self.t0)
+        self._kernels_before = kernel_cache.triton_kernels()
         clock = PhaseClock()
         imports, patches = _ImportTimer(clock), _PostImportPatcher(clock, STARTUP_TARGETS)
         patches.install()
@@ -398,6 +403,9 @@ class Startup:
                   "run_to_first_step_s": time.perf_counter() - self.t0}
         if "before_run_s" in self.parts:
             fields["process_to_first_step_s"] = fields["run_to_first_step_s"] + self.parts["before_run_s"]
+        if self._kernels_before is not None:
+            fields.update(kernels_compiled=len(kernel_cache.triton_kernels() - self._kernels_before),
+                          kernel_cache_dir=str(kernel_cache.triton_dir()))
         self.record(**fields)
 
 

@@ -119,6 +119,8 @@ BAD = [
     row("data.path", "data.path=./no_such_file.jsonl", "data.path"),
     row("output.writable", "hydra.run.dir=/proc/r1exp/run", "hydra.run.dir"),
     row("output.writable", "hydra.run.dir=tests/conftest.py/run", "hydra.run.dir"),
+    row("hardware.kernel_cache", "hardware.kernel_cache=tests/conftest.py/kernels", "hardware.kernel_cache"),
+    row("hardware.kernel_cache", "hardware.kernel_cache=/proc/r1exp/kernels", "hardware.kernel_cache"),
     row("config.resolve", "name=${oops}", "name"),
     row("reproducible", "reproducible=true engine=vllm_server dry_run=true", "engine.name"),
     row("unsloth.one_process", "loader=unsloth distributed=ddp distributed.num_processes=2 hardware.num_gpus=2 "

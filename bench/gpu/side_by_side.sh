@@ -88,6 +88,10 @@
 #             defaults again.
 #   s13b      session 13, the same machine: 0.5B Unsloth with every kernel cache empty (bench/kernel_caches.py), with the
 #             defaults / with both graph sets; peft with empty caches / warm.
+#   s13c      session 13, a fresh machine given the kernel caches another H200 filled (s13b's empty-cache runs of 0.5B
+#             Unsloth and peft, carried as KERNELS/kernels_<loader>_cold.tgz): 0.5B Unsloth with hardware.kernel_cache
+#             at the carried folder, the machine's first run; 0.5B Unsloth with an empty kernel cache; peft with the
+#             carried folder.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -257,13 +261,19 @@ case $call in
       --variant "q05_unsloth_both_graphs_cold=loader=unsloth engine.lora_free_graphs=true" \
       --variant "q05_peft_cold=" --variant "q05_peft=" --cold-kernels q05_unsloth_cold \
       --cold-kernels q05_unsloth_both_graphs_cold --cold-kernels q05_peft_cold ;;
+  s13c)
+    for k in unsloth peft; do mkdir -p /tmp/kc_$k && tar xzf "${KERNELS:-.gpu/kernels}/kernels_${k}_cold.tgz" -C /tmp/kc_$k; done
+    python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
+      --variant "q05_unsloth_carried=loader=unsloth hardware.kernel_cache=/tmp/kc_unsloth" \
+      --variant "q05_unsloth_cold=loader=unsloth" --cold-kernels q05_unsloth_cold \
+      --variant "q05_peft_carried=hardware.kernel_cache=/tmp/kc_peft" ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
       --variant "q7_peft=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13b)"; exit 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13c)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"

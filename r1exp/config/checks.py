@@ -11,7 +11,8 @@ from r1exp.config.plan import plan_memory
 from r1exp.config.rule import Rule, get
 from r1exp.config.schema import schema_problems
 from r1exp.errors import Problem
-from r1exp.machine import nearest_existing, write_error
+from r1exp.kernel_cache import check as kernel_cache_check
+from r1exp.machine import why_not_creatable
 
 
 def schema_types(ctx):
@@ -74,14 +75,9 @@ def output_writable(ctx):
     """The folder Hydra will create the run folder in must be writable (checked before it is created, by creating
     and removing a temporary file in its nearest existing ancestor)."""
     folder = Path(getattr(ctx, "output_dir", None) or "outputs").expanduser()
-    probe = Path(nearest_existing(folder))
-    if probe.exists() and not probe.is_dir():
-        yield Problem("hydra.run.dir", str(folder), f"{probe} is a file, not a folder",
-                      "choose another output folder: hydra.run.dir=PATH")
-        return
-    error = write_error(probe)
-    if error is not None:
-        yield Problem("hydra.run.dir", str(folder), f"cannot create the run folder under {probe}: {error.strerror}",
+    why = why_not_creatable(folder)
+    if why is not None:
+        yield Problem("hydra.run.dir", str(folder), f"cannot create the run folder: {why}",
                       "run from a writable folder, or set hydra.run.dir=PATH (hydra.sweep.dir for -m) to one")
 
 
@@ -95,6 +91,8 @@ RULES: list[Rule] = [
     Rule("memory.fits", ("model.*", "loader.*", "engine.*", "trainer.*", "hardware.gpu_memory_gb"), fits_gpu,
          doc="the memory plan fits the GPU; else name the knob that saves the most"),
     Rule("output.writable", ("hydra.run.dir",), output_writable, scope="machine", doc="the run folder can be created"),
+    Rule("hardware.kernel_cache", ("hardware.kernel_cache",), kernel_cache_check, scope="machine",
+         doc="the kernel cache folder can be created and written"),
     Rule("machine.bytecode", ("machine.bytecode",), bytecode_check, scope="machine",
          doc="the heavy packages have compiled bytecode, or Python can write it (else every run compiles them)"),
 ]

@@ -43,6 +43,7 @@ class Hardware(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_gpus: int | None = Field(None, ge=0, le=1024)
     gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="the memory of one GPU")
+    kernel_cache: str | None = Field(None, description="a folder for every compiled-kernel cache")
 
 
 class Checks(Open):
