@@ -91,7 +91,7 @@
 #   s13c      session 13, a fresh machine given the kernel caches another H200 filled (s13b's empty-cache runs of 0.5B
 #             Unsloth and peft, carried as KERNELS/kernels_<loader>_cold.tgz): 0.5B Unsloth with hardware.kernel_cache
 #             at the carried folder, the machine's first run; 0.5B Unsloth with an empty kernel cache; peft with the
-#             carried folder.
+#             carried folder; then Unsloth and peft once more each (Unsloth step / PEFT step, interleaved).
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -266,7 +266,8 @@ case $call in
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_unsloth_carried=loader=unsloth hardware.kernel_cache=/tmp/kc_unsloth" \
       --variant "q05_unsloth_cold=loader=unsloth" --cold-kernels q05_unsloth_cold \
-      --variant "q05_peft_carried=hardware.kernel_cache=/tmp/kc_peft" ;;
+      --variant "q05_peft_carried=hardware.kernel_cache=/tmp/kc_peft" --variant "q05_unsloth_2=loader=unsloth" \
+      --variant "q05_peft_2=" ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
