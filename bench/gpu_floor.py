@@ -326,21 +326,21 @@ def _env() -> dict:
     return {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def _run(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> tuple[int, float]:
+def _run(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
     start = time.perf_counter()
     with open(log, "w") as f:
         try:
-            code = subprocess.run(cmd, cwd=ROOT, env={**_env(), **(env or {})}, stdout=f, stderr=subprocess.STDOUT,
+            code = subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT,
                                   timeout=max(1.0, timeout)).returncode
         except subprocess.TimeoutExpired:
             code = 124
     return code, time.perf_counter() - start
 
 
-def run_r1exp(overrides: list[str], run_dir: Path, timeout: float, env: dict | None = None) -> dict:
+def run_r1exp(overrides: list[str], run_dir: Path, timeout: float) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     log = run_dir.with_suffix(".log")
-    code, wall = _run([sys.executable, "-m", "r1exp", *overrides, f"hydra.run.dir={run_dir}"], log, timeout, env)
+    code, wall = _run([sys.executable, "-m", "r1exp", *overrides, f"hydra.run.dir={run_dir}"], log, timeout)
     out = {"exit_code": code, "wall_s": round(wall, 1), "overrides": overrides, "run_dir": str(run_dir)}
     out.update(summarize_run(run_dir))
     return out

@@ -151,24 +151,6 @@ def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     assert trl_engine.LLM is original
 
 
-@pytest.mark.parametrize("lora, specialize, read", [
-    (None, True, None),      # no adapters (TRL's engine): no graphs to split, nothing to check
-    ({"max_lora_rank": 16}, False, False),
-    ({"max_lora_rank": 16}, True, True),
-])
-def test_the_check_reads_back_whether_the_engine_captured_graphs_without_a_lora(lora, specialize, read):
-    from types import SimpleNamespace
-
-    from vllm.config import CompilationConfig, LoRAConfig
-
-    from r1exp.engines.check import vllm_settings
-
-    config = SimpleNamespace(compilation_config=CompilationConfig(mode=0, cudagraph_specialize_lora=specialize),
-                             lora_config=LoRAConfig(**lora) if lora else None)
-    llm = SimpleNamespace(llm_engine=SimpleNamespace(vllm_config=config))
-    assert vllm_settings(llm)["lora_free_graphs"] is read
-
-
 def test_the_settings_check_allows_a_rounded_fraction():
     from r1exp.engines.check import settings_mismatches
 
@@ -180,20 +162,17 @@ def test_the_settings_check_allows_a_rounded_fraction():
 GPU_PLAN = ["hardware.device=cuda", "hardware.gpu_memory_gb=140", "trainer.per_device_train_batch_size=64",
             "trainer.num_generations=8"]
 NO_INDUCTOR = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
-LORA_ONLY = {**NO_INDUCTOR, "cudagraph_specialize_lora": False}   # Unsloth's engine: graphs with the LoRA only
 
 
 @pytest.mark.parametrize("overrides, settings", [
     # Unsloth's own table gave 32 sequences for this step's 64 completions and compiled with Inductor: replaced
-    ([], {"enforce_eager": False, "compilation_config": LORA_ONLY, "max_num_seqs": 64}),
-    (["engine.compile=true"], {"enforce_eager": False, "max_num_seqs": 64}),   # Unsloth's own compile settings
-    (["engine.lora_free_graphs=true"], {"enforce_eager": False, "max_num_seqs": 64,
-                                        "compilation_config": {**NO_INDUCTOR, "cudagraph_specialize_lora": True}}),
+    ([], {"enforce_eager": False, "compilation_config": NO_INDUCTOR, "max_num_seqs": 64}),
+    (["engine.compile=true"], {"enforce_eager": False, "max_num_seqs": 64}),
     (["engine.enforce_eager=true", "engine.max_num_batched_tokens=8192"],
      {"enforce_eager": True, "max_num_batched_tokens": 8192, "max_num_seqs": 64}),
-    (["+trainer.steps_per_generation=2"], {"enforce_eager": False, "compilation_config": LORA_ONLY,
+    (["+trainer.steps_per_generation=2"], {"enforce_eager": False, "compilation_config": NO_INDUCTOR,
                                            "max_num_seqs": 128}),
-    (["engine.gpu_memory_utilization=0.3"], {"enforce_eager": False, "compilation_config": LORA_ONLY,
+    (["engine.gpu_memory_utilization=0.3"], {"enforce_eager": False, "compilation_config": NO_INDUCTOR,
                                              "max_num_seqs": 64, "gpu_memory_utilization": 0.3}),
 ])
 def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads_them_back(overrides, settings):
@@ -212,8 +191,6 @@ def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads
     assert expected.get("kv_cache_memory_bytes") == kv.get("kv_cache_memory_bytes")
     assert expected["max_num_seqs"] == settings["max_num_seqs"]
     assert expected.get("compiled", True) == ("compilation_config" not in settings)
-    graphs = settings.get("compilation_config", {})
-    assert expected.get("lora_free_graphs") == graphs.get("cudagraph_specialize_lora")
 
 
 def test_trls_own_engine_is_not_held_to_a_sequence_count():

@@ -10,6 +10,7 @@ that ran in the same call as the runs it divides.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ RESULTS = ROOT / "bench" / "results" / "h200"
 class Ratio:
     name: str                    # what is compared, as the README says it
     call: str                    # the folder under the session (one device call)
-    kind: str                    # step_over_floor | step_over_step | peak_over_peak | first_step | text_cost
+    kind: str                    # step_over_floor | step_over_step | peak_over_peak | start_over_start | first_step
+                                 # | text_cost
     runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
     goal: float                  # upper bound (ratios, seconds) or lower bound (speed-ups)
     at_least: bool = False       # True: the goal is a lower bound
-    against: tuple[str, ...] = ()   # step_over_step, peak_over_peak: the denominators, one per run or one for all
+    against: tuple[str, ...] = ()   # *_over_*: the denominators, one per run or one for all
+    part: str = "process_to_first_step_s"   # start_over_start: the run.json `startup` figure compared
 
 
 SESSION7 = (
@@ -191,8 +194,24 @@ SESSION12 = (
           "s12c", "step_over_step", ("q05_unsloth",), 1.0, against=("q05_peft",)),
 )
 
+SESSION13 = (
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, hardware.kernel_cache "
+          "holding the kernels another H200 compiled)", "s13c", "first_step", ("q05_unsloth_carried",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine, the carried kernel cache)", "s13c",
+          "first_step", ("q05_peft_carried",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (every kernel cache empty: what a fresh machine compiles; "
+          "two calls)", "s13b", "first_step", ("q05_unsloth_cold",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (every kernel cache empty)", "s13c", "first_step",
+          ("q05_unsloth_cold",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (later runs of a fresh machine)", "s13a", "first_step",
+          ("q05_unsloth", "q05_unsloth_2"), 60.0),
+    # not an issue-13 goal: Unsloth against TRL's step
+    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)", "s13c", "step_over_step",
+          ("q05_unsloth_carried", "q05_unsloth_2"), 1.0, against=("q05_peft_carried", "q05_peft_2")),
+)
+
 SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10,
-            "session11": SESSION11, "session12": SESSION12}
+            "session11": SESSION11, "session12": SESSION12, "session13": SESSION13}
 
 
 @dataclass(frozen=True)
@@ -228,6 +247,14 @@ def peak(run: dict) -> float | None:
     return (run.get("gpu_memory") or {}).get("gpu/peak_used_gb") if run.get("exit_code") == 0 else None
 
 
+def startup_part(part: str, run: dict) -> float | None:
+    """One figure of a finished run's start-up (run.json `startup`)."""
+    return (run.get("startup") or {}).get(part) if run.get("exit_code") == 0 else None
+
+
+OVER = {"step_over_step": (median_step, "s"), "peak_over_peak": (peak, "GiB"), "start_over_start": (startup_part, "s")}
+
+
 def measure(ratio: Ratio, session: Path) -> Measured:
     result = load(session, ratio.call)
     if result is None:
@@ -246,8 +273,9 @@ def measure(ratio: Ratio, session: Path) -> Measured:
                   f"{f['generation']['seconds']:.3f} s ({f['generation']['tokens']} tokens) + training alone "
                   f"{f['train']['seconds']:.3f} s")
         return Measured(ratio, tuple(s / floor for s in steps), detail)
-    if ratio.kind in ("step_over_step", "peak_over_peak"):
-        value, unit = (median_step, "s") if ratio.kind == "step_over_step" else (peak, "GiB")
+    if ratio.kind in OVER:
+        value, unit = OVER[ratio.kind]
+        value = functools.partial(value, ratio.part) if ratio.kind == "start_over_start" else value
         bases = [value(runs[label]) for label in ratio.against]
         tops = [value(runs[label]) for label in ratio.runs]
         if None in bases or None in tops:

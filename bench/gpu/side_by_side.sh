@@ -83,11 +83,15 @@
 #   s12c      session 12, a fresh machine: 0.5B Unsloth, then 7B Unsloth, with TRL's trainer defaults pinned (s12a and
 #             s12b pinned nothing: Unsloth gives its GRPOConfig TRL's module and name), then 0.5B peft.
 #   s13a      session 13, a fresh machine: its first run (0.5B Unsloth, 2 steps) under cProfile with the kernel caches
-#             listed before and after (where a cold start goes: profile/), then 0.5B Unsloth with the defaults (CUDA
-#             graphs with the LoRA only) / with vLLM's graphs without a LoRA too (engine.lora_free_graphs=true) / the
-#             defaults again.
-#   s13b      session 13, the same machine: 0.5B Unsloth with every kernel cache empty (bench/kernel_caches.py), with the
-#             defaults / with both graph sets; peft with empty caches / warm.
+#             listed before and after (where a cold start goes: profile/), then 0.5B Unsloth twice.
+#   s13b      session 13, the same machine: 0.5B Unsloth and peft with every kernel cache empty (an empty
+#             hardware.kernel_cache), then peft warm.
+#             As run (variants.json has the commands), s13a and s13b also had an Unsloth run with
+#             `engine.lora_free_graphs=true`, a key r1exp had during the session (false: vLLM's
+#             cudagraph_specialize_lora off for Unsloth's engine, to skip the graphs without a LoRA). vLLM 0.26's model
+#             runner V2 captures [0, max_loras + 1] active LoRAs either way: 22 graphs in both arms, graph capture
+#             3.1-3.6 vs 3.4 s; the key was removed and the cases below leave that run out. The cold-kernel runs set
+#             the five cache variables themselves, as hardware.kernel_cache now does.
 #   s13c      session 13, a fresh machine given the kernel caches another H200 filled (s13b's empty-cache runs of 0.5B
 #             Unsloth and peft, carried as KERNELS/kernels_<loader>_cold.tgz): 0.5B Unsloth with hardware.kernel_cache
 #             at the carried folder, the machine's first run; 0.5B Unsloth with an empty kernel cache; peft with the
@@ -253,14 +257,11 @@ case $call in
     gzip -f "$out/profile/unsloth.prof"; rm -rf "$out/profile/unsloth_compiled_cache"
     tail -c 1500 "$out/profile/log.txt"
     python bench/variants.py --base "$Q05" --steps 6 --budget "$((BUDGET - $(date +%s) + t0))" --out "$out" \
-      --variant "q05_unsloth=loader=unsloth" --variant "q05_unsloth_both_graphs=loader=unsloth engine.lora_free_graphs=true" \
-      --variant "q05_unsloth_2=loader=unsloth" ;;
+      --variant "q05_unsloth=loader=unsloth" --variant "q05_unsloth_2=loader=unsloth" ;;
   s13b)
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
-      --variant "q05_unsloth_cold=loader=unsloth" \
-      --variant "q05_unsloth_both_graphs_cold=loader=unsloth engine.lora_free_graphs=true" \
-      --variant "q05_peft_cold=" --variant "q05_peft=" --cold-kernels q05_unsloth_cold \
-      --cold-kernels q05_unsloth_both_graphs_cold --cold-kernels q05_peft_cold ;;
+      --variant "q05_unsloth_cold=loader=unsloth" --variant "q05_peft_cold=" --variant "q05_peft=" \
+      --cold-kernels q05_unsloth_cold --cold-kernels q05_peft_cold ;;
   s13c)
     for k in unsloth peft; do mkdir -p /tmp/kc_$k && tar xzf "${KERNELS:-.gpu/kernels}/kernels_${k}_cold.tgz" -C /tmp/kc_$k; done
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \

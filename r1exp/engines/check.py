@@ -76,8 +76,6 @@ def vllm_settings(llm) -> dict:
         "max_num_batched_tokens": getattr(sched, "max_num_batched_tokens", None),
         "cudagraph_mode": str(getattr(compilation, "cudagraph_mode", None)),
         "compiled": _compiled(compilation),
-        "lora_free_graphs": getattr(compilation, "cudagraph_specialize_lora", None) if getattr(
-            config, "lora_config", None) is not None else None,
     }
 
 

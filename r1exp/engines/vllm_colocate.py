@@ -199,7 +199,6 @@ class VllmColocate(VllmEngine):
     compile: bool = False                                 # with CUDA graphs: vLLM's torch.compile (Inductor) too
     max_num_batched_tokens: int | None = Field(None, ge=1)   # None: TRL's 4096 (both capped: batched_tokens)
     detokenize: bool | Literal["auto"] = "auto"            # vLLM decoding every completion to text as it generates
-    lora_free_graphs: bool = False                         # a loader's engine with LoRA: graphs for steps without one
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
@@ -435,17 +434,9 @@ class VllmColocate(VllmEngine):
         and one generation batch of sequences at once (with a batched-token budget they can hold). Unsloth sizes
         `max_num_seqs` from its own table of the KV cache's size (32 for the 64 completions of a step on the H200
         with the planned fraction: every generation ran in two waves), compiles with Inductor (25-44 s at start-up)
-        and adjusts the memory fraction. The dtype stays the loader's: the engine holds its weights.
-
-        Such an engine has LoRA adapters, and vLLM then captures every CUDA graph twice, with and without an active
-        adapter (cudagraph_specialize_lora). Unsloth's GRPO generates every completion with the LoRA being trained,
-        so the graphs without one never run: `lora_free_graphs` (false) leaves them out. With engine.compile=true
-        Unsloth's own compilation settings stand."""
+        and adjusts the memory fraction. The dtype stays the loader's: the engine holds its weights."""
         kwargs = {k: v for k, v in self.llm_kwargs(cfg, plan, device).items()
                   if k in ("enforce_eager", "compilation_config", "kv_cache_memory_bytes")}
-        if "compilation_config" in kwargs:
-            kwargs["compilation_config"] = {**kwargs["compilation_config"],
-                                            "cudagraph_specialize_lora": self.lora_free_graphs}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             # Unsloth recomputes the fraction from the free memory it sees: 0.15 came back as 0.134 once at 7B
             kwargs["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
@@ -467,8 +458,6 @@ class VllmColocate(VllmEngine):
             expected["kv_cache_memory_bytes"] = kv_cache_bytes(plan)
         if plan.shared_weights:   # a loader built the engine: it got these settings from loader_engine_settings
             expected["max_num_seqs"] = int(plan.generation_batch)
-            if expected.get("compiled") is False:
-                expected["lora_free_graphs"] = self.lora_free_graphs
         return expected
 
 
