@@ -170,7 +170,7 @@ def _next_steps(run_dir: Path, manifest: dict, status: str) -> list[tuple[str, s
     return out
 
 
-KERNELS_WORTH_A_LINE = 5   # a run that compiled this many kernels started with a cold cache (about a second each)
+KERNELS_WORTH_A_LINE = 5   # a run that compiled this many kernels started with a cold cache
 
 
 def _kernels(manifest: dict) -> str | None:
@@ -179,8 +179,8 @@ def _kernels(manifest: dict) -> str | None:
     compiled = startup.get("kernels_compiled")
     if not isinstance(compiled, int) or compiled < KERNELS_WORTH_A_LINE:
         return None
-    return (f"{compiled} compiled into {startup.get('kernel_cache_dir')} (about a second each; later runs with this "
-            "cache reuse them; hardware.kernel_cache=FOLDER keeps them where a new machine finds them)")
+    return (f"{compiled} compiled into {startup.get('kernel_cache_dir')} (a first run with this cache: later runs "
+            "reuse them; hardware.kernel_cache=FOLDER keeps them where a new machine finds them)")
 
 
 def _memory(manifest: dict) -> str | None:

@@ -346,8 +346,7 @@ class Startup:
     sum: engine_compile_s (vLLM's torch.compile time, inside engine_profile/engine_warmup),
     first_generation_s (generation + weight sync of the first step), imports_by_package_s (imports split by
     package, largest first: where the imports part goes) and kernels_compiled (the Triton kernels compiled from the
-    build to the end of the first step, into kernel_cache_dir: about a second each where a cache starts empty,
-    r1exp/kernel_cache.py)."""
+    build to the end of the first step, into kernel_cache_dir: 0 where the cache held them, r1exp/kernel_cache.py)."""
 
     current: Startup | None = None
 

@@ -57,6 +57,16 @@ UNSLOTH_LORA_12 = ("Unsloth generates through vLLM's LoRA kernels (adapter on th
                    "vs 0.88 s for TRL's merged weights in this call (medians), fwd+bwd+optim 0.39 vs 0.43 s; 0.89-0.94 "
                    "in s12a and 0.81 in s12b (Unsloth's generation 1.08-1.12 s there): the call decides as much as "
                    "the loader")
+UNSLOTH_FRESH_13 = ("the fresh machine's first process reads the GPU libraries from a cold disk: with every kernel "
+                    "from the carried folder (kernels_compiled 0, engine start 4.1 s) its warm-up and graph capture "
+                    "still took 12.1 and 9.8 s (0.8 and 3.1 s on a machine that has run before, s13a), imports 23.4 s; "
+                    "its empty-cache runs took 91.9 and 98.4 s")
+UNSLOTH_COLD_13 = ("every kernel cache empty, as on a fresh machine: 54 Triton kernels compiled and vLLM inspects the "
+                   "model's class in a fresh Python process (engine start 18.5-22.9 s instead of 4-5 s); what "
+                   "hardware.kernel_cache keeps (69.6 s with a filled folder on the fresh machine of s13c)")
+UNSLOTH_LORA_13 = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.19-1.20 s "
+                   "against 0.85-1.04 s for TRL's merged weights (medians of the runs), fwd+bwd+optim 0.35-0.36 vs "
+                   "0.37-0.41 s; as in s12c (1.22)")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -92,6 +102,13 @@ NOT_MET = {
         UNSLOTH_FIRST_12,
     ("session12", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; Unsloth training with TRL's defaults, same "
                   "machine)"): UNSLOTH_LORA_12,
+    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, "
+                  "hardware.kernel_cache holding the kernels another H200 compiled)"): UNSLOTH_FRESH_13,
+    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (every kernel cache empty, on a machine that had "
+                  "run it)"): UNSLOTH_COLD_13,
+    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (the fresh machine's later runs, an empty kernel "
+                  "cache / the default caches, empty there)"): UNSLOTH_COLD_13,
+    ("session13", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA_13,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 

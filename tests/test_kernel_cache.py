@@ -8,6 +8,7 @@ of those caches; run.json `startup.kernels_compiled` says how many kernels a sta
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,21 @@ def test_the_closing_summary_names_a_cold_start(tmp_path, compiled, shown):
     assert (kernels is not None) == shown
     if shown:
         assert kernels.startswith(f"{compiled} compiled into /root/.triton/cache") and "hardware.kernel_cache" in kernels
+
+
+H200 = Path(__file__).resolve().parents[1] / "bench" / "results" / "h200" / "session13"
+
+
+def test_on_the_h200_a_folder_another_machine_filled_held_every_kernel_and_shortened_the_start():
+    """s13c, a fresh H200: 0.5B Unsloth with hardware.kernel_cache at the folder s13b's machine filled (its first
+    run), then with an empty one and with the default caches (both empty on that machine)."""
+    start = {label: run["startup"] for label, run in
+             json.loads((H200 / "s13c" / "variants.json").read_text())["runs"].items()}
+    listed = json.loads((H200 / "s13c" / "runs" / "q05_unsloth_cold" / "kernel_caches.json").read_text())
+    assert start["q05_unsloth_cold"]["kernels_compiled"] == sum(listed["triton"]["kernels"].values()) == 54
+    assert start["q05_unsloth_2"]["kernels_compiled"] == 54                 # ~/.triton/cache, empty on that machine
+    assert start["q05_unsloth_carried"]["kernels_compiled"] == start["q05_peft_carried"]["kernels_compiled"] == 0
+    # vLLM's inspection of the model class came from the folder too (else a fresh Python process runs it)
+    assert start["q05_unsloth_carried"]["engine_start_s"] < start["q05_unsloth_cold"]["engine_start_s"] / 3
+    cold = min(start[label]["process_to_first_step_s"] for label in ("q05_unsloth_cold", "q05_unsloth_2"))
+    assert start["q05_unsloth_carried"]["process_to_first_step_s"] < 0.8 * cold

@@ -85,7 +85,8 @@
 #   s13a      session 13, a fresh machine: its first run (0.5B Unsloth, 2 steps) under cProfile with the kernel caches
 #             listed before and after (where a cold start goes: profile/), then 0.5B Unsloth twice.
 #   s13b      session 13, the same machine: 0.5B Unsloth and peft with every kernel cache empty (an empty
-#             hardware.kernel_cache), then peft warm.
+#             hardware.kernel_cache), then peft warm; packs the two empty-cache runs' folders as
+#             $OUT/kernels_<loader>_cold.tgz (about 11 MiB; s13c carries them, they are not committed).
 #             As run (variants.json has the commands), s13a and s13b also had an Unsloth run with
 #             `engine.lora_free_graphs=true`, a key r1exp had during the session (false: vLLM's
 #             cudagraph_specialize_lora off for Unsloth's engine, to skip the graphs without a LoRA). vLLM 0.26's model
@@ -261,7 +262,9 @@ case $call in
   s13b)
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
       --variant "q05_unsloth_cold=loader=unsloth" --variant "q05_peft_cold=" --variant "q05_peft=" \
-      --cold-kernels q05_unsloth_cold --cold-kernels q05_peft_cold ;;
+      --cold-kernels q05_unsloth_cold --cold-kernels q05_peft_cold
+    # what those two runs compiled, for s13c's fresh machine (carry them there in a folder named by KERNELS)
+    for k in unsloth peft; do tar czf "$OUT/kernels_${k}_cold.tgz" -C "$out/work/q05_${k}_cold_kernel_caches" .; done ;;
   s13c)
     for k in unsloth peft; do mkdir -p /tmp/kc_$k && tar xzf "${KERNELS:-.gpu/kernels}/kernels_${k}_cold.tgz" -C /tmp/kc_$k; done
     python bench/variants.py --base "$Q05" --steps 6 --budget "$BUDGET" --out "$out" \
