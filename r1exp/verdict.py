@@ -40,8 +40,10 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-# Metrics that measure the machine, not the training: never compared.
-VOLATILE = re.compile(r"(time|runtime|seconds|per_second|_s$|^profiling/)")
+# Metrics that measure the machine, not the training: never compared. Besides timings: the garbage collector's
+# collections per step (`gc/`, r1exp.gc_pauses: when one strikes follows the process's allocations, not the training;
+# the default CPU run logged 1 at step 1, its rerun 0) and the device's memory per phase (`memory/`).
+VOLATILE = re.compile(r"(time|runtime|seconds|per_second|_s$|^profiling/|^gc/|^memory/)")
 EXACT = re.compile(r"^(learning_rate|epoch)$")
 JUDGED = re.compile(r"^(reward|rewards/[^/]+/mean|loss|grad_norm|completions/mean_length)$")
 HALF_WINDOW = 3

@@ -141,6 +141,8 @@ def rows(*rewards, **extra):
 EXACT_TABLE = [
     (rows(0.5, 0.6), rows(0.5, 0.6), 0.0, None, True, None),
     (rows(0.5, 0.6), [{**r, "step_time": 99.0} for r in rows(0.5, 0.6)], 0.0, None, True, None),  # timings ignored
+    (rows(0.5, 0.6, **{"gc/full_collections": 1.0, "memory/generation": 2.5}),                   # and the machine's
+     rows(0.5, 0.6, **{"gc/full_collections": 0.0, "memory/generation": 2.4}), 0.0, None, True, None),   # counts
     (rows(0.5, 0.6), rows(0.5, 0.6000001), 0.0, None, False, 2),
     (rows(0.5, 0.6), rows(0.5, 0.6000001), 1e-6, None, True, None),
     (rows(0.5, 0.6), rows(0.4, 0.6), 0.0, None, False, 1),

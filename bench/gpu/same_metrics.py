@@ -1,17 +1,18 @@
 """Are two runs' metrics identical step for step? `python bench/gpu/same_metrics.py RUN_A RUN_B` prints the first
-step and key that differ (timings excluded: they are measurements of the machine, not of the run), exit 0 if none."""
+step and key that differ (what measures the machine, not the run, is left out: r1exp.verdict.VOLATILE, the keys the
+reproduce verdict never compares), exit 0 if none."""
 
 import json
 import sys
 from pathlib import Path
 
-MACHINE_KEYS = ("time/", "step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second",
-                "/seconds")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from r1exp.verdict import VOLATILE  # noqa: E402
 
 
 def rows(run: str) -> list[dict]:
     lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if not any(m in k for m in MACHINE_KEYS)} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if not VOLATILE.search(k)} for line in lines]
 
 
 def main(a: str, b: str) -> int:
@@ -21,7 +22,7 @@ def main(a: str, b: str) -> int:
             if x.get(key) != y.get(key):
                 print(f"differ at line {i} (step {x.get('step')}) in {key}: {x.get(key)!r} vs {y.get(key)!r}")
                 return 1
-    print(f"identical: {min(len(ra), len(rb))} lines ({len(ra)} vs {len(rb)}), every metric but timings")
+    print(f"identical: {min(len(ra), len(rb))} lines ({len(ra)} vs {len(rb)}), every metric but the machine's")
     return 0 if len(ra) == len(rb) else 1
 
 
