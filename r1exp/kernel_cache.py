@@ -8,9 +8,9 @@ every cache empty, 42-55 s with them filled. A machine that starts empty (a cont
 node) pays that on its first run every time. `hardware.kernel_cache=FOLDER` keeps every one of those caches in
 FOLDER instead: on persistent or shared storage, any machine of the same kind (GPU, driver, packages: the caches key
 their entries by them) finds them. A fresh H200 given a folder another H200 filled started in 69.6 s, where runs
-with empty caches on it took 91.9 and 98.4 s; the rest of a fresh machine's first start is its first process reading
-the GPU libraries from a cold disk (warm-up and graph capture 12.1 and 9.8 s, against 0.8 and 3.1 s on a machine
-that has run before), which no cache folder holds.
+with empty caches on it took 91.9 and 98.4 s. What that first run still spent beyond a machine that has run before
+(vLLM's warm-up 12.1 s and graph capture 9.8 s, against 0.8 and 3.1 s) is in none of these caches: PEFT's first run
+there, every kernel carried too, also took 12.1 s in warm-up (not yet measured apart; session13/README.md).
 
 run.json `startup.kernels_compiled` counts the Triton kernels a run compiled before its first step ended: 0 where
 the cache held them all.

@@ -57,10 +57,11 @@ UNSLOTH_LORA_12 = ("Unsloth generates through vLLM's LoRA kernels (adapter on th
                    "vs 0.88 s for TRL's merged weights in this call (medians), fwd+bwd+optim 0.39 vs 0.43 s; 0.89-0.94 "
                    "in s12a and 0.81 in s12b (Unsloth's generation 1.08-1.12 s there): the call decides as much as "
                    "the loader")
-UNSLOTH_FRESH_13 = ("the fresh machine's first process reads the GPU libraries from a cold disk: with every kernel "
-                    "from the carried folder (kernels_compiled 0, engine start 4.1 s) its warm-up and graph capture "
-                    "still took 12.1 and 9.8 s (0.8 and 3.1 s on a machine that has run before, s13a), imports 23.4 s; "
-                    "its empty-cache runs took 91.9 and 98.4 s")
+UNSLOTH_FRESH_13 = ("with every kernel from the carried folder (kernels_compiled 0, engine start 4.1 s) the fresh "
+                    "machine's first run still took 12.1 s in vLLM's warm-up and 9.8 s in graph capture (0.8 and 3.1 s "
+                    "on a machine that has run before, s13a), in none of the five caches (PEFT's first run there, its "
+                    "kernels carried too: warm-up 12.1 s; not measured apart); imports 23.4 s; its empty-cache runs "
+                    "took 91.9 and 98.4 s")
 UNSLOTH_COLD_13 = ("every kernel cache empty, as on a fresh machine: 54 Triton kernels compiled and vLLM inspects the "
                    "model's class in a fresh Python process (engine start 18.5-22.9 s instead of 4-5 s); what "
                    "hardware.kernel_cache keeps (69.6 s with a filled folder on the fresh machine of s13c)")
