@@ -51,8 +51,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import importlib.abc
-import importlib.machinery
 import os
 import statistics
 import sys
@@ -64,6 +62,7 @@ from collections.abc import Callable
 from r1exp import kernel_cache
 from r1exp.config.plan import GiB
 from r1exp.gc_pauses import Pauses
+from r1exp.import_hooks import AfterImport
 
 PHASES = ("generation", "weight_sync", "logprobs", "backward_optimizer", "rewards")
 KEYS = tuple(f"time/{p}" for p in (*PHASES, "other", "step"))
@@ -469,48 +468,26 @@ class _ImportTimer:
         return {p: round(s, 2) for p, s in sorted(self.by_package.items(), key=lambda kv: -kv[1]) if s >= min_s}
 
 
-class _PostImportPatcher(importlib.abc.MetaPathFinder):
+class _PostImportPatcher:
     """Times the functions of `targets` as their part: patched at once when their module is already imported,
-    else right after the module is executed (a finder that wraps the module's loader). Undone by uninstall."""
+    else right after the module is executed (r1exp/import_hooks.py). Undone by uninstall."""
 
     def __init__(self, clock: PhaseClock, targets):
         self.clock = clock
         self.targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for module, path, part in targets:
             self.targets[module].append((path, part))
+        self.hook = AfterImport({module: [self._patch_module] for module in self.targets})
         self.restore: list[Callable[[], None]] = []
-        self.active = False
 
     def install(self) -> None:
-        self.active = True
-        for name in list(self.targets):
-            if name in sys.modules:
-                self._patch_module(sys.modules[name])
-        sys.meta_path.insert(0, self)
+        self.hook.install()
 
     def uninstall(self) -> None:
-        self.active = False
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(self)
+        self.hook.uninstall()
         for undo in reversed(self.restore):
             undo()
         self.restore.clear()
-
-    def find_spec(self, fullname, path=None, target=None):
-        if not self.active or fullname not in self.targets:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module, patcher = spec.loader.exec_module, self
-
-        def exec_then_patch(module):   # the loader stays the file's own (source, linecache, inspect work as before)
-            exec_module(module)
-            if patcher.active:
-                patcher._patch_module(module)
-
-        spec.loader.exec_module = exec_then_patch
-        return spec
 
     def _patch_module(self, module) -> None:
         for path, part in self.targets.get(module.__name__, []):

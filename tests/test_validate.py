@@ -94,6 +94,7 @@ BAD = [
     row("range", "data.num_samples=0", "data.num_samples"),
     row("schema.type", "model.dtype=int8", "model.dtype"),
     row("schema.type", "hardware.device=tpu", "hardware.device"),
+    row("schema.type", "loader=unsloth loader.trl_trainers=sft dry_run=true", "loader.trl_trainers"),
     row("schema.type", "logger=wandb logger.mode=sometimes", "logger.mode"),
     row("engine.gpu_memory_utilization", "engine=vllm engine.gpu_memory_utilization=1.5", "engine.gpu_memory_utilization"),
     row("engine.gpu_memory_utilization", "engine=vllm engine.gpu_memory_utilization=0 dry_run=true",

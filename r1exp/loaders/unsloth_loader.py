@@ -31,6 +31,9 @@ micro-batch's logits in float32 for the backward, the largest term of every Unsl
 Its trainer ran the policy once more, without gradients, over every completion before the loss (pi_old for the
 importance-sampling correction); on-policy, `reuse_training_logps` (the default) takes pi_old from the loss's own
 forward instead (r1exp/loaders/unsloth_trainer.py).
+
+At import Unsloth generates its version of every TRL trainer; `trl_trainers=grpo` (the default) has it generate the
+GRPO trainer alone, the one r1exp trains with (r1exp/loaders/unsloth_imports.py).
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ class UnslothLoader(Loader):
     gpu_memory_utilization: float | Literal["auto"] | None = None
     compile: bool = False
     recompute_logits: bool = True
+    trl_trainers: Literal["grpo", "all"] = "grpo"
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
@@ -179,8 +183,9 @@ class UnslothLoader(Loader):
             os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
         if not self.compile:
             os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-        import unsloth  # noqa: F401  (patches transformers/TRL/PEFT on import)
+        from r1exp.loaders.unsloth_imports import import_unsloth
 
+        import_unsloth(self.trl_trainers)  # patches transformers/TRL/PEFT on import
         self.install_loss_logits()
 
     def install_loss_logits(self) -> None:
@@ -243,7 +248,8 @@ class UnslothLoader(Loader):
 
     def describe(self, cfg: DictConfig) -> str:
         return (f"{self.name} fast_inference={self.fast_inference} load_in_4bit={self.load_in_4bit} "
-                f"standby={self.standby} recompute_logits={self.recompute_logits}" + self.reuse_note())
+                f"standby={self.standby} recompute_logits={self.recompute_logits} trl_trainers={self.trl_trainers}"
+                + self.reuse_note())
 
     def load(self, cfg: DictConfig, source: str) -> Loaded:
         self.prepare_imports(cfg)
