@@ -337,10 +337,12 @@ def _run(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
     return code, time.perf_counter() - start
 
 
-def run_r1exp(overrides: list[str], run_dir: Path, timeout: float) -> dict:
+def run_r1exp(overrides: list[str], run_dir: Path, timeout: float, launcher: list[str] = ()) -> dict:
+    """`python [launcher] -m r1exp OVERRIDES` into run_dir (launcher: a script that runs `-m r1exp ...` itself, e.g.
+    bench/sample_stacks.py --out FILE --)."""
     shutil.rmtree(run_dir, ignore_errors=True)
     log = run_dir.with_suffix(".log")
-    code, wall = _run([sys.executable, "-m", "r1exp", *overrides, f"hydra.run.dir={run_dir}"], log, timeout)
+    code, wall = _run([sys.executable, *launcher, "-m", "r1exp", *overrides, f"hydra.run.dir={run_dir}"], log, timeout)
     out = {"exit_code": code, "wall_s": round(wall, 1), "overrides": overrides, "run_dir": str(run_dir)}
     out.update(summarize_run(run_dir))
     return out

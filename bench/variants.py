@@ -13,7 +13,11 @@ of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows)
 run.json, metrics.jsonl and log tail to `<out>/runs/<label>/`. `--floor-last`: the floor after all the runs.
 `--cold-kernels LABEL`: that variant runs with an empty `hardware.kernel_cache` (every on-disk kernel cache empty,
 bench/kernel_caches.py), as on a machine that never compiled its kernels; what it compiled is summarized in
-`runs/<label>/kernel_caches.json`.
+`runs/<label>/kernel_caches.json`. Every run: how much of the packages' native libraries was in the page cache
+before and after it (bench/page_cache.py), in `runs/<label>/page_cache.json`. `--evict-libraries LABEL`: those
+libraries are dropped from the page cache before that variant runs, as on a machine that has not read them.
+`--sample-stacks LABEL`: that variant runs under bench/sample_stacks.py (`runs/<label>/stacks.jsonl` and its
+summary `stacks.txt`).
 
 Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
 """
@@ -34,6 +38,16 @@ from r1exp.timing import STARTUP_PARTS  # noqa: E402
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
 from kernel_caches import summary as kernel_cache_summary  # noqa: E402
+import page_cache  # noqa: E402
+import sample_stacks  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def library_residency(libraries: list[Path]) -> dict:
+    """The page-cache residency of the libraries: totals and the 60 largest."""
+    r = page_cache.residency(libraries)
+    return {**{k: v for k, v in r.items() if k != "libraries"}, "largest": r["libraries"][:60]}
 
 
 def memory(run: dict) -> tuple[float | None, float | None]:
@@ -47,17 +61,22 @@ def phase_peaks(run: dict) -> str:
 
 
 def startup_lines(result: dict) -> list[str]:
-    """Start to first step, part by part (run.json `startup`), and the five packages whose imports took longest."""
-    rows = [(label, run.get("startup") or {}) for label, run in result["runs"].items() if run.get("startup")]
+    """Start to first step, part by part (run.json `startup`), the five packages whose imports took longest, and
+    how much of the native libraries was in the page cache when the run started."""
+    rows = [(label, run) for label, run in result["runs"].items() if run.get("startup")]
     if not rows:
         return []
-    lines = ["", "Start-up (s, run.json `startup`; imports: each package's own share):", "",
+    lines = ["", "Start-up (s, run.json `startup`; imports: each package's own share; libraries: GiB of the packages' "
+             "native libraries in the page cache before the run, evicted or not):", "",
              "| variant | " + " | ".join(p.replace("_", " ") for p in STARTUP_PARTS) + " | to first step | "
-             "largest imports |", "|---|" + "---|" * (len(STARTUP_PARTS) + 2)]
-    for label, s in rows:
+             "largest imports | libraries |", "|---|" + "---|" * (len(STARTUP_PARTS) + 3)]
+    for label, run in rows:
+        s = run["startup"]
         imports = ", ".join(f"{pkg} {sec:.1f}" for pkg, sec in list((s.get("imports_by_package_s") or {}).items())[:5])
+        resident = (run.get("libraries_resident_gib") or {}).get("before")
+        libraries = "" if resident is None else f"{resident}{' (evicted)' if run.get('libraries_evicted') else ''}"
         lines.append(f"| {label} | " + " | ".join(_f(s.get(f"{p}_s"), 1) for p in STARTUP_PARTS)
-                     + f" | {_f(s.get('process_to_first_step_s'), 1)} | {imports} |")
+                     + f" | {_f(s.get('process_to_first_step_s'), 1)} | {imports} | {libraries} |")
     return lines
 
 
@@ -143,6 +162,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=None)
     parser.add_argument("--cold-kernels", action="append", default=[], help="run this variant with empty kernel caches")
+    parser.add_argument("--evict-libraries", action="append", default=[],
+                        help="drop the native libraries from the page cache before this variant")
+    parser.add_argument("--sample-stacks", action="append", default=[], help="sample this variant's stacks")
     parser.add_argument("--out", required=True)
     a = parser.parse_args(argv)
     start, out = time.perf_counter(), Path(a.out)
@@ -155,6 +177,7 @@ def main(argv=None) -> int:
     def left() -> float:
         return float("inf") if a.budget is None else a.budget - (time.perf_counter() - start)
 
+    libraries = page_cache.libraries()
     for spec in a.variant:
         label, _, extra = spec.partition("=")
         if left() <= 45:
@@ -169,8 +192,23 @@ def main(argv=None) -> int:
         run_dir = work / label
         if cold:
             shutil.rmtree(cold, ignore_errors=True)
-        run = run_r1exp(overrides, run_dir, min(left(), 3600))
-        run.update(variant_overrides=extra, cold_kernels=cold is not None)
+        files = out / "runs" / label
+        files.mkdir(parents=True, exist_ok=True)
+        pages = {}
+        if label in a.evict_libraries:
+            for path in libraries:
+                page_cache.evict(path)
+            pages["evicted"] = True
+        pages["before"] = library_residency(libraries)
+        stacks = files / "stacks.jsonl"
+        launcher = ([str(HERE / "sample_stacks.py"), "--out", str(stacks), "--"] if label in a.sample_stacks else [])
+        run = run_r1exp(overrides, run_dir, min(left(), 3600), launcher)
+        pages["after"] = library_residency(libraries)
+        (files / "page_cache.json").write_text(json.dumps(pages, indent=1))
+        if stacks.exists():
+            (files / "stacks.txt").write_text(sample_stacks.summarize(stacks, 30))
+        run.update(variant_overrides=extra, cold_kernels=cold is not None, libraries_evicted=label in a.evict_libraries,
+                   libraries_resident_gib={k: pages[k]["resident_gib"] for k in ("before", "after")})
         if cold:
             caches = kernel_cache_summary(str(cold))
             (out / "runs" / label).mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,14 @@ UNSLOTH_COLD_13 = ("every kernel cache empty, as on a fresh machine: 54 Triton k
 UNSLOTH_LORA_13 = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.19-1.20 s "
                    "against 0.85-1.04 s for TRL's merged weights (medians of the runs), fwd+bwd+optim 0.35-0.36 vs "
                    "0.37-0.41 s; as in s12c (1.22)")
+UNSLOTH_COLD_14 = ("every kernel cache empty on a fresh machine: Triton compiles 54 kernels (ptxas, the launchers' C "
+                   "compiler and LLVM are most of warm-up 13.7 s, graph capture 10.6 s and engine profile 5.6 s, "
+                   "s14a/runs/q05_unsloth_first/stacks.txt) and vLLM inspects the model's class in a fresh Python "
+                   "process (10.0 s of engine start 13.5 s); what hardware.kernel_cache keeps (52.1 s with a carried "
+                   "folder, s14c)")
+UNSLOTH_LORA_14 = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.17 and "
+                   "1.01 s against 1.00 and 1.05 s for TRL's merged weights (means of the runs); the first pair "
+                   "1.16, the second 0.90: as in s12c and s13c, the run decides as much as the loader")
 NOT_MET = {
     ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
     ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
@@ -110,6 +118,9 @@ NOT_MET = {
     ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (the fresh machine's later runs, an empty kernel "
                   "cache / the default caches, empty there)"): UNSLOTH_COLD_13,
     ("session13", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA_13,
+    ("session14", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, every kernel "
+                  "cache empty, trl_trainers=all)"): UNSLOTH_COLD_14,
+    ("session14", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA_14,
 }
 ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
 

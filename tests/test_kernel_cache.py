@@ -100,3 +100,17 @@ def test_on_the_h200_a_folder_another_machine_filled_held_every_kernel_and_short
     assert start["q05_unsloth_carried"]["engine_start_s"] < start["q05_unsloth_cold"]["engine_start_s"] / 3
     cold = min(start[label]["process_to_first_step_s"] for label in ("q05_unsloth_cold", "q05_unsloth_2"))
     assert start["q05_unsloth_carried"]["process_to_first_step_s"] < 0.8 * cold
+
+
+def test_on_a_fresh_h200_the_carried_folder_left_its_first_run_nothing_to_compile_or_warm_up():
+    """s14c, a fresh H200 given the folder s14a's machine filled: its first run (0.5B Unsloth, the defaults) compiled
+    no kernel, and the engine's warm-up and graph capture took what they take on a machine that has run before
+    (s14b), where s14a's first run, every cache empty, compiled 54 and spent 13.7 and 10.6 s there."""
+    runs = {call: json.loads((H200.parent / "session14" / call / "variants.json").read_text())["runs"]
+            for call in ("s14a", "s14b", "s14c")}
+    first, cold, warm = (runs["s14c"]["q05_unsloth_carried"]["startup"], runs["s14a"]["q05_unsloth_first"]["startup"],
+                         runs["s14b"]["q05_unsloth_warm"]["startup"])
+    assert first["kernels_compiled"] == 0 and cold["kernels_compiled"] == 54
+    for part in ("engine_warmup_s", "graph_capture_s"):
+        assert first[part] < 1.5 * warm[part] + 0.5 < cold[part] / 3, (part, first[part], warm[part], cold[part])
+    assert first["process_to_first_step_s"] < 60 < cold["process_to_first_step_s"]

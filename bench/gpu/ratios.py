@@ -213,8 +213,36 @@ SESSION13 = (
           ("q05_unsloth_carried", "q05_unsloth_2"), 1.0, against=("q05_peft_carried", "q05_peft_2")),
 )
 
+# Session 14: Unsloth generates TRL's GRPO trainer alone at import (loader.trl_trainers=grpo, the default since this
+# session; `*_all` runs and s14a's first run: every TRL trainer, Unsloth's own import).
+SESSION14 = (
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, hardware.kernel_cache "
+          "holding the kernels another H200 compiled; the defaults)", "s14c", "first_step", ("q05_unsloth_carried",),
+          60.0),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine, the carried kernel cache)", "s14c",
+          "first_step", ("q05_peft_carried",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, every kernel cache "
+          "empty, trl_trainers=all)", "s14a", "first_step", ("q05_unsloth_first",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine's second run, PEFT's kernels not yet "
+          "compiled)", "s14a", "first_step", ("q05_peft_first",), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first machine's later runs: trl_trainers=all, the "
+          "same with the libraries evicted, all / grpo)", "s14b", "first_step",
+          ("q05_unsloth_warm", "q05_unsloth_evicted", "q05_unsloth_all", "q05_unsloth_grpo"), 60.0),
+    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the second machine's later runs: trl_trainers=all / grpo)",
+          "s14c", "first_step", ("q05_unsloth_all", "q05_unsloth_2"), 60.0),
+    # not issue-13 goals: what generating the GRPO trainer alone saves, what a cold page cache costs, Unsloth's step
+    Ratio("imports, trl_trainers=grpo / all, 0.5B Unsloth (back to back, each machine)", "s14b", "start_over_start",
+          ("q05_unsloth_grpo",), 0.9, against=("q05_unsloth_all",), part="imports_s"),
+    Ratio("imports, trl_trainers=grpo / all, 0.5B Unsloth (the second machine, interleaved)", "s14c",
+          "start_over_start", ("q05_unsloth_2",), 0.9, against=("q05_unsloth_all",), part="imports_s"),
+    Ratio("start to first step, the packages' native libraries evicted from the page cache / in it, 0.5B Unsloth "
+          "(back to back)", "s14b", "start_over_start", ("q05_unsloth_evicted",), 1.05, against=("q05_unsloth_warm",)),
+    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)", "s14c", "step_over_step",
+          ("q05_unsloth_carried", "q05_unsloth_2"), 1.0, against=("q05_peft_carried", "q05_peft_2")),
+)
+
 SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10,
-            "session11": SESSION11, "session12": SESSION12, "session13": SESSION13}
+            "session11": SESSION11, "session12": SESSION12, "session13": SESSION13, "session14": SESSION14}
 
 
 @dataclass(frozen=True)

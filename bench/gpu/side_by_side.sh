@@ -97,6 +97,22 @@
 #             Unsloth and peft, carried as KERNELS/kernels_<loader>_cold.tgz): 0.5B Unsloth with hardware.kernel_cache
 #             at the carried folder, the machine's first run; 0.5B Unsloth with an empty kernel cache; peft with the
 #             carried folder; then Unsloth and peft once more each (Unsloth step / PEFT step, interleaved).
+#   s14a      session 14, a fresh machine (its install call): what it has (uptime, memory, the GPU's persistence
+#             mode), then its first run, 0.5B Unsloth with the session-13 start (an empty hardware.kernel_cache,
+#             loader.trl_trainers=all) under bench/sample_stacks.py, then peft the same way; every run records how
+#             much of the packages' native libraries was in the page cache before and after it (bench/page_cache.py).
+#             Packs the kernel-cache folder they filled as $OUT/kernels_s14a.tgz (3 MiB, for s14c, not committed).
+#   s14b      session 14, the same machine: 0.5B Unsloth as in s14a with the caches filled; the same with the
+#             libraries evicted from the page cache; then loader.trl_trainers=all / grpo back to back.
+#             As run (variants.json has the commands), the runs also had `hardware.prefetch_libraries`, a key r1exp
+#             had during the session (a thread reading every mapped shared library in full, for CUDA's lazy kernel
+#             loading): false in s14a and in the first two s14b runs, true in the other three. With every library
+#             evicted the start took 38.7 s against 38.1 s warm (warm-up 0.7 and 0.7 s, graph capture 2.1 and
+#             2.0 s): a cold page cache costs this machine under a second, so the key was removed, and the cases
+#             leave it and the run with the prefetch after the eviction out.
+#   s14c      session 14, a second fresh machine given s14a's kernel caches (KERNELS/kernels_s14a.tgz): its first run,
+#             0.5B Unsloth with the defaults (loader.trl_trainers=grpo) and the carried folder, then peft the same
+#             way (both under bench/sample_stacks.py); then Unsloth with trl_trainers=all / grpo and peft again.
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -272,13 +288,34 @@ case $call in
       --variant "q05_unsloth_cold=loader=unsloth" --cold-kernels q05_unsloth_cold \
       --variant "q05_peft_carried=hardware.kernel_cache=/tmp/kc_peft" --variant "q05_unsloth_2=loader=unsloth" \
       --variant "q05_peft_2=" ;;
+  s14a)
+    { date; uptime; free -g; nvidia-smi --query-gpu=name,persistence_mode,pstate,clocks.sm --format=csv; } \
+      > "$OUT/machine_s14a.txt" 2>&1
+    python bench/variants.py --base "$Q05 hardware.kernel_cache=/tmp/kc" --steps 6 --budget "$BUDGET" --out "$out" \
+      --sample-stacks q05_unsloth_first --sample-stacks q05_peft_first \
+      --variant "q05_unsloth_first=loader=unsloth loader.trl_trainers=all" --variant "q05_peft_first="
+    tar czf "$OUT/kernels_s14a.tgz" -C /tmp/kc . ;;
+  s14b)
+    python bench/variants.py --base "$Q05 loader=unsloth hardware.kernel_cache=/tmp/kc" --steps 6 --budget "$BUDGET" \
+      --out "$out" --evict-libraries q05_unsloth_evicted --sample-stacks q05_unsloth_evicted \
+      --variant "q05_unsloth_warm=loader.trl_trainers=all" --variant "q05_unsloth_evicted=loader.trl_trainers=all" \
+      --variant "q05_unsloth_all=loader.trl_trainers=all" --variant "q05_unsloth_grpo=loader.trl_trainers=grpo" ;;
+  s14c)
+    { date; uptime; free -g; nvidia-smi --query-gpu=name,persistence_mode,pstate,clocks.sm --format=csv; } \
+      > "$OUT/machine_s14c.txt" 2>&1
+    mkdir -p /tmp/kc && tar xzf "${KERNELS:-.gpu/kernels}/kernels_s14a.tgz" -C /tmp/kc
+    python bench/variants.py --base "$Q05 hardware.kernel_cache=/tmp/kc" --steps 6 --budget "$BUDGET" --out "$out" \
+      --sample-stacks q05_unsloth_carried --sample-stacks q05_peft_carried \
+      --variant "q05_unsloth_carried=loader=unsloth" --variant "q05_peft_carried=" \
+      --variant "q05_unsloth_all=loader=unsloth loader.trl_trainers=all" --variant "q05_unsloth_2=loader=unsloth" \
+      --variant "q05_peft_2=" ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
       --variant "q7_peft=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13c)"; exit 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13c, s14a-s14c)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
