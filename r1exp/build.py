@@ -57,16 +57,25 @@ def deterministic_mode(engine) -> None:
     os.environ.update(engine.deterministic_env)
 
 
+def prepare_imports(cfg: DictConfig) -> None:
+    """What must happen before torch, transformers, PEFT or TRL are first imported: the deterministic environment,
+    the engine's process settings (OpenMP's wait policy on CPU), the loader's imports (Unsloth patches transformers,
+    PEFT and TRL as it is imported, and warns that its optimizations may not all apply when they came first). The
+    run calls it before anything else of the build, callbacks included; again here it changes nothing."""
+    engine, loader = engine_of(cfg), loader_of(cfg)
+    if cfg.get("reproducible"):
+        deterministic_mode(engine)
+    engine.before_imports(cfg, run_device(cfg))
+    loader.prepare_imports(cfg)
+
+
 def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
     from r1exp import data, rewards
     from r1exp.loaders.base import model_source
 
     device = run_device(cfg)
     engine, loader = engine_of(cfg), loader_of(cfg)
-    if cfg.get("reproducible"):
-        deterministic_mode(engine)
-    engine.before_imports(cfg, device)
-    loader.prepare_imports(cfg)  # first: Unsloth must be imported before TRL
+    prepare_imports(cfg)
     # a locally built model is built before GRPOConfig starts torch.distributed (in which transformers writes weights
     # on rank 0 only); the arguments are checked before the model loads: seconds, not minutes
     source = model_source(cfg, log=log)

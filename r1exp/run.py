@@ -118,8 +118,10 @@ def _check_rewards(cfg) -> None:
 def _build(cfg, plan, run_dir, report_to):
     _own_rendezvous_port()
     from r1exp import live
-    from r1exp.build import build
+    from r1exp.build import build, prepare_imports
     from r1exp.rewards.monitor import reward_monitor
+
+    prepare_imports(cfg)  # first: the callbacks below import transformers (and with it torch and PEFT)
 
     checks = cfg.get("checks") or {}
     monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
