@@ -113,6 +113,9 @@
 #   s14c      session 14, a second fresh machine given s14a's kernel caches (KERNELS/kernels_s14a.tgz): its first run,
 #             0.5B Unsloth with the defaults (loader.trl_trainers=grpo) and the carried folder, then peft the same
 #             way (both under bench/sample_stacks.py); then Unsloth with trl_trainers=all / grpo and peft again.
+#   s14d      planned for session 14, not run (the machine was lost): 0.5B Unsloth with trl_trainers=grpo / all,
+#             twice each, each after removing unsloth_compiled_cache/; keeps the generated UnslothGRPOTrainer.py of
+#             every run and their checksums ($OUT/s14d/generated.txt: the same file either way?).
 # Leaves $OUT/CALL.tgz (variants.json/.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it into
 # bench/results/h200/<CALL>/ and commit. BUDGET (default 540 s): a run that would start later is skipped.
 set -u
@@ -309,13 +312,24 @@ case $call in
       --variant "q05_unsloth_carried=loader=unsloth" --variant "q05_peft_carried=" \
       --variant "q05_unsloth_all=loader=unsloth loader.trl_trainers=all" --variant "q05_unsloth_2=loader=unsloth" \
       --variant "q05_peft_2=" ;;
+  s14d)
+    mkdir -p "$OUT/s14d"
+    for arm in grpo_1 all_1 grpo_2 all_2; do
+      rm -rf unsloth_compiled_cache
+      python bench/variants.py --base "$Q05 loader=unsloth" --steps 4 --budget 140 --out "$out/$arm" \
+        --variant "q05_unsloth_$arm=loader.trl_trainers=${arm%_*}"
+      echo "$arm $(ls unsloth_compiled_cache | grep -c 'Trainer.py$') trainers $(md5sum < unsloth_compiled_cache/UnslothGRPOTrainer.py)" \
+        | tee -a "$OUT/s14d/generated.txt"
+      cp unsloth_compiled_cache/UnslothGRPOTrainer.py "$OUT/s14d/UnslothGRPOTrainer_$arm.py"
+    done
+    cat "$out"/*/variants.md > "$out/variants.md" ;;
   s11d)
     python bench/variants.py --base "$Q05" --steps 4 --budget "$BUDGET" --out "$out" --variant "q05_unsloth=loader=unsloth" ;;
   s11b)
     python bench/variants.py --base "$Q7" --steps 4 --budget "$BUDGET" --out "$out" \
       --variant "q7_unsloth_pass=loader=unsloth loader.reuse_training_logps=false" --variant "q7_unsloth=loader=unsloth" \
       --variant "q7_peft=" ;;
-  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13c, s14a-s14c)"; exit 2 ;;
+  *) echo "unknown call $call (defaults, q7, q15, q7b, unsloth, final, s5a, s5b, s5c, s7a, s7b, s7c, s8a, s8b, s8c, s9a-s9e, s10a-s10d, s11a-s11d, s12a-s12c, s13a-s13c, s14a-s14d)"; exit 2 ;;
 esac
 echo "variants $call exit=$?"
 cat "$out/variants.md"
