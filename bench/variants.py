@@ -16,7 +16,7 @@ bench/kernel_caches.py), as on a machine that never compiled its kernels; what i
 `runs/<label>/kernel_caches.json`. Every run: how much of the packages' native libraries was in the page cache
 before and after it (bench/page_cache.py), in `runs/<label>/page_cache.json`. `--evict-libraries LABEL`: those
 libraries are dropped from the page cache before that variant runs, as on a machine that has not read them.
-`--sample-stacks LABEL`: that variant runs under bench/sample_stacks.py (`runs/<label>/stacks.jsonl` and its
+`--sample-stacks LABEL`: that variant runs under bench/sample_stacks.py (`runs/<label>/stacks.jsonl.gz` and its
 summary `stacks.txt`).
 
 Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
@@ -25,6 +25,7 @@ Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shlex
 import shutil
@@ -205,8 +206,11 @@ def main(argv=None) -> int:
         run = run_r1exp(overrides, run_dir, min(left(), 3600), launcher)
         pages["after"] = library_residency(libraries)
         (files / "page_cache.json").write_text(json.dumps(pages, indent=1))
-        if stacks.exists():
+        if stacks.exists():   # the summary, and the samples compressed (1-2 MB a run as text)
             (files / "stacks.txt").write_text(sample_stacks.summarize(stacks, 30))
+            with stacks.open("rb") as raw, gzip.open(stacks.with_suffix(".jsonl.gz"), "wb") as packed:
+                shutil.copyfileobj(raw, packed)
+            stacks.unlink()
         run.update(variant_overrides=extra, cold_kernels=cold is not None, libraries_evicted=label in a.evict_libraries,
                    libraries_resident_gib={k: pages[k]["resident_gib"] for k in ("before", "after")})
         if cold:
