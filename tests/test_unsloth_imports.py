@@ -40,9 +40,11 @@ def fake_unsloth(tmp_path, monkeypatch):
     (models / "rl.py").write_text(RL)
     (models / "llama.py").write_text("from .rl import PatchFastRL\nPatchFastRL()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    real = {m: sys.modules.pop(m) for m in list(sys.modules) if m == "unsloth" or m.startswith("unsloth.")}
     yield
     for name in [m for m in sys.modules if m == "unsloth" or m.startswith("unsloth.")]:
         del sys.modules[name]
+    sys.modules.update(real)   # a GPU session's real Unsloth, if one was imported
 
 
 @pytest.mark.parametrize("trl_trainers, generated", [
