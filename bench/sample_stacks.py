@@ -28,7 +28,7 @@ from pathlib import Path
 
 PARTS = (("capture_model", "graph_capture"), ("compile_or_warm_up_model", "engine_warmup"),
          ("determine_available_memory", "engine_profile"), ("load_model", "engine_weights_load"),
-         ("LLM.__init__", "engine_start"), ("__init__", None), ("from_pretrained", "model_load"),
+         ("LLM.__init__", "engine_start"), ("from_pretrained", "model_load"),
          ("training_step", "training"), ("_find_and_load", "imports"))
 
 
@@ -84,7 +84,7 @@ def short(frame: tuple[str, int, str]) -> str:
 def part_of(stack) -> str:
     names = [f for _, _, f in stack]
     for marker, part in PARTS:
-        if part and any(marker in n for n in names):
+        if any(marker in n for n in names):
             return part
     return "other"
 

@@ -215,13 +215,12 @@ def main(argv=None) -> int:
                    libraries_resident_gib={k: pages[k]["resident_gib"] for k in ("before", "after")})
         if cold:
             caches = kernel_cache_summary(str(cold))
-            (out / "runs" / label).mkdir(parents=True, exist_ok=True)
-            (out / "runs" / label / "kernel_caches.json").write_text(json.dumps(caches, indent=1))
+            (files / "kernel_caches.json").write_text(json.dumps(caches, indent=1))
             run["kernel_caches"] = {name: {k: v for k, v in c.items() if k != "kernels"} for name, c in caches.items()}
         if run["exit_code"] != 0:
             run.setdefault("error", _tail(run_dir.with_suffix(".log"), 600))
         result["runs"][label] = run
-        keep_run_files(run_dir, out / "runs" / label)
+        keep_run_files(run_dir, files)
         print(f"{label}: exit {run['exit_code']}, step {_f(run.get('step_s'))} s, wall {run['wall_s']} s", flush=True)
         write(result, out)
         if label == a.floor_after and not a.floor_last:

