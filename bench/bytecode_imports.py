@@ -8,7 +8,7 @@ bytecode and Python may not write it), and the same import compiling every modul
 (PYTHONPYCACHEPREFIX pointing at an empty folder and PYTHONDONTWRITEBYTECODE=1: what every run pays where the
 packages were installed without bytecode, e.g. `pip install --no-compile`, and nothing may be written next to them).
 Prints the medians and their ratio; `--out` keeps every sample. r1exp's `machine.bytecode` check warns when a run
-would pay the second (r1exp/bytecode.py).
+would pay the second (r1exp/machine/bytecode.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 For every shape (Hydra overrides, e.g. "q05=model=qwen0_5b model.init=random"), one after the other:
 1. r1exp, for the first loader: `python -m r1exp <shape> loader=<loader> engine=vllm <settings> logger=none`,
-   `--steps` steps. Its metrics.jsonl has every step's phases (r1exp.timing: generation, weight_sync, logprobs,
+   `--steps` steps. Its metrics.jsonl has every step's phases (r1exp.observe.timing: generation, weight_sync, logprobs,
    backward_optimizer, rewards, other) and its run.json the start-up split.
 2. The floor, in a fresh process, from that run's resolved config (same model folder, dtype, LoRA, batch, lengths,
    engine settings):
@@ -79,9 +79,9 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict], scal
 
     from r1exp.build import grpo_config
     from r1exp.components import engine_of
-    from r1exp.config.plan import plan_memory
+    from r1exp.plan.memory import plan_memory
     from r1exp.loaders.base import model_source
-    from r1exp.machine import detect, run_device
+    from r1exp.machine.facts import detect, run_device
 
     shape = run_shape(run_dir)
     cfg = OmegaConf.create(shape["config"])
@@ -413,7 +413,7 @@ def markdown(result: dict) -> str:
              f"Command: `{result['command']}`", "",
              "Floor = vLLM alone generating the run's tokens with TRL's colocate engine arguments + one optimizer "
              "step of the PEFT LoRA model alone on the run's batch (bench/gpu_floor.py). r1exp: mean over the steps "
-             f"after the first of {result['steps']} (r1exp.timing). Goal: step / floor <= {TARGET}.", "",
+             f"after the first of {result['steps']} (r1exp.observe.timing). Goal: step / floor <= {TARGET}.", "",
              "| shape | loader | r1exp step s | floor s | step / floor | generation s (floor) | weight sync s | "
              "logprobs s | fwd+bwd+optim s (floor) | rewards s | other s | first step s | start to first step s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

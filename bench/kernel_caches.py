@@ -6,7 +6,7 @@
 A fresh machine has them empty: Triton's kernels (vLLM's LoRA and sampling kernels, Unsloth's), Inductor's, vLLM's
 compile cache, FlashInfer's JIT builds, the CUDA driver's PTX cache. Without --root: where the libraries keep them
 (their environment variables, else their defaults); with --root: a `hardware.kernel_cache` folder
-(r1exp/kernel_cache.py). `bench/variants.py --cold-kernels LABEL` runs that variant with an empty
+(r1exp/machine/kernel_cache.py). `bench/variants.py --cold-kernels LABEL` runs that variant with an empty
 hardware.kernel_cache, as on a machine that never compiled them, while the rest of the machine stays warm (page
 cache, bytecode), and keeps this summary of what it compiled.
 """
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from r1exp.kernel_cache import CACHE_ENV, environment  # noqa: E402
+from r1exp.machine.kernel_cache import CACHE_ENV, environment  # noqa: E402
 
 DEFAULTS = {"triton": "~/.triton/cache", "inductor": "/tmp/torchinductor_{user}", "vllm": "~/.cache/vllm",
             "flashinfer": "~", "cuda": "~/.nv/ComputeCache"}

@@ -45,8 +45,8 @@ def probe(model_dir: str, rank: int, batch: int, tokens: int, repeats: int, grap
 
     single_process_rendezvous()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":   # vLLM on CPU takes pushed weights only with r1exp's patch (r1exp/engines/vllm_cpu.py)
-        from r1exp.engines.vllm_cpu import prepare_cpu_engine
+    if device == "cpu":   # vLLM on CPU takes pushed weights only with r1exp's patch (r1exp/patches/vllm_cpu_linear.py)
+        from r1exp.patches.vllm_cpu_linear import prepare_cpu_engine
 
         prepare_cpu_engine(log=lambda *_: None)
     from vllm import LLM, SamplingParams
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench/results/lora_sync_probe_cpu")
     a = parser.parse_args(argv)
-    from r1exp.engines.vllm_cpu import prepare_threads
+    from r1exp.patches.vllm_cpu_linear import prepare_threads
 
     prepare_threads()   # as r1exp's runs do, before torch is imported (OpenMP's wait policy on a shared CPU)
     model = a.model

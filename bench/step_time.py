@@ -17,7 +17,7 @@ Models are Hydra overrides, so the same file runs on a GPU with any model config
     python bench/step_time.py --model "q05=model=qwen0_5b model.init=random" \\
         --set trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 \\
         --out bench/results/h200/step_time
-`OMP`/`GOMP` settings are the same for every run (GOMP_SPINCOUNT, see r1exp/engines/vllm_cpu.py).
+`OMP`/`GOMP` settings are the same for every run (GOMP_SPINCOUNT, see r1exp/patches/vllm_cpu_linear.py).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def bare_run(run_dir: Path) -> dict:
     from r1exp import data, rewards
     from r1exp.build import grpo_config
     from r1exp.components import engine_of
-    from r1exp.config.plan import plan_memory
+    from r1exp.plan.memory import plan_memory
     from r1exp.loaders.base import model_source
-    from r1exp.machine import detect, run_device
+    from r1exp.machine.facts import detect, run_device
 
     cfg = OmegaConf.create(json.loads((run_dir / "run.json").read_text())["config"])
     plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)

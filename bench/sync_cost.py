@@ -6,7 +6,7 @@ Runs `r1exp` in this process (engine=vllm, logger=none unless overridden) with t
 `VLLMGeneration.sync_weights` timed: PEFT's merge_adapter (LoRA into the base weights), the per-tensor pushes into
 vLLM (`<model>.load_weights([(name, tensor)])`, one call per tensor), unmerge_adapter, vLLM's reset_prefix_cache,
 and the rest (gathering, naming). Also counts the tensors and bytes pushed per sync. The step's phases come from
-r1exp.timing (metrics.jsonl). Writes <out>.json and <out>.md; steps after the first are averaged.
+r1exp.observe.timing (metrics.jsonl). Writes <out>.json and <out>.md; steps after the first are averaged.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ SYNC_PARTS = (
 
 
 def measure(overrides: list[str], steps: int, work: Path) -> dict:
-    from r1exp import timing
+    from r1exp.observe import timing
     from r1exp.config.compose import compose
     from r1exp.run import run
 
@@ -104,7 +104,7 @@ def write(result: dict, out: Path, command: str) -> None:
     lines = [f"# Where a step goes with engine=vllm, and what one weight sync costs ({_machine()})", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M')}, 1-minute load average after the run "
              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: other work on the machine slows every figure).", "",
-             f"Mean over steps 2..{result['steps']} (r1exp.timing, metrics.jsonl):", "",
+             f"Mean over steps 2..{result['steps']} (r1exp.observe.timing, metrics.jsonl):", "",
              "| phase | s/step | share of the step |", "|---|---|---|"]
     lines += [f"| {k} | {p[k]:.4f} | {share[k]:.1%} |" for k in (*share,)]
     lines += [f"| step | {p['step']:.4f} | 100% |", "",

@@ -6,7 +6,7 @@
 
 Each variant is `python -m r1exp <base> <variant overrides> logger=none trainer.max_steps=<steps>`, in the order
 given (a variant's own value wins over the base's). Per run: the mean and median step after the first, the phase
-means (r1exp.timing), the device's peak memory and the plan, start to first step, wall time. `--floor-after
+means (r1exp.observe.timing), the device's peak memory and the plan, start to first step, wall time. `--floor-after
 LABEL` measures bench/gpu_floor.py's floor from that run's config right after it, with the `--engine-arg` variants
 of vLLM alone (and `--batch-scales` sequences at once where max_num_seqs allows). Results go to
 `<out>/variants.json` and `<out>/variants.md` after every run (a call cut short keeps what it measured), each run's
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
-from r1exp.timing import STARTUP_PARTS  # noqa: E402
+from r1exp.observe.timing import STARTUP_PARTS  # noqa: E402
 from gpu_floor import (_f, _kv, _machine, _tail, keep_run_files, measure_floor_process,  # noqa: E402
                        merge_overrides, run_r1exp)
 from kernel_caches import summary as kernel_cache_summary  # noqa: E402
@@ -57,7 +57,7 @@ def memory(run: dict) -> tuple[float | None, float | None]:
 
 
 def phase_peaks(run: dict) -> str:
-    """`generation 9.1, logprobs 17.4, ...`: torch's peak allocation (GiB) by step phase (r1exp.timing)."""
+    """`generation 9.1, logprobs 17.4, ...`: torch's peak allocation (GiB) by step phase (r1exp.observe.timing)."""
     return ", ".join(f"{phase} {gb:.1f}" for phase, gb in (run.get("phase_peak_gb") or {}).items())
 
 

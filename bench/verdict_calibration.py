@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from r1exp import tracking, verdict
+from r1exp.observe import tracking
+from r1exp.records import verdict
 
 
 def main(argv: list[str]) -> None:

@@ -16,22 +16,22 @@ _status = {"code": EXIT_OK}
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from r1exp.distributed import route_rank_output
+    from r1exp.scale.distributed import route_rank_output
 
     route_rank_output()  # a rank > 0 of a distributed run writes to <run folder>/rank<N>.log
-    from r1exp.config import preflight
+    from r1exp.checks import preflight
 
     cl = preflight.parse(argv)
     if not cl.passthrough:
         verdict = preflight.check(cl)
         if verdict in (None, EXIT_OK) and cl.multirun:
-            from r1exp.slurm import refused
+            from r1exp.scale.slurm import refused
 
             if refused(cl, dry_run=verdict == EXIT_OK):  # hydra/launcher=slurm: sbatch --test-only said no
                 return EXIT_USAGE
         if verdict is not None:
             return verdict  # dry run done, or problems reported
-        from r1exp import run_folder
+        from r1exp.records import run_folder
 
         claim = run_folder.claim(argv, cl)  # a folder of its own, claimed before Hydra writes into it
         if claim is None:
@@ -52,14 +52,14 @@ def _hydra(argv: list[str], cl) -> int:
     @hydra.main(config_path=config_path, config_name=cl.config_name, version_base="1.3")
     def hydra_job(cfg):
         from r1exp.run import run, run_dir_of_hydra
-        from r1exp.sweep import job_value
+        from r1exp.scale.sweep import job_value
 
         code = run(cfg)
         _status["code"] = max(_status["code"], code)
         return job_value(cfg, code, run_dir_of_hydra())  # the exit status, or an Optuna search's metric
 
     sys.argv = [sys.argv[0]] + argv
-    from r1exp.sweep import SweepStopped, summarize
+    from r1exp.scale.sweep import SweepStopped, summarize
 
     try:
         hydra_job()
@@ -69,7 +69,7 @@ def _hydra(argv: list[str], cl) -> int:
         if e.code not in (0, None):
             return EXIT_USAGE if _status["code"] == EXIT_OK else _status["code"]
     if cl.multirun:  # jobs may have run in other processes (submitit): the sweep summary read their run.json
-        from r1exp.sweep import last_exit_code
+        from r1exp.scale.sweep import last_exit_code
 
         return max(_status["code"], last_exit_code() or EXIT_OK)
     return _status["code"]

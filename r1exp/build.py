@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from r1exp.components import engine_of, loader_of
-from r1exp.machine import run_device
+from r1exp.machine.facts import run_device
 
 
 @dataclass
@@ -25,16 +25,16 @@ class Built:
     args: object        # trl.GRPOConfig
     engine: object      # the chosen engine (r1exp.engines.base.Engine)
     loader: object      # the chosen loader (r1exp.loaders.base.Loader)
-    args_report: dict   # trainer fields pinned to TRL's values / kept by the loader (r1exp/trainer_args.py)
+    args_report: dict   # trainer fields pinned to TRL's values / kept by the loader (r1exp/grpo/args.py)
 
 
 def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_weights: list[float]):
     """(GRPOConfig, report): the trainer's arguments as the config says them, with TRL's defaults for the keys it
-    leaves out even where the loader's GRPOConfig class has other defaults (r1exp/trainer_args.py)."""
+    leaves out even where the loader's GRPOConfig class has other defaults (r1exp/grpo/args.py)."""
     from trl import GRPOConfig
 
-    from r1exp import trainer_args
-    from r1exp.tracking import grpo_logging_args
+    from r1exp.grpo import args as trainer_args
+    from r1exp.observe.tracking import grpo_logging_args
 
     device = run_device(cfg)
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)

@@ -19,12 +19,12 @@
      Judged: reward, each rewards/<name>/mean, loss, grad_norm, completions/mean_length; learning_rate and epoch
      must be equal. A judged metric differs beyond noise when one run lies outside the band the other spans over
      the 3 steps either side, by more than 4 x the metric's typical step-to-step change (1.4826 x the median
-     |x(t) - x(t-1)| of both runs), at 2 steps in a row. Details and calibration: r1exp.verdict.
+     |x(t) - x(t-1)| of both runs), at 2 steps in a row. Details and calibration: r1exp.records.verdict.
    `--criterion=exact|noise` overrides the choice. A different number of steps counts as a difference unless the
    overrides change trainer.max_steps / num_train_epochs or the saved run did not finish (the common steps are
    compared, and the report says so). The verdict is written into the new run.json under "reproduction".
 
-resume=true continues an interrupted run IN ITS OWN FOLDER from its last checkpoint (r1exp.resume): the metrics go
+resume=true continues an interrupted run IN ITS OWN FOLDER from its last checkpoint (r1exp.records.resume): the metrics go
 on from the checkpoint's step, run.json keeps the earlier attempt under "attempts", and the W&B run is resumed.
 """
 
@@ -38,10 +38,11 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from r1exp import secrets, tracking
+from r1exp.records import secrets
+from r1exp.observe import tracking
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
-from r1exp.manifest import MANIFEST_FILE, read_manifest, update_manifest
-from r1exp.verdict import VOLATILE, Comparison, compare, render  # noqa: F401 - VOLATILE: tests filter timings
+from r1exp.records.manifest import MANIFEST_FILE, read_manifest, update_manifest
+from r1exp.records.verdict import VOLATILE, Comparison, compare, render  # noqa: F401 - VOLATILE: tests filter timings
 
 PRIMARY = "reproduce"
 USAGE = ("usage: python -m r1exp.reproduce RUN_DIR [--criterion=exact|noise] [--atol=X] [key=value ...] "
@@ -121,7 +122,7 @@ def run_state(run_dir: Path, manifest: dict | None = None) -> str:
     """ok | failed | interrupted | running | dead | unknown: run.json's status, except that `running` is believed
     only while the process it names lives (same pid and start time on this host; on another host, a heartbeat
     younger than 150 s). A run folder written before run.json named its process says `running`.
-    (A stand-in for r1exp.manifest.run_state, which reads the same fields.)"""
+    (A stand-in for r1exp.records.manifest.run_state, which reads the same fields.)"""
     data = saved_manifest(run_dir) if manifest is None else manifest
     status = data.get("status")
     if status not in ("ok", "failed", "interrupted", "running"):

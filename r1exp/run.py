@@ -2,7 +2,7 @@
 
 Called by Hydra for each job (r1exp.__main__ has already composed and validated every job before Hydra created
 any folder). Returns the exit status: 0 ok, 2 a configuration problem found after building, 1 a runtime failure,
-128 + signal when stopped by SIGTERM or Ctrl-C (a checkpoint is saved, see r1exp.resume). The run folder's run.json
+128 + signal when stopped by SIGTERM or Ctrl-C (a checkpoint is saved, see r1exp.records.resume). The run folder's run.json
 always says which. It never raises: a sweep goes on after a failed job.
 """
 
@@ -14,15 +14,20 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import distributed, kernel_cache, secrets, summary, timing, tracking
+from r1exp.scale import distributed
+from r1exp.machine import kernel_cache
+from r1exp.records import secrets
+from r1exp.observe import summary
+from r1exp.observe import timing
+from r1exp.observe import tracking
 from r1exp.components import engine_of
-from r1exp.config.plan import plan_memory
-from r1exp.config.validate import validate
-from r1exp.device_memory import PeakMemory
+from r1exp.plan.memory import plan_memory
+from r1exp.checks.validate import validate
+from r1exp.observe.gpu_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
-from r1exp.machine import detect, device_label
-from r1exp.manifest import Manifest
-from r1exp.resume import GracefulStop, last_checkpoint, prepare_resume
+from r1exp.machine.facts import detect, device_label
+from r1exp.records.manifest import Manifest
+from r1exp.records.resume import GracefulStop, last_checkpoint, prepare_resume
 
 
 def run_dir_of_hydra() -> Path:
@@ -66,7 +71,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
             built = _build(cfg, plan, run_dir, report_to)
         _check(cfg, built, plan)
         manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None),  # r1exp/loaders/*_trainer.py
-                        trainer_args=built.args_report or None)                 # r1exp/trainer_args.py
+                        trainer_args=built.args_report or None)                 # r1exp/grpo/args.py
         built.trainer.add_callback(stop.callback())
         stop.install()
         distributed.before_training()
@@ -117,7 +122,7 @@ def _check_rewards(cfg) -> None:
 
 def _build(cfg, plan, run_dir, report_to):
     _own_rendezvous_port()
-    from r1exp import live
+    from r1exp.observe import live
     from r1exp.build import build, prepare_imports
     from r1exp.rewards.monitor import reward_monitor
 
@@ -135,7 +140,7 @@ def _build(cfg, plan, run_dir, report_to):
 def _check(cfg, built, plan) -> None:
     """After the build and before the first step: the engine the config asked for is the one in use, with the
     settings the plan computed."""
-    from r1exp.engines.check import check_engine
+    from r1exp.checks.built import check_engine
 
     problems = check_engine(cfg, built, plan)
     if problems:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from r1exp import tracking
+from r1exp.observe import tracking
 from r1exp.errors import EXIT_OK, EXIT_USAGE
-from r1exp.manifest import MANIFEST_FILE
+from r1exp.records.manifest import MANIFEST_FILE
 
 DEFAULT_ROOT = Path("outputs")
 DEFAULT_PNG = "reward_compare.png"
@@ -68,7 +68,7 @@ class Run:
         m = self.manifest.get("metrics") or {}
         if isinstance(m.get("reward_first10"), (int, float)):
             return m["reward_first10"], m.get("reward_last10")
-        from r1exp.summary import reward_trends
+        from r1exp.observe.summary import reward_trends
 
         return reward_trends(self.rows()).get("reward", (None, None))
 
@@ -187,7 +187,7 @@ def list_runs(root: Path, console=None) -> int:
 
 
 def _sweep_line(sweep: Path, root: Path) -> str:
-    from r1exp.sweep import best_job, collect_jobs
+    from r1exp.scale.sweep import best_job, collect_jobs
 
     jobs = collect_jobs(sweep)
     ok = sum(job.ok for job in jobs)

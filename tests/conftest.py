@@ -61,7 +61,7 @@ def cli(tmp_path):
     return _run
 
 
-# ---- a Hugging Face cache of our own (r1exp.hub reads HF_HOME at each call)
+# ---- a Hugging Face cache of our own (r1exp.machine.hub reads HF_HOME at each call)
 
 HF_CACHE_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                  "HF_TOKEN_PATH", "HF_ENDPOINT")

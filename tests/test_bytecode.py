@@ -1,4 +1,4 @@
-"""machine.bytecode: a warning when every run would compile the heavy packages from source (r1exp/bytecode.py)."""
+"""machine.bytecode: a warning when every run would compile the heavy packages from source (r1exp/machine/bytecode.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from r1exp import bytecode
+from r1exp.machine import bytecode
 
 
 @pytest.fixture
@@ -67,6 +67,6 @@ def test_the_warning_names_the_packages_and_the_fix(package, monkeypatch):
 
 
 def test_the_rule_is_in_the_table():
-    from r1exp.config.checks import RULES
+    from r1exp.checks.generic import RULES
 
     assert any(rule.id == "machine.bytecode" and rule.scope == "machine" for rule in RULES)

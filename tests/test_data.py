@@ -10,8 +10,8 @@ import pytest
 
 from r1exp import data
 from r1exp.config.compose import compose
-from r1exp.machine import detect
-from r1exp.config.validate import validate
+from r1exp.machine.facts import detect
+from r1exp.checks.validate import validate
 from r1exp.data.gsm8k import split_answer
 from r1exp.rewards.countdown import countdown
 

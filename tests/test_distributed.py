@@ -17,12 +17,12 @@ import yaml
 
 from conftest import run_cli
 from r1exp import __main__ as entry
-from r1exp import distributed
+from r1exp.scale import distributed
 from r1exp.config.compose import compose
-from r1exp.machine import Environment, detect
-from r1exp.config.validate import validate
+from r1exp.machine.facts import Environment, detect
+from r1exp.checks.validate import validate
 from r1exp.errors import errors_of
-from r1exp.manifest import Manifest, read_manifest
+from r1exp.records.manifest import Manifest, read_manifest
 
 HERE = detect()
 NO_GPU_HERE = pytest.mark.skipif(HERE.has_cuda, reason="the row describes a machine without a CUDA GPU")
@@ -169,7 +169,7 @@ def test_two_machines_are_planned_with_machine_0s_address():
 
 
 # Rules the lead's modules own: they must read planned_world_size (the launching process has no WORLD_SIZE).
-LEAD = "passes once the rule reads r1exp.distributed.planned_world_size instead of WORLD_SIZE"
+LEAD = "passes once the rule reads r1exp.scale.distributed.planned_world_size instead of WORLD_SIZE"
 
 
 def test_global_batch_counts_every_process():

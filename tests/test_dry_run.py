@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from r1exp import __main__ as entry
-from r1exp.machine import detect
+from r1exp.machine.facts import detect
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,10 @@ from types import SimpleNamespace
 import pytest
 
 from r1exp.config.compose import compose
-from r1exp.machine import detect
-from r1exp.config.plan import plan_memory
+from r1exp.machine.facts import detect
+from r1exp.plan.memory import plan_memory
 from r1exp.components import engine_of
-from r1exp.config.plan import GiB
+from r1exp.plan.memory import GiB
 from r1exp.errors import ConfigError
 
 SMALL = ["logger=none", "trainer.max_steps=1", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4",
@@ -130,7 +130,7 @@ def test_the_installed_trl_accepts_every_mapped_key(overrides):
 
 
 def test_the_cpu_patch_names_a_version_it_does_not_know():
-    from r1exp.engines import vllm_cpu
+    from r1exp.patches import vllm_cpu_linear as vllm_cpu
 
     vllm_cpu.check_version(vllm_cpu.KNOWN_VERSIONS[0])  # the installed one passes
     with pytest.raises(ConfigError) as err:
@@ -152,7 +152,7 @@ def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
 
 
 def test_the_settings_check_allows_a_rounded_fraction():
-    from r1exp.engines.check import settings_mismatches
+    from r1exp.checks.built import settings_mismatches
 
     assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.14913}) == []
     assert settings_mismatches({"gpu_memory_utilization": 0.15}, {"gpu_memory_utilization": 0.3})
@@ -230,8 +230,8 @@ def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_v
 ])
 def test_compile_reaches_the_engine_and_the_post_build_check(overrides, device, compiled):
     from r1exp.components import engine_of
-    from r1exp.config.plan import plan_memory
-    from r1exp.machine import detect
+    from r1exp.plan.memory import plan_memory
+    from r1exp.machine.facts import detect
 
     cfg = compose(["engine=vllm", *overrides])
     engine, plan = engine_of(cfg), plan_memory(cfg, detect())
@@ -256,7 +256,7 @@ BIG, SMALL_STEP = ["trainer.per_device_train_batch_size=64", "trainer.max_comple
     ([*SMALL_STEP, "loader=unsloth"], None, True),
 ])
 def test_batched_tokens_never_exceed_what_the_sequences_hold(overrides, requested, capped):
-    from r1exp.config.validate import validate
+    from r1exp.checks.validate import validate
 
     cfg = compose(["engine=vllm", *Q05, *overrides])
     engine, plan = engine_of(cfg), plan_memory(cfg, detect())
@@ -331,7 +331,7 @@ def test_the_engine_makes_the_same_tokens_and_log_probs_without_the_text_trl_nev
 
 
 def test_check_passes_when_the_engine_is_the_one_asked_for(vllm_build, hf_build):
-    from r1exp.engines.check import check_engine
+    from r1exp.checks.built import check_engine
 
     for cfg, built in (vllm_build, hf_build):
         assert check_engine(cfg, built) == [], cfg.engine.name
@@ -349,7 +349,7 @@ MISMATCHES = [
 
 @pytest.mark.parametrize("overrides,built_with,rule", MISMATCHES, ids=[m[2] + ":" + m[1] for m in MISMATCHES])
 def test_check_reports_an_engine_other_than_the_one_asked_for(overrides, built_with, rule, vllm_build, hf_build):
-    from r1exp.engines.check import check_engine
+    from r1exp.checks.built import check_engine
 
     _, built = vllm_build if built_with == "vllm" else hf_build
     problems = check_engine(compose(overrides + SMALL), built)
@@ -361,7 +361,7 @@ def test_check_reports_an_engine_other_than_the_one_asked_for(overrides, built_w
 def test_unsloth_fast_inference_brings_the_engine_trl_uses(tmp_path):
     """On a GPU: Unsloth's model carries vllm_engine and TRL holds no second engine (the check passes)."""
     from r1exp.build import build
-    from r1exp.engines.check import check_engine, engine_facts
+    from r1exp.checks.built import check_engine, engine_facts
 
     cfg = compose(["loader=unsloth", "engine=vllm", "logger=none", "trainer.max_steps=1",
                    "trainer.per_device_train_batch_size=8", "trainer.num_generations=4", "hardware.device=cuda"])
@@ -385,7 +385,7 @@ def test_openmp_spin_is_limited_unless_the_user_chose(env, applied, spincount):
     from pathlib import Path
 
     clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    code = ("import os; from r1exp.engines.vllm_cpu import prepare_threads; "
+    code = ("import os; from r1exp.patches.vllm_cpu_linear import prepare_threads; "
             "print(prepare_threads(), os.environ.get('GOMP_SPINCOUNT'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**clean, **env, "PYTHONPATH": str(Path(__file__).parent.parent)}).stdout.split()

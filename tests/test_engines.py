@@ -17,11 +17,11 @@ from conftest import run_cli
 from r1exp import __main__ as entry
 from r1exp.components import engine_of, loader_of
 from r1exp.config.compose import compose
-from r1exp.config.plan import plan_memory
-from r1exp.config.validate import validate
+from r1exp.plan.memory import plan_memory
+from r1exp.checks.validate import validate
 from r1exp.engines.hf import HFGenerate
 from r1exp.errors import errors_of
-from r1exp.machine import detect
+from r1exp.machine.facts import detect
 
 
 class SlowGenerate(HFGenerate):
@@ -42,7 +42,7 @@ BAD_COMPONENTS = [  # (command line, rule, key named)
     ("engine=vllm engine.in_process=false dry_run=true", "schema.type", "engine.in_process"),
     ("loader=unsloth loader.max_lora_rank=0 dry_run=true", "range", "loader.max_lora_rank"),
     ("engine._target_=no.such.Engine dry_run=true", "component.target", "engine._target_"),
-    ("engine._target_=r1exp.config.plan.MemoryPlan dry_run=true", "component.target", "engine._target_"),
+    ("engine._target_=r1exp.plan.memory.MemoryPlan dry_run=true", "component.target", "engine._target_"),
     ("~engine._target_ dry_run=true", "component.target", "engine._target_"),
 ]
 
@@ -88,7 +88,7 @@ def test_continuous_batching_trains_the_tiny_model_end_to_end_on_cpu(tmp_path):
 
 
 def test_continuous_batching_rows():
-    from r1exp.machine import Environment
+    from r1exp.machine.facts import Environment
 
     old = Environment(versions={**detect().versions, "transformers": "5.2.0"}, gpus=())
     found = {p.rule: p for p in validate(compose(["engine=transformers_cb"]), old)}

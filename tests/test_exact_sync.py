@@ -1,4 +1,4 @@
-"""TRL's weight sync leaves the trainer's base weights exactly as they were (r1exp.engines.exact_sync).
+"""TRL's weight sync leaves the trainer's base weights exactly as they were (r1exp.patches.exact_sync).
 
 TRL's real iterator (`VLLMGeneration._iter_named_params`, the one its colocate and server syncs walk) runs over a
 real PEFT LoRA model, with the LoRA's B matrices moved off zero so that merging changes something:
@@ -17,7 +17,7 @@ import copy
 import pytest
 import torch
 
-from r1exp.engines import exact_sync
+from r1exp.patches import exact_sync
 
 DTYPES = [torch.float32, torch.bfloat16]
 

@@ -1,4 +1,4 @@
-"""r1exp.gc_pauses: the garbage collector's pauses, per interval (a training step: `time/gc`, `gc/full_collections`
+"""r1exp.observe.gc_pauses: the garbage collector's pauses, per interval (a training step: `time/gc`, `gc/full_collections`
 in every log line; tests/test_timing.py reads them from real runs).
 
 - `Pauses` counts real collections of the interpreter: their seconds and how many were full ones, and starts again
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 
-from r1exp.gc_pauses import Pauses
+from r1exp.observe.gc_pauses import Pauses
 
 
 def test_pauses_count_the_collections_that_run_and_start_again_after_take():

@@ -43,7 +43,7 @@ Q05_NOISE_10 = ("0.5B generation of the same 64 x 256 tokens varies 1.36-2.50 s 
 UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engine warm-up 13.4 s and graph capture "
                     "9.5 s (0.8 and 2.6 s in the later call), Unsloth's first step 12.3 s (9.7 later); 47.7 s later")
 UNSLOTH_PASS_10 = ("Unsloth's trainer still runs its own no-grad log-prob pass before the loss (time/logprobs 0.60 s "
-                   "of 4.98 s; PEFT's has been gone since session 10, r1exp/loaders/trl_trainer.py covers TRL's "
+                   "of 4.98 s; PEFT's has been gone since session 10, r1exp/patches/trl_on_policy.py covers TRL's "
                    "trainer only); without it 0.90x. Generation on this machine: 2.65 vs 2.45 s")
 Q05_NOISE_11 = ("0.5B generation of the same 64 x 256 tokens took 1.88-2.53 s (median per run) in four runs of one "
                 "call, 1.44 s in vLLM alone right after them, against the 0.13-0.15 s pass the reuse removes "
@@ -184,8 +184,8 @@ def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
     (q7_peft_pass) the first two steps log the same loss, gradient norm and importance-sampling metrics; from the
     third step on, two runs of the same config (q7_peft, q7_peft_2) differ as much as the two paths do (vLLM's
     sampling on the GPU is not bit-reproducible)."""
-    from r1exp.manifest import read_manifest
-    from r1exp.tracking import read_metrics
+    from r1exp.records.manifest import read_manifest
+    from r1exp.observe.tracking import read_metrics
 
     runs = ratios.RESULTS / "session10" / "s10a" / "runs"
 
@@ -212,8 +212,8 @@ def test_on_the_h200_unsloths_pass_is_gone_where_the_reuse_is_in_force():
     """7B, back to back (s11b): with the reuse Unsloth's trainer ran no log-prob pass (time/logprobs under a
     millisecond: the skipped call returns at once), with loader.reuse_training_logps=false it took 0.60 s a step; the
     loss's forward, backward and optimizer took the same time both ways."""
-    from r1exp.manifest import read_manifest
-    from r1exp.tracking import read_metrics
+    from r1exp.records.manifest import read_manifest
+    from r1exp.observe.tracking import read_metrics
 
     runs = ratios.RESULTS / "session11" / "s11b" / "runs"
 

@@ -2,7 +2,7 @@
 
 Unsloth must be imported before transformers and PEFT (it patches them as it is imported, and warns that its
 optimizations may not all apply otherwise), and on CPU libgomp reads OpenMP's wait policy once, when torch is
-imported (r1exp/engines/vllm_cpu.py). Both ran too late until session 14: the run's reward monitor imported
+imported (r1exp/patches/vllm_cpu_linear.py). Both ran too late until session 14: the run's reward monitor imported
 transformers (with torch and PEFT) before the build asked the loader to prepare. A real CLI run in a fresh process,
 with a loader that writes down what was already imported when it was asked, then stops the run."""
 

@@ -1,4 +1,4 @@
-"""hardware.kernel_cache and the kernels a run compiled (r1exp/kernel_cache.py).
+"""hardware.kernel_cache and the kernels a run compiled (r1exp/machine/kernel_cache.py).
 
 A machine's first run compiles its GPU kernels (Triton's above all) into caches under the home folder; on the H200
 that is most of the difference between a fresh machine's start and a later one. The folder setting moves every one
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from r1exp import kernel_cache, summary, timing
+from r1exp.machine import kernel_cache
+from r1exp.observe import summary
+from r1exp.observe import timing
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from r1exp import live
+from r1exp.observe import live
 
 REWARDS = {"rewards/accuracy/mean": 0.25, "rewards/accuracy/std": 0.4, "rewards/format/mean": 0.5}
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
 
 import plan_vs_measured as pvm  # noqa: E402
 
-# ACT_FACTOR's comment in r1exp/config/plan.py: 1.2 puts every measured (fit) row within 15%.
+# ACT_FACTOR's comment in r1exp/plan/memory.py: 1.2 puts every measured (fit) row within 15%.
 FIT_BOUND = 0.15
 # Held-out rows (memory.md, "held-out error"). PEFT: max |error| 12.5%, all under-predictions; the ±10% goal is NOT
 # met for session4/q7/runs/hf (-12.5%, 7B peft + hf generate, like the fit's q7_peft_hf at -13.5%); the other PEFT

@@ -1,5 +1,5 @@
 """On-policy, the old log-probs of TRL's vLLM importance-sampling correction are the loss forward's own
-(r1exp/loaders/trl_trainer.py, loader.reuse_training_logps).
+(r1exp/patches/trl_on_policy.py, loader.reuse_training_logps).
 
 The specification, on a real TRL GRPOTrainer (tiny model, float32, CPU):
 - the batch TRL builds without its extra pass carries no old log-probs and no ratio, and no log-prob pass runs;
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from r1exp.config.compose import compose
-from r1exp.loaders import trl_trainer
+from r1exp.patches import trl_on_policy as trl_trainer
 
 MODES = ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
 METRICS = ("sampling/sampling_logp_difference/mean", "sampling/sampling_logp_difference/max",
@@ -37,8 +37,8 @@ SHAPES = {"one micro-batch": (8, 1), "a generation split over two accumulated mi
 def trainer(request, tmp_path_factory):
     """A real loader=peft build; generation replaced by one fixed batch so both paths see the same completions."""
     from r1exp.build import build
-    from r1exp.config.plan import plan_memory
-    from r1exp.machine import detect
+    from r1exp.plan.memory import plan_memory
+    from r1exp.machine.facts import detect
 
     micro, accumulation = SHAPES[request.param]
     cfg = compose(["engine=hf", "logger=none", f"trainer.per_device_train_batch_size={micro}",

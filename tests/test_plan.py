@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf, open_dict
 from rich.console import Console
 
-from r1exp.config import plan as planner
+from r1exp.plan import memory as planner
 from r1exp.config.compose import compose
-from r1exp.machine import Environment
-from r1exp.config.knobs import ranked
-from r1exp.config.plan import GiB, plan_memory
+from r1exp.machine.facts import Environment
+from r1exp.plan.knobs import ranked
+from r1exp.plan.memory import GiB, plan_memory
 from r1exp.engines import vllm_colocate as colocate
 from r1exp.loaders import unsloth_loader
-from r1exp.machine import planned_gpus
+from r1exp.machine.facts import planned_gpus
 from r1exp.data.prompts import prompt_estimate
-from r1exp.config.report import memory_table
+from r1exp.checks.report import memory_table
 
 H200 = Environment(versions={}, gpus=(139.8,))
 CPU_BOX = Environment(versions={}, gpus=(), cpu_node_gb=(8.8, 7.0))
@@ -121,7 +121,7 @@ def test_unsloth_standby_releases_the_kv_cache_while_training_and_keeps_the_shar
 
 
 def test_unsloth_plans_its_loss_logits_held_in_float32_or_recomputed_one_block_at_a_time():
-    from r1exp.loaders.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
+    from r1exp.patches.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
 
     common = ("model=qwen7b", "engine=vllm", "loader=unsloth", "hardware.gpu_memory_gb=141",
               "trainer.per_device_train_batch_size=16")

@@ -1,4 +1,4 @@
-"""Plausibility warnings: settings that run but are unlikely to be meant (the anchors' ranges, r1exp.plausibility).
+"""Plausibility warnings: settings that run but are unlikely to be meant (the anchors' ranges, r1exp.checks.plausibility).
 Warnings only: a dry run with them still exits 0. The tiny demo and every shipped preset raise none."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from r1exp.config.compose import CONF_DIR, compose
-from r1exp.config.validate import validate
-from r1exp.machine import detect
+from r1exp.checks.validate import validate
+from r1exp.machine.facts import detect
 
 HERE = detect()
 H200 = ["hardware.gpu_memory_gb=141"]   # plan real models for a GPU box (the warnings do not depend on it)

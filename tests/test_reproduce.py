@@ -21,7 +21,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import run_cli
-from r1exp import reproduce, tracking
+from r1exp import reproduce
+from r1exp.observe import tracking
 
 
 @pytest.fixture(scope="module")

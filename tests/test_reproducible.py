@@ -61,7 +61,7 @@ VERDICTS = [  # (saved run, rerun, criterion, what the verdict must say) — rer
 
 @pytest.mark.parametrize("saved,rerun,criterion,says", VERDICTS)
 def test_the_reproduce_verdict_on_h200_reruns(saved, rerun, criterion, says):
-    from r1exp.verdict import compare, render
+    from r1exp.records.verdict import compare, render
 
     def rows(run):
         return [json.loads(line) for line in (H200 / run / "metrics.jsonl").read_text().splitlines()]

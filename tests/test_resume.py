@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from r1exp import tracking
+from r1exp.observe import tracking
 from r1exp.reproduce import VOLATILE
 
 MAX_STEPS = 6
@@ -93,7 +93,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_the_steps(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_a_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path, engine):
-    """Bit for bit, with either engine. (engine=vllm needs r1exp.engines.exact_sync: TRL's merge and unmerge of
+    """Bit for bit, with either engine. (engine=vllm needs r1exp.patches.exact_sync: TRL's merge and unmerge of
     the LoRA at every weight sync used to leave rounding in the base weights of a run that never stopped, while a
     resumed run starts from clean ones; the resumed steps then differed by ~3e-7 and their sampling drifted.)"""
     check_interrupted_then_resumed(tmp_path / "resumed", signal.SIGTERM, f"engine={engine}")

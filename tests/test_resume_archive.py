@@ -7,9 +7,9 @@ import json
 
 from omegaconf import OmegaConf
 
-from r1exp import tracking
-from r1exp.manifest import Manifest
-from r1exp.resume import prepare_resume
+from r1exp.observe import tracking
+from r1exp.records.manifest import Manifest
+from r1exp.records.resume import prepare_resume
 
 
 def finished_run_with_checkpoint(run_dir, steps=50, checkpoint=39):

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r1exp.config.compose import compose
-from r1exp.machine import detect
-from r1exp.config.validate import validate
+from r1exp.machine.facts import detect
+from r1exp.checks.validate import validate
 from r1exp.rewards import build_rewards
 from r1exp.rewards.correctness import accuracy, exact_match, numeric_match
 from r1exp.rewards.countdown import countdown

@@ -1,4 +1,4 @@
-"""Run folders are claimed atomically (r1exp.run_folder): never shared, never overwritten, resumed only on purpose.
+"""Run folders are claimed atomically (r1exp.records.run_folder): never shared, never overwritten, resumed only on purpose.
 
 Claims are made the way `python -m r1exp` makes them (after preflight, before Hydra writes anything); concurrent
 claims run in separate processes started at the same moment.
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 import r1exp.__main__ as entry
-from r1exp import run_folder
+from r1exp.records import run_folder
 from r1exp.config.compose import parse_command_line
-from r1exp.manifest import run_state
+from r1exp.records.manifest import run_state
 
 
 def claim(*argv: str):

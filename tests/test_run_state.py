@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import ROOT
-from r1exp import manifest
-from r1exp.manifest import Manifest, process_started, run_state
+from r1exp.records import manifest
+from r1exp.records.manifest import Manifest, process_started, run_state
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 HERE = socket.gethostname()

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import run_cli
 from r1exp import __main__ as entry
-from r1exp.manifest import read_manifest
+from r1exp.records.manifest import read_manifest
 from slurm_cluster import Cluster, missing
 
 # What one job may ask of the test cluster's node (2 CPUs here, no GPU): the settings a user sets once for a cluster

@@ -22,8 +22,8 @@ import pytest
 
 from conftest import MODEL_FILES, ROOT, put_in_hub_cache
 from r1exp.config.compose import compose
-from r1exp.config.validate import validate
-from r1exp.machine import detect
+from r1exp.checks.validate import validate
+from r1exp.machine.facts import detect
 
 HERE = detect()
 COMPLETE = {**MODEL_FILES}
@@ -196,8 +196,8 @@ ONLINE = [  # (overrides, rule that must speak or None, what it must say)
 def test_online_the_hub_is_asked_with_huggingface_hubs_api(hf_home):
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    script = ("import json, sys, time; from r1exp.config.compose import compose; from r1exp.config.validate import "
-              "validate; from r1exp.machine import detect\nout = []\nfor args in json.loads(sys.argv[1]):\n"
+    script = ("import json, sys, time; from r1exp.config.compose import compose; from r1exp.checks.validate import "
+              "validate; from r1exp.machine.facts import detect\nout = []\nfor args in json.loads(sys.argv[1]):\n"
               "    t = time.perf_counter(); found = validate(compose(['logger=none', *args]), detect(), dry_run=True)\n"
               "    out.append([time.perf_counter() - t, [[p.rule, p.why, p.severity] for p in found if p.rule in "
               "('model.source', 'data.hub')]])\nprint(json.dumps(out))")
@@ -220,7 +220,7 @@ def test_online_the_hub_is_asked_with_huggingface_hubs_api(hf_home):
 
 def test_no_network_is_said_at_once(hf_home, monkeypatch):
     """Online but nothing answers at the endpoint: the model is missing from the cache, said without waiting."""
-    from r1exp import hub
+    from r1exp.machine import hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from r1exp import summary
+from r1exp.observe import summary
 
 
 def make_run(tmp_path, status="ok", exit_code=0, steps=20, error=None, gpu=None, files=(), **fields):

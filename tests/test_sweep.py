@@ -23,7 +23,7 @@ from conftest import ROOT, run_cli
 from test_resume import interrupted_run
 from r1exp import __main__ as entry
 from r1exp.config.compose import compose
-from r1exp.wandb_offline import read_offline_run
+from r1exp.records.wandb_offline import read_offline_run
 
 FAKE_KEY = "sk-fake-sweep-key-2209"
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""Where the time goes (r1exp.timing), as a specification.
+"""Where the time goes (r1exp.observe.timing), as a specification.
 
 Fast: the phase clock's accounting (nested phases count their own time only, so phases never add up to more than
 the step), the method wrapping (what is missing is skipped; log-probs inside the loss belong to the loss), the
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from r1exp import timing
-from r1exp.sweep import Job, write_summary
+from r1exp.observe import timing
+from r1exp.scale.sweep import Job, write_summary
 
 
 class FakeClock:
@@ -321,7 +321,7 @@ def check_run(run_dir: Path, engine: str, steps: int) -> None:
         assert all(startup[k] > 0 for k in ("engine_start_s", "engine_weights_load_s", "engine_profile_s"))
         assert "vllm_generation.sync_weights" in startup["timed"]
     assert manifest["metrics"]["time_mean/step"] > 0 and manifest["metrics"]["time_mean/gc"] >= 0
-    from r1exp.wandb_offline import read_offline_run
+    from r1exp.records.wandb_offline import read_offline_run
 
     history = [h for h in read_offline_run(run_dir)["history"] if "train/time/step" in h]
     assert len(history) == steps and all("train/time/weight_sync" in h for h in history)

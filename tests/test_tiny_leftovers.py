@@ -9,7 +9,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from r1exp import tiny
+from r1exp.models import tiny
 
 
 def test_a_failed_build_removes_its_temporary_folder(tmp_path, monkeypatch):

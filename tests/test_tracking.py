@@ -1,7 +1,7 @@
 """W&B logging and secrets, as a specification.
 
 One real run of `python -m r1exp` (tiny model, 2 steps, W&B offline) with fake secrets in the environment and on
-the command line; its offline W&B files are read back (`r1exp.wandb_offline.read_offline_run`: the records
+the command line; its offline W&B files are read back (`r1exp.records.wandb_offline.read_offline_run`: the records
 `wandb sync` would upload) and the whole run folder is searched, byte for byte, for the secrets.
 """
 
@@ -12,8 +12,9 @@ import json
 import pytest
 
 from conftest import run_cli
-from r1exp import secrets, tracking
-from r1exp.wandb_offline import read_offline_run
+from r1exp.records import secrets
+from r1exp.observe import tracking
+from r1exp.records.wandb_offline import read_offline_run
 
 FAKE_ENV = {
     "WANDB_API_KEY": "wandb-fake-key-4c1d9e0a7b",

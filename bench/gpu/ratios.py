@@ -147,7 +147,7 @@ SESSION10 = (
 # In s11a the reuse was not in force (the check read the wrapper Unsloth puts around the method): its three Unsloth
 # runs all ran the pass and count here only for start-up. Every Unsloth run of s11a-s11c trained with Unsloth's own
 # GRPOConfig defaults (truncated completions masked out: loss and gradient norm 0 at these random-weight shapes; r1exp
-# pins TRL's defaults since, r1exp/trainer_args.py); the forward, backward and optimizer ran all the same.
+# pins TRL's defaults since, r1exp/grpo/args.py); the forward, backward and optimizer ran all the same.
 SESSION11 = (
     Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; pi_old from the loss's forward, runs before and "
           "after its pass; floor: TRL's engine alone)", "s11c", "step_over_floor", ("q05_unsloth", "q05_unsloth_2"),

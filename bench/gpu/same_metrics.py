@@ -1,5 +1,5 @@
 """Are two runs' metrics identical step for step? `python bench/gpu/same_metrics.py RUN_A RUN_B` prints the first
-step and key that differ (what measures the machine, not the run, is left out: r1exp.verdict.VOLATILE, the keys the
+step and key that differ (what measures the machine, not the run, is left out: r1exp.records.verdict.VOLATILE, the keys the
 reproduce verdict never compares), exit 0 if none."""
 
 import json
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from r1exp.verdict import VOLATILE  # noqa: E402
+from r1exp.records.verdict import VOLATILE  # noqa: E402
 
 
 def rows(run: str) -> list[dict]:

@@ -68,7 +68,7 @@
 #   s11b      session 11, 7B 64 x 256 on a fresh machine: Unsloth with its pass / reusing / peft, back to back (the
 #             pass's cost side by side; Unsloth step / PEFT step).
 #   s11c      session 11, 0.5B 64 x 256: Unsloth reusing / with its pass / reusing again, then peft and its floor.
-#   s11d      session 11, 0.5B 64 x 256 on a fresh machine, Unsloth with TRL's trainer defaults (r1exp/trainer_args.py:
+#   s11d      session 11, 0.5B 64 x 256 on a fresh machine, Unsloth with TRL's trainer defaults (r1exp/grpo/args.py:
 #             fused AdamW, no weight decay or warm-up, the importance-sampling correction on, truncated completions
 #             kept): it trains (loss and gradient norm no longer 0) and reuses pi_old with the correction on.
 #   s12a      session 12, 0.5B 64 x 256 on a fresh machine: Unsloth with the defaults (engine.detokenize=auto: vLLM

@@ -81,7 +81,7 @@ def missing_option(group: str, option: str, options: list[str]) -> Problem:
 def unknown_key(key: str, value: str, base_keys=None) -> Problem:
     parent, _, leaf = key.rpartition(".")
     if parent == "trainer":
-        from r1exp.trl_fields import grpo_fields
+        from r1exp.grpo.fields import grpo_fields
 
         fields = grpo_fields()
         if leaf in fields:

@@ -2,10 +2,10 @@
 
 A rule is a row of data: an id, the config keys it reads, a check that yields `Problem`s for a `Context`, its
 scope and a line of documentation. Components (engines, loaders, rewards, data, distributed) own their rows;
-`r1exp.config.validate` gathers them into one table and runs it.
+`r1exp.checks.validate` gathers them into one table and runs it.
 
 Scope "machine": the rule is about this machine (installed packages, GPUs, the model and data on disk); only a dry
-run planned for another machine (hardware.* set, see r1exp.config.validate.severity_here) reports those as
+run planned for another machine (hardware.* set, see r1exp.checks.validate.severity_here) reports those as
 warnings.
 """
 
@@ -20,7 +20,7 @@ from r1exp.errors import Problem
 @dataclass(frozen=True)
 class Context:
     cfg: object        # the composed DictConfig
-    env: object        # r1exp.machine.Environment
+    env: object        # r1exp.machine.facts.Environment
     dry_run: bool
     output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
     engine: object = None           # the chosen engine (r1exp.engines.base.Engine), when it could be built

@@ -2,7 +2,7 @@
 
 Each group that is not a component (the top level, hardware, checks, model, data, logger) is a model below; an
 engine's or a loader's fields are its own class (r1exp.components); trainer.* keys are typed by the installed
-trl.GRPOConfig (r1exp.trl_fields), and the ranges r1exp knows for them are `TrainerRanges`. Every error keeps the
+trl.GRPOConfig (r1exp.grpo.fields), and the ranges r1exp knows for them are `TrainerRanges`. Every error keeps the
 key / value / why / fix form: a wrong type is rule `schema.type`, a number out of range rule `range`, a key that
 does not exist `schema.key`, a deleted required key `schema.missing`.
 """
@@ -75,7 +75,7 @@ class Lora(Strict):
 
 
 class Warmup(Strict):
-    """The tiny model's warm-up on the task's own text (r1exp/tiny.py, conf/model/tiny.yaml)."""
+    """The tiny model's warm-up on the task's own text (r1exp/models/tiny.py, conf/model/tiny.yaml)."""
 
     batch_size: int = Field(32, ge=1)
     steps: int = Field(ge=0)

@@ -3,7 +3,7 @@ fields. Import-light (no `datasets`, no torch).
 
 A hub dataset (data.path = owner/name) must be loadable here: in the local caches (`datasets`' prepared copy or the
 hub cache) when the hub is offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE) or out of reach,
-else known to the hub (one question, 2 s at most, r1exp.hub) and, if gated, with a token."""
+else known to the hub (one question, 2 s at most, r1exp.machine.hub) and, if gated, with a token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp import data, hub
+from r1exp import data
+from r1exp.machine import hub
 from r1exp.config.rule import Rule, get
 from r1exp.errors import Problem
 

@@ -122,7 +122,7 @@ def _long_prompt(cfg, result: Scan):
 
 
 def data_rules() -> list:
-    """Rows of the rules table (gathered by r1exp.config.validate)."""
+    """Rows of the rules table (gathered by r1exp.checks.validate)."""
     from r1exp.config.rule import Rule
 
     return [Rule("data.whole_file", ("data.path", "data.num_samples", "data.prompt_field", "data.answer_field"),

@@ -31,7 +31,7 @@ class Engine(BaseModel):
     uses_vllm: ClassVar[bool] = False     # TRL generates through vLLM
     remote: ClassVar[bool] = False        # generation runs in a separate server process
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
-    built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
+    built_rules: ClassVar[tuple] = ()     # r1exp.checks.built.BuiltRule rows
     deterministic_env: ClassVar[dict] = {}          # environment of its deterministic mode (reproducible=true)
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
     deterministic_cost: ClassVar[str | None] = None  # the measured price of its deterministic mode, for the dry run
@@ -75,5 +75,5 @@ class Engine(BaseModel):
         return self.name
 
     def settings_to_check(self, cfg: DictConfig, plan, device: str) -> dict:
-        """name -> the value the built engine must report (see r1exp.engines.check)."""
+        """name -> the value the built engine must report (see r1exp.checks.built)."""
         return {}

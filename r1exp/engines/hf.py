@@ -8,12 +8,12 @@ from typing import ClassVar
 from omegaconf import DictConfig
 
 from r1exp.engines.base import Engine
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 
 
 def generation_kv_cache(cfg: DictConfig, plan, static_gb: float, dynamic_gb: float) -> None:
     """Generating in the trainer: the KV cache of the whole generation batch, not held while training."""
-    from r1exp.config.plan import GiB, kv_bytes_per_token, sequence_tokens
+    from r1exp.plan.memory import GiB, kv_bytes_per_token, sequence_tokens
 
     kv = plan.generation_batch * sequence_tokens(cfg) * kv_bytes_per_token(cfg.model.arch, str(cfg.model.dtype)) / GiB
     plan.terms["generation_kv_cache"] = kv

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule
 from r1exp.engines.base import Engine
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 from r1exp.engines.hf import generation_kv_cache
 from r1exp.errors import Problem
 from r1exp.versions import Version
@@ -37,7 +37,7 @@ def check_transformers(ctx):
 def check_dtype(ctx):
     """TRL's continuous-batching path casts the model in place to bfloat16 before generating when bf16 is on (its
     default), so a float32 model (the adapters included) is trained in bfloat16 from the first step."""
-    from r1exp.config.plan import trainer_value
+    from r1exp.plan.memory import trainer_value
 
     if str(ctx.cfg.model.dtype) == "float32" and trainer_value(ctx.cfg, "bf16", None) in (None, True) \
             and not trainer_value(ctx.cfg, "fp16", False):

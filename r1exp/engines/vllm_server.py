@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 from pydantic import Field
 
 from r1exp.config.rule import Rule
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 from r1exp.engines.server import TRL_CLI, ServerSpec, running_server
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import Problem
-from r1exp.machine import on_cpu
+from r1exp.machine.facts import on_cpu
 
 
 def check_server_on_cpu(ctx):
@@ -49,7 +49,7 @@ def check_server_gpus(ctx):
         yield Problem("engine.gpus", server, f"GPU(s) {outside} do not exist: the run has GPUs 0..{gpus - 1}",
                       f"pick server GPUs among 0..{gpus - 1}, e.g. engine.gpus=[{gpus - 1}]")
     else:
-        from r1exp.distributed import processes_per_machine
+        from r1exp.scale.distributed import processes_per_machine
 
         trainers = processes_per_machine(ctx.cfg)
         if not server or gpus - len(set(server)) < trainers:
@@ -95,7 +95,7 @@ class VllmServer(VllmEngine):
                           "engine.tensor_parallel_size")
 
     def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
-        from r1exp.config.plan import weights_gb
+        from r1exp.plan.memory import weights_gb
 
         weights = weights_gb(cfg)
         kv, overhead, kv_one = self.sizes(cfg, "cuda")
@@ -132,7 +132,7 @@ class VllmServer(VllmEngine):
     def server_spec(self, cfg: DictConfig, model_path: str | None = None) -> ServerSpec:
         spec = ServerSpec(host=self.host, port=self.port, timeout_s=self.timeout_s)
         if self.launch:
-            from r1exp.config.plan import max_model_len
+            from r1exp.plan.memory import max_model_len
 
             spec.command = self.serve_command(cfg, model_path, max_model_len(cfg))
             spec.env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus)}

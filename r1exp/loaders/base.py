@@ -28,7 +28,7 @@ class Loaded:
 def model_source(cfg: DictConfig, log=print) -> str:
     """A hub id or local folder; models with init=random (and model=tiny) are built locally and cached."""
     if cfg.model.init == "random":
-        from r1exp import tiny
+        from r1exp.models import tiny
 
         return str(tiny.ensure_local_model(cfg.model, cfg.data, log=log))
     path = str(cfg.model.name_or_path)
@@ -40,12 +40,12 @@ class Loader(BaseModel):
 
     name: str
     load_in_4bit: bool = False
-    reuse_training_logps: bool = True   # on-policy, pi_old is the loss forward's own (r1exp/loaders/on_policy.py)
+    reuse_training_logps: bool = True   # on-policy, pi_old is the loss forward's own (r1exp/patches/on_policy.py)
 
     packages: ClassVar[tuple] = ()        # packages it imports, checked against the version table
     needs_gpu: ClassVar[bool] = False     # cannot be imported without a CUDA GPU
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
-    built_rules: ClassVar[tuple] = ()     # r1exp.engines.check.BuiltRule rows
+    built_rules: ClassVar[tuple] = ()     # r1exp.checks.built.BuiltRule rows
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
     own_trainer_fields: ClassVar[dict] = {}  # GRPOConfig fields the loader's own GRPOConfig class decides: {field: why}
     on_policy_trainer: ClassVar[str | None] = None  # module whose trainer_class() reuses the loss's log-probs

@@ -2,7 +2,7 @@
 
 With an in-process vLLM engine (TRL colocate), the engine holds a second, merged copy of the weights. It trains with
 TRL's GRPOTrainer, less TRL's extra log-prob pass when the run is on-policy (`reuse_training_logps`,
-r1exp/loaders/trl_trainer.py).
+r1exp/patches/trl_on_policy.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def check_four_bit(ctx):
 
 
 class PeftLoader(Loader):
-    on_policy_trainer: ClassVar[str | None] = "r1exp.loaders.trl_trainer"
+    on_policy_trainer: ClassVar[str | None] = "r1exp.patches.trl_on_policy"
     rules: ClassVar[tuple] = (
         Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit, scope="machine",
              doc="4-bit loading needs CUDA and bitsandbytes"),

@@ -26,14 +26,14 @@ them back. On the H200 (bench/results/h200/session5) Unsloth's step is then 0.98
 
 Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`). Its loss held the
 micro-batch's logits in float32 for the backward, the largest term of every Unsloth run on the H200;
-`recompute_logits` (the default) has the loss recompute them block by block instead (r1exp/loaders/unsloth_logits.py).
+`recompute_logits` (the default) has the loss recompute them block by block instead (r1exp/patches/unsloth_logits.py).
 
 Its trainer ran the policy once more, without gradients, over every completion before the loss (pi_old for the
 importance-sampling correction); on-policy, `reuse_training_logps` (the default) takes pi_old from the loss's own
-forward instead (r1exp/loaders/unsloth_trainer.py).
+forward instead (r1exp/patches/unsloth_on_policy.py).
 
 At import Unsloth generates its version of every TRL trainer; `trl_trainers=grpo` (the default) has it generate the
-GRPO trainer alone, the one r1exp trains with (r1exp/loaders/unsloth_imports.py).
+GRPO trainer alone, the one r1exp trains with (r1exp/patches/unsloth_imports.py).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from omegaconf import DictConfig
 from pydantic import Field
 
 from r1exp.config.rule import Rule, get
-from r1exp.engines.check import BuiltRule
+from r1exp.checks.built import BuiltRule
 from r1exp.errors import Problem
 from r1exp.loaders.base import Loaded, Loader
 from r1exp.versions import INSTALL
@@ -106,7 +106,7 @@ def check_four_bit_gpu(ctx):
 
 
 def check_one_process(ctx):
-    from r1exp.distributed import planned_world_size
+    from r1exp.scale.distributed import planned_world_size
 
     world = planned_world_size(ctx.cfg)
     if world > 1:
@@ -140,8 +140,8 @@ class UnslothLoader(Loader):
     needs_gpu: ClassVar[bool] = True
     not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
                                               "(r1exp's deterministic mode is measured with loader=peft)")
-    on_policy_trainer: ClassVar[str | None] = "r1exp.loaders.unsloth_trainer"
-    own_trainer_fields: ClassVar[dict] = {   # where UnslothGRPOConfig's value stands (r1exp/trainer_args.py)
+    on_policy_trainer: ClassVar[str | None] = "r1exp.patches.unsloth_on_policy"
+    own_trainer_fields: ClassVar[dict] = {   # where UnslothGRPOConfig's value stands (r1exp/grpo/args.py)
         "bf16": "Unsloth casts the model and autocasts its loss itself (its GRPOConfig passes bf16=False)",
         "gradient_checkpointing_kwargs": "Unsloth's own gradient checkpointing (use_reentrant=True)",
         "torch_empty_cache_steps": "Unsloth empties the CUDA cache every 250 steps",
@@ -183,7 +183,7 @@ class UnslothLoader(Loader):
             os.environ["UNSLOTH_VLLM_STANDBY"] = "1"
         if not self.compile:
             os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-        from r1exp.loaders.unsloth_imports import import_unsloth
+        from r1exp.patches.unsloth_imports import import_unsloth
 
         import_unsloth(self.trl_trainers)  # patches transformers/TRL/PEFT on import
         self.install_loss_logits()
@@ -192,7 +192,7 @@ class UnslothLoader(Loader):
         """recompute_logits: Unsloth's loss recomputes its logits in the backward (before the model is loaded, so a
         zoo that computes them differently stops the run in seconds)."""
         from r1exp.errors import ConfigError
-        from r1exp.loaders import unsloth_logits
+        from r1exp.patches import unsloth_logits
 
         try:
             unsloth_logits.install(self.recompute_logits)
@@ -213,8 +213,8 @@ class UnslothLoader(Loader):
         capping the chunks of its no-grad log-prob pass changed nothing). With recompute_logits the loss keeps the
         hidden states instead and one block of logits at a time. Unsloth's gradient checkpointing offloads each
         layer's input to CPU memory, so only the layer being redone is on the GPU."""
-        from r1exp.config.plan import GiB, layer_activations_gb, sequence_tokens, trainer_value
-        from r1exp.loaders.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
+        from r1exp.plan.memory import GiB, layer_activations_gb, sequence_tokens, trainer_value
+        from r1exp.patches.unsloth_logits import BLOCK_BYTES_PER_LOGIT, block_rows
 
         tokens = micro * sequence_tokens(cfg)
         vocab = int(cfg.model.arch.vocab)
@@ -240,7 +240,7 @@ class UnslothLoader(Loader):
     @classmethod
     def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg):
         from r1exp.components import engine_of, loader_class
-        from r1exp.config.knobs import Knob
+        from r1exp.plan.knobs import Knob
 
         if loader_class(cfg) is cls or not engine_of(cfg).in_process:
             return None
@@ -263,8 +263,8 @@ class UnslothLoader(Loader):
         engine_context = contextlib.nullcontext()
         if self.fast_inference:
             from r1exp.components import engine_of
-            from r1exp.config.plan import plan_memory
-            from r1exp.machine import detect, run_device
+            from r1exp.plan.memory import plan_memory
+            from r1exp.machine.facts import detect, run_device
 
             plan = plan_memory(cfg, detect())
             # the engine's own settings (graphs, compile, batch limits, one step's sequences at once) replace

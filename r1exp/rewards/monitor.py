@@ -91,7 +91,7 @@ def reward_monitor(run_dir: Path, max_failure_rate: float | None, time_budget_s:
 
 
 def budget_rules() -> list:
-    """Rows of the rules table (gathered by r1exp.config.validate)."""
+    """Rows of the rules table (gathered by r1exp.checks.validate)."""
     from r1exp.config.rule import Rule
 
     return [Rule("checks.reward_time_budget_s", ("checks.reward_time_budget_s",), check_time_budget,

@@ -1,0 +1,109 @@
+"""The dry-run report: resolved choices, the memory plan and every warning, as tables.
+
+`memory_table(plan, measured=None)` is also what a benchmark prints to put the plan next to measured peaks.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from r1exp.plan.memory import MemoryPlan, plan_memory, trainer_value
+from r1exp.components import engine_of, loader_of
+from r1exp.data.prompts import prompt_estimate
+from r1exp.errors import render_problems
+
+TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
+ENGINE_TERMS = ("engine_weights", "engine_kv_cache", "engine_overhead")
+
+
+def choices_table(cfg: DictConfig, env, plan: MemoryPlan) -> Table:
+    table = Table(title=f"r1exp dry run: {cfg.name}", show_header=True)
+    table.add_column("group")
+    table.add_column("choice")
+    m = cfg.model
+    table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B, {m.dtype}, init={m.init}, "
+                           f"LoRA r={m.lora.r}, max_seq_length={m.max_seq_length})")
+    table.add_row("loader", loader_of(cfg).describe(cfg))
+    table.add_row("engine", engine_of(cfg).describe(cfg, plan))
+    samples = cfg.data.get("num_samples") or "all"
+    source = prompt_estimate(cfg).source
+    table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
+    table.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
+    t = lambda key: trainer_value(cfg, key)  # noqa: E731
+    table.add_row("trainer", f"lr={t('learning_rate')} steps={t('max_steps')} batch={t('per_device_train_batch_size')}"
+                             f" G={t('num_generations')} generation batch={plan.generation_batch}"
+                             f" completion={t('max_completion_length')} beta={t('beta')}"
+                             f" grad_ckpt={t('gradient_checkpointing')}")
+    table.add_row("logger", str(cfg.logger.name))
+    gpus = ", ".join(f"{g:.0f} GiB" for g in env.gpus) or "none"
+    table.add_row("machine", f"GPUs: {gpus}; vLLM: {env.vllm_version or 'not installed'} ({env.vllm_flavour or '-'})"
+                             f"; trl {env.versions.get('trl', 'not installed')}")
+    return table
+
+
+def memory_table(plan: MemoryPlan, measured: dict | None = None, title: str | None = None) -> Table:
+    """The plan's terms, totals and device; with `measured` (name -> GiB), a column of measured values."""
+    unit = "GiB per GPU" if plan.device == "cuda" else "GiB, CPU run"
+    table = Table(title=title or f"memory plan ({unit})", show_header=True)
+    table.add_column("term")
+    table.add_column("planned", justify="right")
+    if measured is not None:
+        table.add_column("measured", justify="right")
+
+    def row(name, gb):
+        cells = [name, f"{gb:.2f}"]
+        if measured is not None:
+            cells.append(f"{measured[name]:.2f}" if name in measured else "")
+        table.add_row(*cells)
+
+    for name in TRAINER_TERMS + ENGINE_TERMS:
+        if name in plan.terms:
+            row(name, plan.terms[name])
+    for name, gb in plan.terms.items():
+        if name not in TRAINER_TERMS + ENGINE_TERMS:
+            row(name, gb)
+    row("trainer", plan.trainer_gb)
+    if plan.engine_gb:
+        util = plan.gpu_memory_utilization
+        row(f"engine (utilization {util if util is not None else 'n/a'})", plan.engine_gb)
+    row("predicted peak", plan.total_gb)
+    if plan.device_gb:
+        table.add_row("device", f"{plan.device_gb:.0f}", *([""] if measured is not None else []))
+    elif plan.device == "cpu":
+        table.add_row("device", "CPU run (hardware.gpu_memory_gb=N plans a GPU)",
+                      *([""] if measured is not None else []))
+    else:
+        table.add_row("device", "GPU, size unknown: set hardware.gpu_memory_gb", *([""] if measured is not None else []))
+    return table
+
+
+def print_dry_run(cfg, env, console: Console | None = None, problems: list | None = None) -> None:
+    """Choices, plan, and every problem the checker found (computed here when not given)."""
+    if problems is None:
+        from r1exp.checks.validate import validate
+
+        problems = validate(cfg, env, dry_run=True)
+    console = console or Console(soft_wrap=True)
+    plan = plan_memory(cfg, env)
+    console.print(choices_table(cfg, env, plan))
+    console.print(memory_table(plan))
+    for note in plan.notes:
+        console.print(f"note: {note}", markup=False)
+    engine = engine_of(cfg)
+    if cfg.get("reproducible") and engine.deterministic_cost:
+        console.print(f"note: reproducible=true (deterministic mode) costs {engine.deterministic_cost}", markup=False)
+    from r1exp.scale.distributed import describe
+
+    if describe(cfg, env):
+        console.print(describe(cfg, env), markup=False, highlight=False)
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity != "error"]
+    if problems:
+        console.print(render_problems(problems), markup=False, highlight=False)
+    if errors:
+        console.print(f"dry run: {len(errors)} error(s); the run would stop before loading anything.", markup=False)
+    else:
+        console.print(f"dry run: configuration is valid ({len(warnings)} warning(s)); nothing was loaded.",
+                      markup=False)
