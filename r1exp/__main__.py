@@ -7,6 +7,8 @@ A configuration mistake exits with status 2 before Hydra creates a run folder; a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 from r1exp.errors import EXIT_OK, EXIT_USAGE
@@ -54,7 +56,8 @@ def _hydra(argv: list[str], cl) -> int:
         from r1exp.run import run, run_dir_of_hydra
         from r1exp.scale.sweep import job_value
 
-        code = run(cfg)
+        with one_job():
+            code = run(cfg)
         _status["code"] = max(_status["code"], code)
         return job_value(cfg, code, run_dir_of_hydra())  # the exit status, or an Optuna search's metric
 
@@ -73,6 +76,59 @@ def _hydra(argv: list[str], cl) -> int:
 
         return max(_status["code"], last_exit_code() or EXIT_OK)
     return _status["code"]
+
+
+# set for vLLM by TRL's in-process engine (and MASTER_PORT by r1exp.run): a run of one process must not leave them
+RENDEZVOUS_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextlib.contextmanager
+def one_job():
+    """A job of a sweep that runs in this process leaves nothing distributed to the next one. TRL's in-process vLLM
+    engine (engine=vllm) sets RANK, LOCAL_RANK and WORLD_SIZE and vLLM starts a one-process torch.distributed group;
+    the next job then read LOCAL_RANK, trained under DDP with one process (DDP's `find_unused_parameters=True was
+    specified ...` warning) and had every C++ warning prefixed with `[rank0]:`. After a job of a process that is not
+    a launched rank, the environment is put back and a one-process group the job started is ended."""
+    saved = {name: os.environ.get(name) for name in RENDEZVOUS_ENV}
+    launched = int(saved["WORLD_SIZE"] or 1) > 1 or saved["LOCAL_RANK"] is not None  # a rank of torchrun/accelerate
+    had_group = _process_group() is not None
+    try:
+        yield
+    finally:
+        if not launched:
+            if not had_group:
+                _end_process_group()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _process_group():
+    """torch.distributed, when torch is imported and a default process group is up; else None."""
+    torch = sys.modules.get("torch")
+    dist = getattr(torch, "distributed", None) if torch is not None else None
+    try:
+        return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
+    except Exception:  # noqa: BLE001 - a half-imported torch: nothing to end
+        return None
+
+
+def _end_process_group() -> None:
+    dist = _process_group()
+    if dist is None or dist.get_world_size() != 1:
+        return
+    try:
+        state = sys.modules.get("vllm.distributed.parallel_state")
+        if state is not None:  # vLLM's groups hold the process group: end them with it
+            state.destroy_model_parallel()
+            state.destroy_distributed_environment()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception as e:  # noqa: BLE001 - the job is over; the next one starts its own group
+        print(f"r1exp: warning: could not end the job's torch.distributed group: {type(e).__name__}: {e}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

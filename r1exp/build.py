@@ -1,6 +1,7 @@
 """Building a run from its config: loader (model, tokenizer), data, rewards, GRPOConfig, GRPOTrainer.
 
-Heavy imports live here and below, never in r1exp.config. The chosen loader decides import order (Unsloth before
+Heavy imports live here and below, never in the pre-flight. It receives the components the pre-flight resolved
+(r1exp.components.Resolved) and rebuilds none of them. The chosen loader decides import order (Unsloth before
 TRL); the chosen engine says what GRPOConfig gets and what must hold while the trainer is built.
 """
 
@@ -10,10 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from r1exp.components import engine_of, loader_of
-from r1exp.machine.facts import run_device
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -28,7 +26,7 @@ class Built:
     args_report: dict   # trainer fields pinned to TRL's values / kept by the loader (r1exp/grpo/args.py)
 
 
-def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_weights: list[float]):
+def grpo_config(run, run_dir: Path, report_to: str, reward_weights: list[float]):
     """(GRPOConfig, report): the trainer's arguments as the config says them, with TRL's defaults for the keys it
     leaves out even where the loader's GRPOConfig class has other defaults (r1exp/grpo/args.py)."""
     from trl import GRPOConfig
@@ -36,17 +34,17 @@ def grpo_config(cfg: DictConfig, run_dir: Path, plan, report_to: str, reward_wei
     from r1exp.grpo import args as trainer_args
     from r1exp.observe.tracking import grpo_logging_args
 
-    device = run_device(cfg)
+    cfg = run.cfg
     trainer_keys = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs = {**grpo_logging_args(cfg, report_to), **trainer_keys}  # completions table for W&B; trainer.* wins
-    kwargs.update(engine_of(cfg).grpo_args(cfg, plan, device))
+    kwargs.update(run.engine.grpo_args(cfg, run.plan, run.device))
     if cfg.get("reproducible"):
         kwargs["full_determinism"] = True  # transformers: deterministic torch algorithms, cuDNN, seeded
     kwargs.update(
         output_dir=str(run_dir / "trainer"), run_name=Path(run_dir).name, report_to=report_to,
-        reward_weights=reward_weights, use_cpu=device == "cpu",
+        reward_weights=reward_weights, use_cpu=run.device == "cpu",
     )
-    loader = loader_of(cfg)
+    loader = run.loader
     return trainer_args.build(GRPOConfig, kwargs, loader.own_trainer_fields, owner=f"loader={loader.name}")
 
 
@@ -57,31 +55,31 @@ def deterministic_mode(engine) -> None:
     os.environ.update(engine.deterministic_env)
 
 
-def prepare_imports(cfg: DictConfig) -> None:
+def prepare_imports(run) -> None:
     """What must happen before torch, transformers, PEFT or TRL are first imported: the deterministic environment,
     the engine's process settings (OpenMP's wait policy on CPU), the loader's imports (Unsloth patches transformers,
     PEFT and TRL as it is imported, and warns that its optimizations may not all apply when they came first). The
     run calls it before anything else of the build, callbacks included; again here it changes nothing."""
-    engine, loader = engine_of(cfg), loader_of(cfg)
-    if cfg.get("reproducible"):
-        deterministic_mode(engine)
-    engine.before_imports(cfg, run_device(cfg))
-    loader.prepare_imports(cfg)
+    if run.cfg.get("reproducible"):
+        deterministic_mode(run.engine)
+    run.engine.before_imports(run.cfg, run.device)
+    run.loader.prepare_imports(run.cfg)
 
 
-def build(cfg: DictConfig, plan, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
+def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
+    """The trainer of a run whose components the pre-flight resolved (r1exp.components.Resolved), as open-r1's
+    grpo.py does it: model source, rewards, GRPOConfig, model, data, trainer."""
     from r1exp import data, rewards
-    from r1exp.loaders.base import model_source
+    from r1exp.models.source import model_source
 
-    device = run_device(cfg)
-    engine, loader = engine_of(cfg), loader_of(cfg)
-    prepare_imports(cfg)
+    cfg, engine, loader, plan, device = run.cfg, run.engine, run.loader, run.plan, run.device
+    prepare_imports(run)
     # a locally built model is built before GRPOConfig starts torch.distributed (in which transformers writes weights
     # on rank 0 only); the arguments are checked before the model loads: seconds, not minutes
     source = model_source(cfg, log=log)
     funcs, weights = rewards.build_rewards(cfg.reward)
-    args, args_report = grpo_config(cfg, run_dir, plan, report_to, weights)
-    loaded = loader.load(cfg, source)
+    args, args_report = grpo_config(run, run_dir, report_to, weights)
+    loaded = loader.load(cfg, source, plan, engine.loader_engine_context(cfg, plan, device))
     trainer_class = loader.trainer_class()
     dataset = data.build_dataset(cfg.data)
     with engine.build_context(cfg, plan, device, log=log):

@@ -14,11 +14,44 @@ exception. Import-light: component modules import torch, TRL or vLLM only inside
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 GROUPS = ("engine", "loader")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's components, resolved once by the pre-flight and handed down: the build, the loader's load and the
+    post-build check receive them; nothing downstream rebuilds them from the config."""
+    cfg: DictConfig
+    env: object          # r1exp.machine.facts.Environment
+    engine: object       # r1exp.engines.base.Engine
+    loader: object       # r1exp.loaders.base.Loader
+    plan: object         # r1exp.plan.memory.MemoryPlan
+    device: str          # cuda | cpu: where this run trains (r1exp.machine.facts.run_device)
+
+
+def resolve(cfg: DictConfig, env=None) -> Resolved:
+    """The components of a config that is known to be valid (the pre-flight's own path reports what is not)."""
+    from r1exp.machine.facts import detect, run_device
+
+    env = env or detect()
+    engine, loader = engine_of(cfg), loader_of(cfg)
+    return Resolved(cfg, env, engine, loader, plan_with(cfg, env, engine, loader), run_device(cfg, env))
+
+
+def plan_with(cfg: DictConfig, env, engine, loader):
+    from r1exp.plan.memory import plan_memory
+
+    return plan_memory(cfg, env, engine, loader)
+
+
+def plan_for(cfg: DictConfig, env):
+    """The memory plan of a config with its components built from it: a knob's changed config, a benchmark's."""
+    return plan_with(cfg, env, engine_of(cfg), loader_of(cfg))
 
 
 class ComponentError(Exception):
@@ -66,14 +99,6 @@ def engine_of(cfg: DictConfig):
 
 def loader_of(cfg: DictConfig):
     return build(cfg.loader, "loader")
-
-
-def loader_class(cfg: DictConfig):
-    """The loader's class (its class-level facts, e.g. `needs_gpu`), or None when it cannot be found."""
-    try:
-        return component_class(OmegaConf.select(cfg, "loader", default=None), "loader")
-    except ComponentError:
-        return None
 
 
 def shipped_options(group: str, conf_dir: Path | None = None) -> dict:

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from r1exp.records import secrets
-from r1exp.observe import tracking
+from r1exp.records.metrics import METRICS_FILE, read_metrics, step_rows
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from r1exp.records.manifest import MANIFEST_FILE, read_manifest, update_manifest
 from r1exp.records.verdict import VOLATILE, Comparison, compare, render  # noqa: F401 - VOLATILE: tests filter timings
@@ -101,7 +101,7 @@ def saved_manifest(run_dir: Path) -> dict:
 def saved_metrics(run_dir: Path, out=print) -> list[dict]:
     """The saved per-step rows. A last line cut short (a run killed while writing it) is left out with a note;
     a damaged line before the last is a usage error."""
-    path = run_dir / tracking.METRICS_FILE
+    path = run_dir / METRICS_FILE
     if not path.exists():
         return []
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
@@ -115,7 +115,7 @@ def saved_metrics(run_dir: Path, out=print) -> list[dict]:
                 break
             raise UsageError(f"{path} line {number} is not valid JSON ({e.msg}): the metrics file is damaged\n"
                              f"  fix: restore it, or remove that line to compare the other steps") from None
-    return tracking.step_rows(rows)
+    return step_rows(rows)
 
 
 def run_state(run_dir: Path, manifest: dict | None = None) -> str:
@@ -297,12 +297,12 @@ def reproduce(run_dir: Path, overrides: list[str], atol: float | None = None, ou
     changes = drift(old, new) if old else ["no manifest saved with the run: drift unknown"]
     out("drift: " + ("none (same packages, Python, code and device)" if not changes else "; ".join(changes)))
     if resume:
-        steps = tracking.step_rows(tracking.read_metrics(new_path))
+        steps = step_rows(read_metrics(new_path))
         out(f"resumed: status {new.get('status')}, steps now {steps[0]['step'] if steps else '-'}"
             f"..{steps[-1]['step'] if steps else '-'}")
         return code
     chosen, why = choose_criterion(old, new, criterion, atol)
-    result = compare(old_rows, tracking.step_rows(tracking.read_metrics(new_path)), chosen, atol or 0.0,
+    result = compare(old_rows, step_rows(read_metrics(new_path)), chosen, atol or 0.0,
                      step_count_note(overrides, state))
     out(f"criterion: {chosen} ({why})")
     out(render(result, atol or 0.0))

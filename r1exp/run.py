@@ -15,14 +15,16 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from r1exp.scale import distributed
+
+from r1exp.machine import processes
 from r1exp.machine import kernel_cache
 from r1exp.records import secrets
+from r1exp.observe import console
 from r1exp.observe import summary
 from r1exp.observe import timing
 from r1exp.observe import tracking
-from r1exp.components import engine_of
-from r1exp.plan.memory import plan_memory
-from r1exp.checks.validate import validate
+from r1exp.records.metrics import read_metrics
+from r1exp.checks.validate import preflight
 from r1exp.observe.gpu_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
 from r1exp.machine.facts import detect, device_label
@@ -39,12 +41,13 @@ def run_dir_of_hydra() -> Path:
 def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
+    console.route(run_dir)  # library output (vLLM, transformers, torch, warnings) to train.log; R1EXP_LIVE=verbose
     secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
     if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
         return distributed.launch(cfg, run_dir)
     env = detect()
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    manifest = Manifest(run_dir, resolved, seed=int(cfg.seed), device=device_label(cfg, env),
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    manifest = Manifest(run_dir, config_dict, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))
     startup = timing.Startup(on_change=lambda parts: manifest.update(startup=parts))  # run.json `startup`
     manifest.update(distributed=distributed.facts(cfg))
@@ -54,23 +57,23 @@ def run(cfg, run_dir: Path | None = None) -> int:
     stop.install()
     clock = summary.PhaseClock()  # wall time per phase, kept in run.json (`phases`)
     try:
-        problems = errors_of(validate(cfg, env, dry_run=False))
-        if problems:
-            raise ConfigError(problems)
-        plan = plan_memory(cfg, env)
-        manifest.update(plan=plan.as_dict())
+        checked = preflight(cfg, env, dry_run=False)  # resolves engine, loader and plan once, for all that follows
+        if errors_of(checked.problems):
+            raise ConfigError(errors_of(checked.problems))
+        resolved = checked.run
+        manifest.update(plan=resolved.plan.as_dict())
         _check_rewards(cfg)
         checkpoint = prepare_resume(cfg, run_dir, manifest)
         clock.enter("build")
-        report_to = tracking.start_tracker(cfg, run_dir, resolved, manifest.data)
+        report_to = tracking.start_tracker(cfg, run_dir, config_dict, manifest.data)
         manifest.update(wandb_id=tracking.tracker_run_id())
         kernel_cache.use(cfg.hardware.get("kernel_cache"))  # before any GPU library starts, and a server launched
-        if distributed.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
-            servers.enter_context(engine_of(cfg).lifecycle(cfg, run_dir))
+        if processes.is_main_process():  # one server for all ranks (TRL talks to it from rank 0)
+            servers.enter_context(resolved.engine.lifecycle(cfg, run_dir))
         with startup.build():
-            built = _build(cfg, plan, run_dir, report_to)
-        _check(cfg, built, plan)
-        manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None),  # r1exp/loaders/*_trainer.py
+            built = _build(resolved, run_dir, report_to)
+        _check(resolved, built)
+        manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None),  # r1exp/patches/*_on_policy.py
                         trainer_args=built.args_report or None)                 # r1exp/grpo/args.py
         built.trainer.add_callback(stop.callback())
         stop.install()
@@ -92,19 +95,19 @@ def run(cfg, run_dir: Path | None = None) -> int:
     except KeyboardInterrupt:
         status, code = "interrupted", stop.exit_code
         saved = last_checkpoint(run_dir)
-        manifest.finish("interrupted", tracking.summarize(tracking.read_metrics(run_dir)), exit_code=code,
+        manifest.finish("interrupted", tracking.summarize(read_metrics(run_dir)), exit_code=code,
                         checkpoint=str(saved) if saved else None)
     except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
         traceback.print_exc()
         summary.save_traceback(run_dir)  # error.txt, named by the closing summary
-        manifest.finish("failed", tracking.summarize(tracking.read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
+        manifest.finish("failed", tracking.summarize(read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
                         exit_code=code)
     finally:
         servers.close()
         stop.restore()
         manifest.update(phases=clock.stop(), wandb_url=summary.wandb_url())
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
-        if distributed.is_main_process():
+        if processes.is_main_process():
             summary.print_run_summary(run_dir, manifest.data)
     return distributed.rank_exit_status(code)
 
@@ -120,37 +123,37 @@ def _check_rewards(cfg) -> None:
             raise ConfigError(problems)
 
 
-def _build(cfg, plan, run_dir, report_to):
+def _build(resolved, run_dir, report_to):
     _own_rendezvous_port()
     from r1exp.observe import live
     from r1exp.build import build, prepare_imports
     from r1exp.rewards.monitor import reward_monitor
 
-    prepare_imports(cfg)  # first: the callbacks below import transformers (and with it torch and PEFT)
+    prepare_imports(resolved)  # first: the callbacks below import transformers (and with it torch and PEFT)
 
-    checks = cfg.get("checks") or {}
+    checks = resolved.cfg.get("checks") or {}
     monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
-    built = build(cfg, plan, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    built = build(resolved, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
     timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries
     return built
 
 
-def _check(cfg, built, plan) -> None:
+def _check(resolved, built) -> None:
     """After the build and before the first step: the engine the config asked for is the one in use, with the
     settings the plan computed."""
     from r1exp.checks.built import check_engine
 
-    problems = check_engine(cfg, built, plan)
+    problems = check_engine(resolved, built)
     if problems:
         raise ConfigError(problems)
 
 
 def _save(cfg, built, run_dir: Path) -> dict:
     built.trainer.save_model(str(run_dir / "adapter"))
-    metrics = tracking.summarize(tracking.read_metrics(run_dir))
-    if distributed.is_main_process():
+    metrics = tracking.summarize(read_metrics(run_dir))
+    if processes.is_main_process():
         tracking.plot_reward_curve(run_dir, title=f"{cfg.name}: {cfg.model.name_or_path} / {cfg.engine.name}")
     return metrics
 

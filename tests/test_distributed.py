@@ -18,6 +18,7 @@ import yaml
 from conftest import run_cli
 from r1exp import __main__ as entry
 from r1exp.scale import distributed
+from r1exp.machine import processes
 from r1exp.config.compose import compose
 from r1exp.machine.facts import Environment, detect
 from r1exp.checks.validate import validate
@@ -113,7 +114,7 @@ def test_vllm_cpu_engines_per_process_must_fit_the_numa_node(processes, node_gb,
                                         (["distributed=fsdp", "distributed.num_processes=16",
                                           "distributed.num_machines=2"], 16)])
 def test_planned_world_size_is_the_processes_the_config_asks_for(args, world):
-    assert distributed.planned_world_size(compose(args)) == world
+    assert processes.planned_world_size(compose(args)) == world
 
 
 # --- GPU machines, planned now (dry runs; run them when the GPUs are lent) ---------------------------------------
@@ -141,7 +142,7 @@ def test_the_generated_accelerate_config_is_one_accelerate_reads(strategy, gpus,
     path = distributed.write_accelerate_config(cfg, env, tmp_path)
     loaded = load_config_from_file(str(path))
     assert loaded.num_processes == gpus and loaded.num_machines == 1
-    assert str(loaded.distributed_type).rsplit(".", 1)[-1] == distributed.DISTRIBUTED_TYPES[strategy]
+    assert str(loaded.distributed_type).rsplit(".", 1)[-1] == processes.DISTRIBUTED_TYPES[strategy]
     if strategy == "fsdp":
         assert loaded.fsdp_config["fsdp_version"] == 2
     if strategy.startswith("deepspeed"):
@@ -169,7 +170,7 @@ def test_two_machines_are_planned_with_machine_0s_address():
 
 
 # Rules the lead's modules own: they must read planned_world_size (the launching process has no WORLD_SIZE).
-LEAD = "passes once the rule reads r1exp.scale.distributed.planned_world_size instead of WORLD_SIZE"
+LEAD = "passes once the rule reads r1exp.machine.processes.planned_world_size instead of WORLD_SIZE"
 
 
 def test_global_batch_counts_every_process():

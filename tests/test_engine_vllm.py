@@ -19,7 +19,7 @@ import pytest
 
 from r1exp.config.compose import compose
 from r1exp.machine.facts import detect
-from r1exp.plan.memory import plan_memory
+from r1exp.components import plan_for, resolve
 from r1exp.components import engine_of
 from r1exp.plan.memory import GiB
 from r1exp.errors import ConfigError
@@ -31,7 +31,7 @@ SMALL = ["logger=none", "trainer.max_steps=1", "trainer.per_device_train_batch_s
 def settings_for(overrides: list[str], device: str = "cpu"):
     """What the chosen engine passes to GRPOConfig and (colocate) to vllm.LLM on `device`."""
     cfg = compose(overrides)
-    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    engine, plan = engine_of(cfg), plan_for(cfg, detect())
     llm = engine.llm_kwargs(cfg, plan, device) if hasattr(engine, "llm_kwargs") else {}
     return cfg, SimpleNamespace(grpo_args=engine.grpo_args(cfg, plan, device), llm_kwargs=llm)
 
@@ -101,13 +101,13 @@ def test_the_planned_length_always_reaches_the_engine(overrides):
     the plan's max_model_len is passed even when engine.max_model_len is null."""
     cfg, settings = settings_for(overrides + ["hardware.gpu_memory_gb=80"], "cuda")
     assert cfg.engine.max_model_len is None
-    assert settings.grpo_args["vllm_max_model_length"] == plan_memory(cfg, detect()).max_model_len
+    assert settings.grpo_args["vllm_max_model_length"] == plan_for(cfg, detect()).max_model_len
     assert settings.grpo_args["vllm_max_model_length"] < cfg.model.arch.max_position
 
 
 def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
     cfg, settings = settings_for(["engine=vllm"])
-    plan = plan_memory(cfg, detect())
+    plan = plan_for(cfg, detect())
     assert "vllm_gpu_memory_utilization" not in settings.grpo_args  # not vLLM's fraction of the NUMA node
     assert settings.llm_kwargs["kv_cache_memory_bytes"] >= plan.terms["engine_kv_cache"] * GiB
     assert settings.llm_kwargs["kv_cache_memory_bytes"] >= 64 * 1024**2
@@ -115,7 +115,7 @@ def test_auto_on_cpu_is_an_explicit_kv_cache_sized_by_the_plan():
 
 def test_auto_on_a_gpu_is_the_plans_kv_cache_and_a_fraction_that_covers_the_engine():
     cfg, settings = settings_for(["engine=vllm", "model=qwen0_5b", "hardware.gpu_memory_gb=80"], "cuda")
-    plan = plan_memory(cfg, detect())
+    plan = plan_for(cfg, detect())
     assert 0 < settings.grpo_args["vllm_gpu_memory_utilization"] == plan.gpu_memory_utilization <= 0.95
     assert plan.gpu_memory_utilization * 80 >= plan.engine_gb
     assert settings.llm_kwargs["kv_cache_memory_bytes"] == math.ceil(plan.kv_cache_gb * GiB)
@@ -142,7 +142,7 @@ def test_the_cpu_patch_names_a_version_it_does_not_know():
 def test_trl_builds_its_engine_with_r1exps_arguments_only_inside_the_block():
     import trl.generation.vllm_generation as trl_engine
 
-    from r1exp.engines.vllm_colocate import llm_kwargs_for_trl
+    from r1exp.patches.trl_vllm_llm import llm_kwargs_for_trl
 
     original = trl_engine.LLM
     with llm_kwargs_for_trl({"enforce_eager": True}):
@@ -179,7 +179,7 @@ def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads
     from r1exp.engines.vllm_colocate import kv_cache_bytes
 
     cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN, *overrides])
-    plan = plan_memory(cfg, detect())
+    plan = plan_for(cfg, detect())
     engine = engine_of(cfg)
     # always: the planned fraction (Unsloth turned 0.15 into 0.134 once) and a batched-token budget the sequences hold;
     # with auto the plan's KV cache size, with a fraction none (vLLM's profiling sizes it)
@@ -195,7 +195,7 @@ def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads
 
 def test_trls_own_engine_is_not_held_to_a_sequence_count():
     cfg = compose(["loader=peft", "engine=vllm", *GPU_PLAN])
-    assert "max_num_seqs" not in engine_of(cfg).settings_to_check(cfg, plan_memory(cfg, detect()), "cuda")
+    assert "max_num_seqs" not in engine_of(cfg).settings_to_check(cfg, plan_for(cfg, detect()), "cuda")
 
 
 def test_the_loaders_engine_is_built_with_the_settings_only_inside_the_block():
@@ -203,14 +203,14 @@ def test_the_loaders_engine_is_built_with_the_settings_only_inside_the_block():
 
     cfg = compose(["loader=unsloth", "engine=vllm", *GPU_PLAN])
     original = vllm.LLM
-    with engine_of(cfg).loader_engine_context(cfg, plan_memory(cfg, detect()), "cuda"):
+    with engine_of(cfg).loader_engine_context(cfg, plan_for(cfg, detect()), "cuda"):
         assert vllm.LLM is not original and issubclass(vllm.LLM, original)
         assert vllm.LLM.r1exp_settings["max_num_seqs"] == 64
     assert vllm.LLM is original
 
 
 def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_value():
-    from r1exp.engines.vllm_colocate import _with_defaults
+    from r1exp.patches.trl_vllm_llm import _with_defaults
 
     class Recorder:
         def __init__(self, **kwargs):
@@ -230,11 +230,11 @@ def test_r1exp_settings_fill_in_what_trl_leaves_out_and_overrides_replace_trls_v
 ])
 def test_compile_reaches_the_engine_and_the_post_build_check(overrides, device, compiled):
     from r1exp.components import engine_of
-    from r1exp.plan.memory import plan_memory
+    from r1exp.components import plan_for
     from r1exp.machine.facts import detect
 
     cfg = compose(["engine=vllm", *overrides])
-    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    engine, plan = engine_of(cfg), plan_for(cfg, detect())
     kwargs, expected = engine.llm_kwargs(cfg, plan, device), engine.settings_to_check(cfg, plan, device)
     assert ("compilation_config" in kwargs) == (compiled is False)
     assert expected.get("compiled") == compiled
@@ -259,7 +259,7 @@ def test_batched_tokens_never_exceed_what_the_sequences_hold(overrides, requeste
     from r1exp.checks.validate import validate
 
     cfg = compose(["engine=vllm", *Q05, *overrides])
-    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    engine, plan = engine_of(cfg), plan_for(cfg, detect())
     cap = plan.generation_batch * plan.max_model_len
     batched = min(requested or 4096, cap)
     assert (batched == cap < (requested or 4096)) == capped
@@ -278,7 +278,7 @@ def _build(overrides, tmp_path):
     from r1exp.build import build
 
     cfg = compose(overrides + SMALL)
-    return cfg, build(cfg, plan_memory(cfg, detect()), tmp_path, "none", callbacks=[])
+    return cfg, build(resolve(cfg), tmp_path, "none", callbacks=[])
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +334,7 @@ def test_check_passes_when_the_engine_is_the_one_asked_for(vllm_build, hf_build)
     from r1exp.checks.built import check_engine
 
     for cfg, built in (vllm_build, hf_build):
-        assert check_engine(cfg, built) == [], cfg.engine.name
+        assert check_engine(resolve(cfg), built) == [], cfg.engine.name
 
 
 # (the config the built trainer is checked against, the built trainer, the rule that must fire)
@@ -352,7 +352,7 @@ def test_check_reports_an_engine_other_than_the_one_asked_for(overrides, built_w
     from r1exp.checks.built import check_engine
 
     _, built = vllm_build if built_with == "vllm" else hf_build
-    problems = check_engine(compose(overrides + SMALL), built)
+    problems = check_engine(resolve(compose(overrides + SMALL)), built)
     assert rule in [p.rule for p in problems], problems
     assert all(p.severity == "error" and p.fix for p in problems)
 
@@ -365,11 +365,11 @@ def test_unsloth_fast_inference_brings_the_engine_trl_uses(tmp_path):
 
     cfg = compose(["loader=unsloth", "engine=vllm", "logger=none", "trainer.max_steps=1",
                    "trainer.per_device_train_batch_size=8", "trainer.num_generations=4", "hardware.device=cuda"])
-    built = build(cfg, plan_memory(cfg, detect()), tmp_path, "none", callbacks=[])
+    built = build(resolve(cfg), tmp_path, "none", callbacks=[])
     facts = engine_facts(built.trainer, built.loaded.model)
     assert facts.model_engine is not None
     assert facts.trainer_engine in (None, facts.model_engine)
-    assert check_engine(cfg, built) == []
+    assert check_engine(resolve(cfg), built) == []
 
 
 # (environment given, what prepare_threads returns, GOMP_SPINCOUNT afterwards)

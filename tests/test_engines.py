@@ -17,7 +17,7 @@ from conftest import run_cli
 from r1exp import __main__ as entry
 from r1exp.components import engine_of, loader_of
 from r1exp.config.compose import compose
-from r1exp.plan.memory import plan_memory
+from r1exp.components import plan_for
 from r1exp.checks.validate import validate
 from r1exp.engines.hf import HFGenerate
 from r1exp.errors import errors_of
@@ -61,7 +61,7 @@ def test_a_users_own_engine_is_validated_and_planned_like_a_shipped_one():
     engine = engine_of(cfg)
     assert isinstance(engine, SlowGenerate) and engine.beams == 4
     assert errors_of(validate(cfg, detect(), dry_run=True)) == []
-    assert "generation_kv_cache" in plan_memory(cfg, detect()).terms
+    assert "generation_kv_cache" in plan_for(cfg, detect()).terms
 
 
 def test_every_shipped_component_builds_from_its_yaml():
@@ -73,7 +73,7 @@ def test_every_shipped_component_builds_from_its_yaml():
 
 def test_continuous_batching_sizes_its_cache_from_the_plan():
     cfg = compose(["engine=transformers_cb"])
-    engine, plan = engine_of(cfg), plan_memory(cfg, detect())
+    engine, plan = engine_of(cfg), plan_for(cfg, detect())
     cache = engine.grpo_args(cfg, plan, "cpu")["transformers_continuous_batching_config"]
     assert cache["num_blocks"] * cache["block_size"] >= plan.generation_batch * plan.max_model_len
 

@@ -60,7 +60,7 @@ def test_sleep_mode_because_it_costs_no_step_time_and_cuts_the_peak(call, awake,
     cfg = compose(["engine=vllm", "model=qwen0_5b"])
     from r1exp.components import engine_of
 
-    assert engine_of(cfg).sleeps(cfg, "cuda")   # auto sleeps TRL's engine on a GPU
+    assert engine_of(cfg).sleeps(cfg, "cuda", False)   # auto sleeps TRL's engine on a GPU
 
 
 def test_trls_batch_limits_because_larger_ones_were_not_faster():

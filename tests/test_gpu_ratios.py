@@ -185,7 +185,7 @@ def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
     third step on, two runs of the same config (q7_peft, q7_peft_2) differ as much as the two paths do (vLLM's
     sampling on the GPU is not bit-reproducible)."""
     from r1exp.records.manifest import read_manifest
-    from r1exp.observe.tracking import read_metrics
+    from r1exp.records.metrics import read_metrics
 
     runs = ratios.RESULTS / "session10" / "s10a" / "runs"
 
@@ -213,7 +213,7 @@ def test_on_the_h200_unsloths_pass_is_gone_where_the_reuse_is_in_force():
     millisecond: the skipped call returns at once), with loader.reuse_training_logps=false it took 0.60 s a step; the
     loss's forward, backward and optimizer took the same time both ways."""
     from r1exp.records.manifest import read_manifest
-    from r1exp.observe.tracking import read_metrics
+    from r1exp.records.metrics import read_metrics
 
     runs = ratios.RESULTS / "session11" / "s11b" / "runs"
 

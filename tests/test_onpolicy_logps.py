@@ -37,14 +37,13 @@ SHAPES = {"one micro-batch": (8, 1), "a generation split over two accumulated mi
 def trainer(request, tmp_path_factory):
     """A real loader=peft build; generation replaced by one fixed batch so both paths see the same completions."""
     from r1exp.build import build
-    from r1exp.plan.memory import plan_memory
-    from r1exp.machine.facts import detect
+    from r1exp.components import resolve
 
     micro, accumulation = SHAPES[request.param]
     cfg = compose(["engine=hf", "logger=none", f"trainer.per_device_train_batch_size={micro}",
                    f"trainer.gradient_accumulation_steps={accumulation}", "trainer.num_generations=4",
                    "trainer.max_completion_length=12", "+trainer.bf16=false", "hardware.device=cpu"])
-    built = build(cfg, plan_memory(cfg, detect()), tmp_path_factory.mktemp("reuse"), "none", callbacks=[])
+    built = build(resolve(cfg), tmp_path_factory.mktemp("reuse"), "none", callbacks=[])
     trainer = built.trainer
     assert trainer.args.steps_per_generation == accumulation
     rows = next(iter(trainer.get_train_dataloader()))  # one generation batch: micro x accumulation rows

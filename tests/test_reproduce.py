@@ -22,7 +22,7 @@ import pytest
 
 from conftest import run_cli
 from r1exp import reproduce
-from r1exp.observe import tracking
+from r1exp.records import metrics
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_the_default_run_repeats_bit_for_bit_on_cpu(original, tmp_path):
     assert result.code == 0, result.output[-3000:]
     assert "metrics: identical at every one of 3 steps" in result.output
     assert "criterion: exact (both runs on CPU, where r1exp runs are bit-exact)" in result.output
-    old = tracking.step_rows(tracking.read_metrics(original))
-    new = tracking.step_rows(tracking.read_metrics(tmp_path / "again"))
+    old = metrics.step_rows(metrics.read_metrics(original))
+    new = metrics.step_rows(metrics.read_metrics(tmp_path / "again"))
     assert [r["step"] for r in new] == [1, 2, 3]
     assert [r["reward"] for r in new] == [r["reward"] for r in old] and [r["loss"] for r in new] == [
         r["loss"] for r in old]

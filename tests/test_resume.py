@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
-from r1exp.observe import tracking
+from r1exp.records import metrics
 from r1exp.reproduce import VOLATILE
 
 MAX_STEPS = 6
@@ -39,7 +39,7 @@ def interrupted_run(run_dir: Path, sig: int, args: tuple, watch: Path | None = N
         proc = subprocess.Popen([sys.executable, "-m", "r1exp", *args], env=env, cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while len(tracking.step_rows(tracking.read_metrics(watch))) < after_steps:
+        while len(metrics.step_rows(metrics.read_metrics(watch))) < after_steps:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the run logged no steps in time"
             time.sleep(0.1)
@@ -53,7 +53,7 @@ def resume(run_dir: Path):
 
 
 def steps(run_dir: Path) -> list[int]:
-    return [r["step"] for r in tracking.step_rows(tracking.read_metrics(run_dir))]
+    return [r["step"] for r in metrics.step_rows(metrics.read_metrics(run_dir))]
 
 
 def check_interrupted_then_resumed(run_dir: Path, sig: int, *extra: str) -> None:
@@ -102,6 +102,6 @@ def test_a_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path, engine):
 
     def compared(run_dir):
         return [{k: v for k, v in r.items() if not VOLATILE.search(k)}
-                for r in tracking.step_rows(tracking.read_metrics(run_dir))]
+                for r in metrics.step_rows(metrics.read_metrics(run_dir))]
 
     assert compared(tmp_path / "resumed") == compared(tmp_path / "whole")

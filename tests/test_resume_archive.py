@@ -7,7 +7,8 @@ import json
 
 from omegaconf import OmegaConf
 
-from r1exp.observe import tracking
+
+from r1exp.records import metrics
 from r1exp.records.manifest import Manifest
 from r1exp.records.resume import prepare_resume
 
@@ -29,14 +30,14 @@ def test_a_failed_resume_keeps_the_earlier_attempts_metrics_and_status(tmp_path)
     m = Manifest(tmp_path, {"resume": True}, seed=1, device="cpu", resume=True)
     checkpoint = prepare_resume(cfg, tmp_path, m)
     assert checkpoint.name == "checkpoint-39"
-    assert [r["step"] for r in tracking.read_metrics(tmp_path)] == list(range(1, 40))   # goes on from the checkpoint
+    assert [r["step"] for r in metrics.read_metrics(tmp_path)] == list(range(1, 40))   # goes on from the checkpoint
     m.finish("failed", error="RuntimeError: boom", exit_code=1)
 
     data = json.loads((tmp_path / "run.json").read_text())
     earlier = data["attempts"][0]
     assert (data["status"], earlier["status"], earlier["metrics"]) == ("failed", "ok", {"steps_logged": 50})
     kept = tmp_path / earlier["files"]
-    assert [r["step"] for r in tracking.read_metrics(kept)] == list(range(1, 51))   # all 50 steps, as logged
+    assert [r["step"] for r in metrics.read_metrics(kept)] == list(range(1, 51))   # all 50 steps, as logged
     assert (kept / "reward_failures.jsonl").read_text() == '{"step": 3, "reward": "accuracy"}\n'
 
 
@@ -48,5 +49,5 @@ def test_a_second_resume_keeps_both_earlier_attempts(tmp_path):
         m.finish("failed", exit_code=1)
     data = json.loads((tmp_path / "run.json").read_text())
     assert [a["files"] for a in data["attempts"]] == ["attempts/1", "attempts/2"]
-    assert len(tracking.read_metrics(tmp_path / "attempts/1")) == 50
-    assert len(tracking.read_metrics(tmp_path / "attempts/2")) == 39
+    assert len(metrics.read_metrics(tmp_path / "attempts/1")) == 50
+    assert len(metrics.read_metrics(tmp_path / "attempts/2")) == 39

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import run_cli
 from r1exp.observe import timing
+from r1exp.patches import timing_hooks
+from r1exp.machine import bytecode
 from r1exp.scale.sweep import Job, write_summary
 
 
@@ -142,9 +144,9 @@ def test_methods_are_wrapped_by_name_and_missing_ones_are_skipped():
     fake = FakeClock()
     clock = timing.PhaseClock(clock=fake)
     t = Trainer(fake)
-    assert timing.wrap_method(t, "_generate", "generation", clock)
-    assert not timing.wrap_method(t, "_move_model_to_vllm", "weight_sync", clock)   # not in this "TRL"
-    assert not timing.wrap_method(t, "_generate", "generation", clock)              # not wrapped twice
+    assert timing_hooks.wrap_method(t, "_generate", "generation", clock)
+    assert not timing_hooks.wrap_method(t, "_move_model_to_vllm", "weight_sync", clock)   # not in this "TRL"
+    assert not timing_hooks.wrap_method(t, "_generate", "generation", clock)              # not wrapped twice
     assert t._generate([1, 2]) == ["out", "out"] and t._generate.__name__ == "_generate"
     assert "_generate" in vars(t) and not hasattr(Trainer._generate, "_r1exp_phase")  # the class is untouched
 
@@ -153,8 +155,8 @@ def test_logprobs_inside_the_loss_belong_to_the_loss():
     fake = FakeClock()
     clock = timing.PhaseClock(clock=fake)
     t = Trainer(fake)
-    timing.wrap_method(t, "training_step", "backward_optimizer", clock)
-    timing.wrap_method(t, "_get_per_token_logps_and_entropies", "logprobs", clock, skip_inside="backward_optimizer")
+    timing_hooks.wrap_method(t, "training_step", "backward_optimizer", clock)
+    timing_hooks.wrap_method(t, "_get_per_token_logps_and_entropies", "logprobs", clock, skip_inside="backward_optimizer")
     t._get_per_token_logps_and_entropies()     # before the loss (old/reference log-probs)
     t.training_step()
     assert clock.take() == pytest.approx({"logprobs": 1.0, "backward_optimizer": 3.0})
@@ -195,7 +197,7 @@ def fake_heavy(tmp_path, monkeypatch):
     """))
     (pkg / "worker.py").write_text("import time\nclass Worker:\n    def load_model(self):\n        time.sleep(0.15)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(timing, "HEAVY_PACKAGES", timing.HEAVY_PACKAGES | {"heavypkg"})
+    monkeypatch.setattr(timing, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | {"heavypkg"})
     monkeypatch.setattr(timing, "STARTUP_TARGETS", (
         ("heavypkg.models", "Model.from_pretrained", "model_load"),
         ("heavypkg.models", "Engine.__init__", "engine_start"),
@@ -240,7 +242,7 @@ def test_imports_are_split_by_package_each_counting_its_own_share(tmp_path, monk
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(timing, "HEAVY_PACKAGES", timing.HEAVY_PACKAGES | set(bodies))
+    monkeypatch.setattr(timing, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | set(bodies))
     monkeypatch.setattr(timing.Startup, "current", None)
     startup = timing.Startup()
     try:

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli
 from r1exp.records import secrets
 from r1exp.observe import tracking
+from r1exp.records import metrics
 from r1exp.records.wandb_offline import read_offline_run
 
 FAKE_ENV = {
@@ -123,7 +124,7 @@ def test_wandb_run_has_the_resolved_config_and_the_manifest_facts(wandb_run, off
 
 
 def test_wandb_history_holds_every_logged_step(wandb_run, offline):
-    steps = tracking.step_rows(tracking.read_metrics(wandb_run.run_dir))
+    steps = metrics.step_rows(metrics.read_metrics(wandb_run.run_dir))
     logged = {row["train/global_step"]: row for row in offline["history"] if "train/reward" in row}
     assert sorted(logged) == [1, 2]
     for row in steps:

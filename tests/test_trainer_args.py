@@ -1,8 +1,8 @@
 """A run trains with the GRPOConfig its config says, whichever loader builds it (r1exp/grpo/args.py).
 
 Unsloth replaces TRL's GRPOConfig with its own class, whose defaults differ from TRL's. Unsloth does not import
-without a GPU, so its class is executed here from the trainer it generated on the H200 (bench/results/h200/
-session11/s11a/generated_trainer.py), over the installed TRL's GRPOConfig; the helper Unsloth uses to drop arguments
+without a GPU, so its class is executed here from the trainer it generated on an H200 (the excerpt
+tests/fixtures/unsloth_grpo_trainer.py), over the installed TRL's GRPOConfig; the helper Unsloth uses to drop arguments
 an installed TRL does not know is replaced by the same filter. The specification:
 - left alone, Unsloth's class trains r1exp's config differently from TRL's (8-bit AdamW, weight decay, warm-up, no
   importance-sampling correction, truncated completions masked out, epsilon_high 0.28);
@@ -28,7 +28,8 @@ from r1exp.config.compose import compose
 from r1exp.errors import ConfigError
 from r1exp.loaders.unsloth_loader import UnslothLoader
 
-GENERATED = Path(__file__).resolve().parents[1] / "bench/results/h200/session11/s11a/generated_trainer.py"
+GENERATED = Path(__file__).resolve().parent / "fixtures" / "unsloth_grpo_trainer.py"
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu"
 OWNED = UnslothLoader.own_trainer_fields
 TRL_CONFIG = trl.GRPOConfig
 
@@ -49,7 +50,7 @@ def unsloth_config():
     unsloth = namespace["UnslothGRPOConfig"]
     # and what Unsloth's patch does to it (`_patch_config_pickle_identity`, unsloth/models/rl.py): TRL's module and
     # name, so that its instances pickle as TRL's class. On the H200 r1exp took it for TRL's own by that name and
-    # pinned nothing (session 12, bench/results/h200/session12/s12a: run.json without trainer_args, loss 0).
+    # pinned nothing (bench/results/gpu/vllm_text/0.5b_and_7b: run.json without trainer_args, loss 0).
     unsloth.__module__, unsloth.__qualname__, unsloth.__name__ = TRL_CONFIG.__module__, "GRPOConfig", "GRPOConfig"
     return unsloth
 
@@ -58,8 +59,7 @@ def run_args(tmp_path, monkeypatch, config_class, *overrides):
     """(args, report, keys) as r1exp.build.grpo_config builds them for loader=unsloth engine=vllm with `config_class`
     as trl.GRPOConfig (what importing Unsloth makes it); keys: what r1exp passed."""
     from r1exp.build import grpo_config
-    from r1exp.plan.memory import plan_memory
-    from r1exp.machine.facts import detect
+    from r1exp.components import resolve
 
     cfg = compose(["loader=unsloth", "engine=vllm", "hardware.device=cpu", *overrides])
     passed = {}
@@ -71,7 +71,7 @@ def run_args(tmp_path, monkeypatch, config_class, *overrides):
     built = trainer_args.build
     monkeypatch.setattr(trl, "GRPOConfig", config_class)
     monkeypatch.setattr(trainer_args, "build", recording)
-    args, report = grpo_config(cfg, tmp_path, plan_memory(cfg, detect()), "none", [1.0] * len(cfg.reward))
+    args, report = grpo_config(resolve(cfg), tmp_path, "none", [1.0] * len(cfg.reward))
     return args, report, passed
 
 
@@ -133,19 +133,20 @@ def test_trls_own_class_is_built_as_it_is(tmp_path, monkeypatch):
 
 
 def test_on_the_h200_unsloth_trained_only_once_trls_defaults_were_pinned():
-    """Every Unsloth run committed from the H200 whose run.json has no `trainer_args` (all sessions up to and including
-    session 12's s12a and s12b, where Unsloth's class carried TRL's name and r1exp took it for TRL's) trained with
-    Unsloth's defaults: at these random-weight shapes every completion runs to max_completion_length, and Unsloth's
-    class, given loss_type=dapo, masks truncated completions out of the loss, so the loss had no token (Unsloth's
-    completion_length metric 0) and loss and gradient norm were 0, though rewards varied; the one step with a loss is
-    the one step in which a completion ended. loader=peft on the same config, in the same calls, trained. With TRL's
-    defaults pinned (session 12, s12c: 0.5B and 7B) every Unsloth step trained on all 256 tokens of every completion,
-    with TRL's importance-sampling correction (its sampling/* metrics) and pi_old from the loss's forward."""
+    """Every Unsloth run committed from the H200 whose run.json has no `trainer_args` (every one before r1exp pinned
+    TRL's defaults, the last of them bench/results/gpu/vllm_text/0.5b_and_7b, where Unsloth's class carried TRL's name
+    and r1exp took it for TRL's) trained with Unsloth's defaults: at these random-weight shapes every completion runs to
+    max_completion_length, and Unsloth's class, given loss_type=dapo, masks truncated completions out of the loss, so
+    the loss had no token (Unsloth's completion_length metric 0) and loss and gradient norm were 0, though rewards
+    varied; a step with a loss would be one in which a completion ended (none did in these runs). loader=peft on the
+    same config, in the same calls, trained. With TRL's defaults pinned (bench/results/gpu/unsloth_trainer_args/pinned:
+    0.5B and 7B, and every Unsloth run since) every Unsloth step trained on all 256 tokens of every completion, with
+    TRL's importance-sampling correction (its sampling/* metrics) and pi_old from the loss's forward."""
     import json
 
-    from r1exp.observe.tracking import read_metrics
+    from r1exp.records.metrics import read_metrics
 
-    results = Path(__file__).resolve().parents[1] / "bench/results/h200"
+    results = RESULTS
 
     def steps(folder):
         return [r for r in read_metrics(folder) if "loss" in r]
@@ -154,17 +155,20 @@ def test_on_the_h200_unsloth_trained_only_once_trls_defaults_were_pinned():
                  if (path.parent / "metrics.jsonl").exists()}
     unsloth = {folder: m for folder, m in manifests.items() if m["config"]["loader"]["name"] == "unsloth"}
     as_it_came = [r for folder, m in unsloth.items() if not m.get("trainer_args") for r in steps(folder)]
-    assert len(as_it_came) > 150 and any(r["reward_std"] > 0 for r in as_it_came)   # advantages were not all zero
+    assert len(as_it_came) > 100 and any(r["reward_std"] > 0 for r in as_it_came)   # advantages were not all zero
     trained = [r for r in as_it_came if r["loss"] != 0 or r["grad_norm"] != 0]
     ended = [r for r in as_it_came if r["completions/clipped_ratio"] < 1.0]
-    assert trained == ended and len(trained) == 1
-    session11 = results / "session11"
-    peft = steps(session11 / "s11b/runs/q7_peft") + steps(session11 / "s11c/runs/q05_peft")
+    assert trained == ended
+    side_by_side = results / "vllm_text/0.5b_and_7b/runs"
+    peft = steps(side_by_side / "q7_peft") + steps(side_by_side / "q05_peft_text") + \
+        steps(results / "logprob_reuse/unsloth_7b/runs/q7_peft")
     assert min(r["completions/clipped_ratio"] for r in peft) > 0.95 and all(r["grad_norm"] > 0 for r in peft)
-    assert all(r["completion_length"] == 0 for r in steps(session11 / "s11b/runs/q7_unsloth"))
+    for run in ("q7_unsloth", "q05_unsloth", "q05_unsloth_text"):
+        assert not unsloth[side_by_side / run].get("trainer_args"), run
+        assert all(r["completion_length"] == 0 for r in steps(side_by_side / run)), run
 
     pinned = {folder: m for folder, m in unsloth.items() if m.get("trainer_args")}
-    assert {f"{f.parent.parent.name}/{f.name}" for f in pinned} >= {"s12c/q05_unsloth", "s12c/q7_unsloth"}
+    assert {f"{f.parent.parent.name}/{f.name}" for f in pinned} >= {"pinned/q05_unsloth", "pinned/q7_unsloth"}
     for folder, manifest in pinned.items():
         assert {"mask_truncated_completions", "optim", "vllm_importance_sampling_correction",
                 "epsilon_high"} <= set(manifest["trainer_args"]["pinned"]), folder

@@ -79,7 +79,7 @@ def trained(tmp_path_factory):
     the adapter and the merged weights, hiding the 1e-6 agreement a correct sync gives in float32."""
     from r1exp.build import build
     from r1exp.machine.facts import detect
-    from r1exp.plan.memory import plan_memory
+    from r1exp.components import plan_for, resolve
     from transformers import TrainerCallback
 
     class KeepLogs(TrainerCallback):
@@ -92,7 +92,7 @@ def trained(tmp_path_factory):
     cfg = compose(["engine=vllm", "engine.enforce_eager=true", "logger=none", "trainer.max_steps=3",
                    "trainer.learning_rate=2e-2", "trainer.per_device_train_batch_size=8",
                    "trainer.num_generations=4", "+trainer.bf16=false", "hardware.device=cpu"])
-    built = build(cfg, plan_memory(cfg, detect()), run_dir, "none", callbacks=[KeepLogs()])
+    built = build(resolve(cfg), run_dir, "none", callbacks=[KeepLogs()])
     trainer = built.trainer
     llm = trainer.vllm_generation.llm
     sequences, starts = fixed_sequences(built.loaded.tokenizer, built.dataset)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 from r1exp.errors import Problem
 
@@ -30,14 +29,6 @@ class EngineFacts:
     continuous_batching: bool = False   # transformers' continuous batching generates (TRL)
     settings: dict = field(default_factory=dict)   # what the engine in use reports about itself
 
-
-@dataclass(frozen=True)
-class BuiltRule:
-    id: str
-    key: str
-    broken: Callable[[object, EngineFacts], bool]  # (cfg, facts) -> True when the built trainer is wrong
-    why: str
-    fix: str
 
 
 def engine_facts(trainer, model) -> EngineFacts:
@@ -131,12 +122,9 @@ def settings_mismatches(expected: dict, built: dict) -> list[Problem]:
     return out
 
 
-def check_engine(cfg, built, plan=None) -> list[Problem]:
-    """The post-build check of `built` against `cfg` (the plan's settings too, when the plan is given)."""
-    from r1exp.components import engine_of, loader_of
-    from r1exp.machine.facts import run_device
-
-    engine, loader = engine_of(cfg), loader_of(cfg)
+def check_engine(run, built) -> list[Problem]:
+    """The post-build check of `built` against the run's resolved components (r1exp.components.Resolved): the
+    engine and loader the pre-flight chose, and the settings its plan computed."""
     facts = engine_facts(built.trainer, built.loaded.model)
-    expected = engine.settings_to_check(cfg, plan, run_device(cfg)) if plan is not None else {}
-    return check_built(cfg, facts, engine, loader, expected)
+    expected = run.engine.settings_to_check(run.cfg, run.plan, run.device) if run.plan is not None else {}
+    return check_built(run.cfg, facts, run.engine, run.loader, expected)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from r1exp.machine.bytecode import check as bytecode_check
-from r1exp.plan.knobs import ranked
-from r1exp.plan.memory import plan_memory
+from r1exp.checks.memory_fixes import ranked
 from r1exp.config.rule import Rule, get
 from r1exp.config.schema import schema_problems
 from r1exp.errors import Problem
@@ -53,11 +52,10 @@ def hardware_present(ctx):
 
 
 def fits_gpu(ctx):
-    cfg = ctx.cfg
-    plan = plan_memory(cfg, ctx.env)
+    plan = ctx.plan
     if plan.fits:
         return
-    knobs = ranked(cfg, ctx.env, plan.total_gb)
+    knobs = ranked(ctx)
     terms = ", ".join(f"{k} {v:.1f}" for k, v in sorted(plan.terms.items(), key=lambda kv: -kv[1])[:4])
     why = (f"predicted peak {plan.total_gb:.1f} GiB > {plan.device_gb:.0f} GiB per GPU (largest terms, GiB: {terms}"
            + (f"; engine reservation {plan.engine_gb:.1f}" if plan.engine_gb else "") + ")")

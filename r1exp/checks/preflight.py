@@ -32,12 +32,13 @@ def check(cl: CommandLine) -> int | None:
         print("\nthe command line does not compose; nothing was started.", file=sys.stderr)
         return EXIT_USAGE
     from r1exp.machine.facts import detect
-    from r1exp.checks.validate import validate
+    from r1exp.checks.validate import preflight
 
     env = detect()
     output_dir = output_root(cl)
-    per_job = [validate(cfg, env, output_dir=output_dir) for cfg in jobs]
-    problems = silent_mistakes(cl.overrides, conf_dir(cl), cl.config_name) + _unique(p for job in per_job for p in job)
+    per_job = [preflight(cfg, env, output_dir=output_dir) for cfg in jobs]
+    problems = (silent_mistakes(cl.overrides, conf_dir(cl), cl.config_name)
+                + _unique(p for job in per_job for p in job.problems))
     if errors_of(problems):
         print(render_problems(problems), file=sys.stderr)
         n = len(errors_of(problems))
@@ -52,8 +53,8 @@ def check(cl: CommandLine) -> int | None:
         if failed:
             print(render_problems(failed) + "\n\nthe reward sanity check failed; nothing was started.", file=sys.stderr)
             return EXIT_USAGE
-        for cfg, report, job_problems in zip(jobs, sanity, per_job):
-            print_dry_run(cfg, env, problems=job_problems)  # the plan and this job's warnings
+        for report, checked in zip(sanity, per_job):
+            print_dry_run(checked)  # the plan and this job's warnings
             print(render(report))
         return EXIT_OK
     if problems:

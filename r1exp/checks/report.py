@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+
 from rich.console import Console
 from rich.table import Table
 
-from r1exp.plan.memory import MemoryPlan, plan_memory, trainer_value
-from r1exp.components import engine_of, loader_of
+from r1exp.plan.memory import MemoryPlan, trainer_value
 from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import render_problems
 
@@ -18,15 +17,17 @@ TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cu
 ENGINE_TERMS = ("engine_weights", "engine_kv_cache", "engine_overhead")
 
 
-def choices_table(cfg: DictConfig, env, plan: MemoryPlan) -> Table:
+def choices_table(run) -> Table:
+    """The resolved choices of a run (r1exp.components.Resolved), one row a group."""
+    cfg, env, plan = run.cfg, run.env, run.plan
     table = Table(title=f"r1exp dry run: {cfg.name}", show_header=True)
     table.add_column("group")
     table.add_column("choice")
     m = cfg.model
     table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B, {m.dtype}, init={m.init}, "
                            f"LoRA r={m.lora.r}, max_seq_length={m.max_seq_length})")
-    table.add_row("loader", loader_of(cfg).describe(cfg))
-    table.add_row("engine", engine_of(cfg).describe(cfg, plan))
+    table.add_row("loader", run.loader.describe(cfg))
+    table.add_row("engine", run.engine.describe(cfg, plan))
     samples = cfg.data.get("num_samples") or "all"
     source = prompt_estimate(cfg).source
     table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
@@ -79,25 +80,23 @@ def memory_table(plan: MemoryPlan, measured: dict | None = None, title: str | No
     return table
 
 
-def print_dry_run(cfg, env, console: Console | None = None, problems: list | None = None) -> None:
-    """Choices, plan, and every problem the checker found (computed here when not given)."""
-    if problems is None:
-        from r1exp.checks.validate import validate
-
-        problems = validate(cfg, env, dry_run=True)
+def print_dry_run(checked, console: Console | None = None) -> None:
+    """Choices, plan, and every problem the pre-flight found (r1exp.checks.validate.Checked)."""
     console = console or Console(soft_wrap=True)
-    plan = plan_memory(cfg, env)
-    console.print(choices_table(cfg, env, plan))
-    console.print(memory_table(plan))
-    for note in plan.notes:
-        console.print(f"note: {note}", markup=False)
-    engine = engine_of(cfg)
-    if cfg.get("reproducible") and engine.deterministic_cost:
-        console.print(f"note: reproducible=true (deterministic mode) costs {engine.deterministic_cost}", markup=False)
-    from r1exp.scale.distributed import describe
+    run, problems = checked.run, checked.problems
+    if run is not None:
+        cfg, env, plan = run.cfg, run.env, run.plan
+        console.print(choices_table(run))
+        console.print(memory_table(plan))
+        for note in plan.notes:
+            console.print(f"note: {note}", markup=False)
+        if cfg.get("reproducible") and run.engine.deterministic_cost:
+            console.print(f"note: reproducible=true (deterministic mode) costs {run.engine.deterministic_cost}",
+                          markup=False)
+        from r1exp.scale.distributed import describe
 
-    if describe(cfg, env):
-        console.print(describe(cfg, env), markup=False, highlight=False)
+        if describe(cfg, env):
+            console.print(describe(cfg, env), markup=False, highlight=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

@@ -3,15 +3,15 @@ TRL's own meaning (GRPOConfig.__post_init__), and sequence lengths."""
 
 from __future__ import annotations
 
-import json
 
 from omegaconf import OmegaConf
 
 from r1exp.plan.memory import trainer_value
 from r1exp.config.rule import Rule, get
-from r1exp.scale.distributed import planned_world_size
+from r1exp.machine.processes import planned_world_size
 from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import Problem
+from r1exp.grpo.args import dict_field
 from r1exp.grpo.fields import grpo_fields
 
 # GRPOConfig keys r1exp derives from other groups: setting them under trainer.* is an error naming the group.
@@ -251,20 +251,6 @@ def sequence_lengths(ctx):
                           severity=severity)
 
 
-def dict_field(cfg, key: str) -> dict | None:
-    """trainer.<key> for a GRPOConfig dict field (generation_kwargs, model_init_kwargs, ...) as TRL reads it: a mapping,
-    or a string holding a JSON object (TrainingArguments parses strings that start with '{'); None when unset.
-    ValueError for anything else."""
-    value = get(cfg, f"trainer.{key}")
-    if value is None:
-        return None
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        value = json.loads(value)
-    if not isinstance(value, dict):
-        raise ValueError(f"not a mapping: {value!r}")
-    return value
 
 
 def dict_fields(ctx):

@@ -14,11 +14,16 @@ that decides it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
 from r1exp import components, versions
+from r1exp.components import Resolved
+from r1exp.machine.facts import run_device
+from r1exp.plan.memory import MemoryPlan
 from r1exp.scale import distributed
 from r1exp.checks import plausibility
 from r1exp.records import secrets
@@ -76,13 +81,34 @@ def build_components(cfg: DictConfig) -> tuple[object, object, list[Problem]]:
     return built["engine"], built["loader"], problems
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What the pre-flight found: every problem, and the run's components resolved once (None when the engine or
+    the loader could not be built, or the plan could not be computed: the problems say why)."""
+    problems: list
+    run: Resolved | None
+
+
 def validate(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str | None = None) -> list[Problem]:
+    """Every problem of a composed config (the pre-flight without its resolved components)."""
+    return preflight(cfg, env, dry_run, output_dir).problems
+
+
+def preflight(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str | None = None) -> Checked:
+    """Resolve the run's components once (engine, loader, memory plan) and run the rules table over them."""
     dry = bool(cfg.get("dry_run", False)) if dry_run is None else dry_run
     unresolved = _unresolvable(cfg)
     if unresolved:
-        return unresolved
+        return Checked(unresolved, None)
     engine, loader, problems = build_components(cfg)
-    ctx = Context(cfg=cfg, env=env, dry_run=dry, output_dir=output_dir, engine=engine, loader=loader)
+    planned = None
+    if engine is not None and loader is not None:
+        try:
+            planned = components.plan_with(cfg, env, engine, loader)
+        except Exception as e:  # noqa: BLE001 - a value the rows reject; the rows that read the plan report it
+            planned = e
+    ctx = Context(cfg=cfg, env=env, dry_run=dry, output_dir=output_dir, engine=engine, loader=loader,
+                  planned=planned)
     crashed: list[tuple[Rule, Exception]] = []
     for rule in rule_table(engine, loader):
         try:
@@ -94,7 +120,11 @@ def validate(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str 
             severity = severity_here(rule, p, cfg, dry)
             fix = p.fix + (PLAN_ELSEWHERE if dry and rule.scope == "machine" and severity == "error" else "")
             problems.append(Problem(p.key, p.value, p.why, fix, rule=p.rule or rule.id, severity=severity))
-    return problems + _crashes(crashed, any(p.severity == "error" for p in problems))
+    problems += _crashes(crashed, any(p.severity == "error" for p in problems))
+    run = None
+    if isinstance(planned, MemoryPlan):
+        run = Resolved(cfg, env, engine, loader, planned, run_device(cfg, env))
+    return Checked(problems, run)
 
 
 def planned_elsewhere(cfg: DictConfig) -> dict:

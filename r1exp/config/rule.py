@@ -25,6 +25,17 @@ class Context:
     output_dir: str | None = None   # where Hydra will create the run folder (None: ./outputs)
     engine: object = None           # the chosen engine (r1exp.engines.base.Engine), when it could be built
     loader: object = None           # the chosen loader (r1exp.loaders.base.Loader), when it could be built
+    planned: object = None          # the memory plan (r1exp.plan.memory.MemoryPlan), or the exception planning raised
+
+    @property
+    def plan(self):
+        """The run's memory plan, computed once by the pre-flight. A row that reads it while planning failed raises
+        what planning raised, so the failure is reported as that row's, with its id."""
+        if isinstance(self.planned, Exception):
+            raise self.planned
+        if self.planned is None:
+            raise ValueError("no memory plan: the engine or the loader could not be built")
+        return self.planned
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,16 @@ class Rule:
     scope: str = "config"  # config | machine
     doc: str = ""
 
+
+
+@dataclass(frozen=True)
+class BuiltRule:
+    """A row of the post-build check (r1exp.checks.built): what the built trainer must hold for a component."""
+    id: str
+    key: str
+    broken: Callable[[object, object], bool]  # (cfg, r1exp.checks.built.EngineFacts) -> True when the trainer is wrong
+    why: str
+    fix: str
 
 
 def get(cfg, key: str, default=None):

@@ -36,12 +36,17 @@ class Engine(BaseModel):
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
     deterministic_cost: ClassVar[str | None] = None  # the measured price of its deterministic mode, for the dry run
 
+    def patches(self, device: str) -> tuple:
+        """The names of the upstream replacements it needs on `device` (r1exp.patches.PATCHES)."""
+        return ()
+
     def sequence_budget(self, cfg: DictConfig) -> int | None:
         """The engine's max sequence length in tokens, when it has one (vLLM's max_model_len)."""
         return None
 
-    def plan_memory(self, cfg: DictConfig, env, plan, loader, static_gb: float, dynamic_gb: float) -> None:
-        """Add the engine's terms to `plan` and set its totals. No engine of its own: the trainer is all."""
+    def plan_memory(self, cfg: DictConfig, env, plan, static_gb: float, dynamic_gb: float) -> None:
+        """Add the engine's terms to `plan` and set its totals (the loader's facts are already in it:
+        `plan.shared_weights`, `plan.loader_sleeps_engine`). No engine of its own: the trainer is all."""
         plan.trainer_gb = static_gb + dynamic_gb
         plan.total_gb = plan.trainer_gb
 
@@ -68,7 +73,7 @@ class Engine(BaseModel):
         """GPU indices the engine takes for itself, away from training (a launched server's)."""
         return []
 
-    def knobs(self, cfg: DictConfig) -> list:
+    def knobs(self, cfg: DictConfig, plan) -> list:
         return []
 
     def describe(self, cfg: DictConfig, plan) -> str:

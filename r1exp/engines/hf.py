@@ -8,7 +8,7 @@ from typing import ClassVar
 from omegaconf import DictConfig
 
 from r1exp.engines.base import Engine
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule
 
 
 def generation_kv_cache(cfg: DictConfig, plan, static_gb: float, dynamic_gb: float) -> None:
@@ -29,5 +29,5 @@ class HFGenerate(Engine):
                   "report this: r1exp derived the wrong GRPOConfig (use_vllm must be false)"),
     )
 
-    def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
+    def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         generation_kv_cache(cfg, plan, static_gb, dynamic_gb)

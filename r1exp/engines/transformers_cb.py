@@ -17,7 +17,7 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule
 from r1exp.engines.base import Engine
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule
 from r1exp.engines.hf import generation_kv_cache
 from r1exp.errors import Problem
 from r1exp.versions import Version
@@ -75,7 +75,7 @@ class TransformersCB(Engine):
         return {"block_size": self.block_size, "num_blocks": blocks,
                 "max_batch_tokens": self.max_batch_tokens or max(self.block_size, min(MAX_BATCH_TOKENS, tokens))}
 
-    def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
+    def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         generation_kv_cache(cfg, plan, static_gb, dynamic_gb)
 
     def grpo_args(self, cfg: DictConfig, plan, device: str) -> dict:

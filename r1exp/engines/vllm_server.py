@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pydantic import Field
 
 from r1exp.config.rule import Rule
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule
 from r1exp.engines.server import TRL_CLI, ServerSpec, running_server
 from r1exp.engines.vllm_common import VLLM_MISSING, VllmEngine, gpus_of
 from r1exp.errors import Problem
@@ -49,7 +49,7 @@ def check_server_gpus(ctx):
         yield Problem("engine.gpus", server, f"GPU(s) {outside} do not exist: the run has GPUs 0..{gpus - 1}",
                       f"pick server GPUs among 0..{gpus - 1}, e.g. engine.gpus=[{gpus - 1}]")
     else:
-        from r1exp.scale.distributed import processes_per_machine
+        from r1exp.machine.processes import processes_per_machine
 
         trainers = processes_per_machine(ctx.cfg)
         if not server or gpus - len(set(server)) < trainers:
@@ -94,7 +94,7 @@ class VllmServer(VllmEngine):
                           f"give the server {self.tensor_parallel_size} GPUs in engine.gpus, or lower "
                           "engine.tensor_parallel_size")
 
-    def plan_memory(self, cfg, env, plan, loader, static_gb, dynamic_gb) -> None:
+    def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         from r1exp.plan.memory import weights_gb
 
         weights = weights_gb(cfg)
@@ -143,7 +143,7 @@ class VllmServer(VllmEngine):
         """A healthy server around build and training: attached, or launched here and always stopped."""
         model_path = None
         if self.launch:
-            from r1exp.loaders.base import model_source
+            from r1exp.models.source import model_source
 
             model_path = model_source(cfg, log=log)
         with running_server(self.server_spec(cfg, model_path), Path(run_dir) / "vllm_server.log", log=log) as spec:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import json
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from r1exp.errors import ConfigError, Problem
 
@@ -89,3 +92,19 @@ def build(config_class, kwargs: dict, owned: dict[str, str], owner: str = "the l
               "loader_kept": {name: why for name, why in owned.items()
                               if getattr(args, name, None) != getattr(reference, name, None)}}
     return args, report
+
+
+def dict_field(cfg, key: str) -> dict | None:
+    """trainer.<key> for a GRPOConfig dict field (generation_kwargs, model_init_kwargs, ...) as TRL reads it: a mapping,
+    or a string holding a JSON object (TrainingArguments parses strings that start with '{'); None when unset.
+    ValueError for anything else."""
+    value = OmegaConf.select(cfg, f"trainer.{key}", default=None)
+    if value is None:
+        return None
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"not a mapping: {value!r}")
+    return value

@@ -3,14 +3,17 @@
 The YAML (conf/loader/<name>.yaml) names the class with `_target_`; its other keys are the class's typed fields.
 The class answers: `prepare_imports` (what must happen before transformers/TRL are imported), `load` (model,
 tokenizer and the LoRA config TRL applies), `trainer_class` (the GRPOTrainer it trains with), `rules` (its validation
-rows), `shares_engine_weights`, `adjust_terms` and `engine_asleep_gb` (its share of the memory plan), `built_rules`
+rows), `shares_engine_weights`, `sleeps_own_engine` and `adjust_terms` (its share of the memory plan), `built_rules`
 (its post-build check), `alternative_knob` (when switching to it saves memory) and `describe` (its dry-run line).
+
+A loader never looks up the engine, nor an engine the loader: the pre-flight resolves both once
+(r1exp.components.Resolved) and they exchange plain values — whether the engine runs in this process, the memory plan,
+the context in which the engine's settings reach an engine the loader builds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from omegaconf import DictConfig
@@ -23,16 +26,6 @@ class Loaded:
     tokenizer: object
     peft_config: object | None  # a LoraConfig for TRL to apply, or None when the model is already a PeftModel
     path: str                   # where the weights came from (a hub id or a local folder)
-
-
-def model_source(cfg: DictConfig, log=print) -> str:
-    """A hub id or local folder; models with init=random (and model=tiny) are built locally and cached."""
-    if cfg.model.init == "random":
-        from r1exp.models import tiny
-
-        return str(tiny.ensure_local_model(cfg.model, cfg.data, log=log))
-    path = str(cfg.model.name_or_path)
-    return str(Path(path).expanduser()) if Path(path).expanduser().exists() else path
 
 
 class Loader(BaseModel):
@@ -49,11 +42,18 @@ class Loader(BaseModel):
     not_reproducible: ClassVar[str | None] = None   # why reproducible=true cannot be honoured, if it cannot
     own_trainer_fields: ClassVar[dict] = {}  # GRPOConfig fields the loader's own GRPOConfig class decides: {field: why}
     on_policy_trainer: ClassVar[str | None] = None  # module whose trainer_class() reuses the loss's log-probs
+    on_policy_patch: ClassVar[str | None] = None    # its name in r1exp.patches.PATCHES
+
+    def patches(self, device: str) -> tuple:
+        """The names of the upstream replacements it needs on `device` (r1exp.patches.PATCHES)."""
+        return (self.on_policy_patch,) if self.reuse_training_logps and self.on_policy_patch else ()
 
     def prepare_imports(self, cfg: DictConfig) -> None:
         """Before anything imports transformers or TRL."""
 
-    def load(self, cfg: DictConfig, source: str) -> Loaded:
+    def load(self, cfg: DictConfig, source: str, plan, engine_context) -> Loaded:
+        """The model from `source`. `plan` is the run's memory plan; a loader that builds an engine of its own
+        (Unsloth's fast_inference) builds it inside `engine_context`, where the chosen engine's settings hold."""
         raise NotImplementedError
 
     def trainer_class(self):
@@ -67,21 +67,22 @@ class Loader(BaseModel):
 
         return GRPOTrainer
 
-    def shares_engine_weights(self, engine) -> bool:
-        """True when the in-process engine generates with this loader's own copy of the weights."""
+    def shares_engine_weights(self, engine_in_process: bool) -> bool:
+        """True when the engine (in this process or not) generates with this loader's own copy of the weights."""
+        return False
+
+    def sleeps_own_engine(self) -> bool:
+        """True when the loader sleeps the engine it shares weights with while the trainer computes gradients
+        (the engine's plan then keeps only what a sleeping engine holds)."""
         return False
 
     def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
         """Replace the trainer's memory terms (GiB) where this loader's training loop differs from TRL's."""
 
-    def engine_asleep_gb(self, plan) -> float | None:
-        """What this loader's own engine still holds while the trainer computes gradients, if the loader sleeps it
-        (GiB; None: it stays awake). Called by the engine's plan once its share is sized."""
-        return None
-
     @classmethod
-    def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg) -> object | None:
-        """A Knob switching the run to this loader (option = its YAML's name), where that saves memory."""
+    def alternative_knob(cls, cfg: DictConfig, current, engine, option: str, option_cfg) -> object | None:
+        """A Knob switching the run from the `current` loader to this one (option = its YAML's name), where that
+        saves memory with this `engine`."""
         return None
 
     def describe(self, cfg: DictConfig) -> str:

@@ -37,12 +37,13 @@ def check_four_bit(ctx):
 
 class PeftLoader(Loader):
     on_policy_trainer: ClassVar[str | None] = "r1exp.patches.trl_on_policy"
+    on_policy_patch: ClassVar[str | None] = "trl_on_policy"
     rules: ClassVar[tuple] = (
         Rule("loader.4bit", ("loader.load_in_4bit",), check_four_bit, scope="machine",
              doc="4-bit loading needs CUDA and bitsandbytes"),
     )
 
-    def load(self, cfg: DictConfig, source: str) -> Loaded:
+    def load(self, cfg: DictConfig, source: str, plan=None, engine_context=None) -> Loaded:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -46,7 +46,8 @@ from omegaconf import DictConfig
 from pydantic import Field
 
 from r1exp.config.rule import Rule, get
-from r1exp.checks.built import BuiltRule
+from r1exp.config.rule import BuiltRule
+from r1exp.patches import torch_dynamo
 from r1exp.errors import Problem
 from r1exp.loaders.base import Loaded, Loader
 from r1exp.versions import INSTALL
@@ -106,7 +107,7 @@ def check_four_bit_gpu(ctx):
 
 
 def check_one_process(ctx):
-    from r1exp.scale.distributed import planned_world_size
+    from r1exp.machine.processes import planned_world_size
 
     world = planned_world_size(ctx.cfg)
     if world > 1:
@@ -138,9 +139,15 @@ class UnslothLoader(Loader):
 
     packages: ClassVar[tuple] = ("unsloth", "unsloth_zoo")
     needs_gpu: ClassVar[bool] = True
+    on_policy_patch: ClassVar[str | None] = "unsloth_on_policy"
     not_reproducible: ClassVar[str | None] = ("Unsloth's own kernels and vLLM engine were not verified deterministic "
                                               "(r1exp's deterministic mode is measured with loader=peft)")
     on_policy_trainer: ClassVar[str | None] = "r1exp.patches.unsloth_on_policy"
+
+    def patches(self, device: str) -> tuple:
+        own = (("unsloth_logits",) * self.recompute_logits + ("unsloth_imports",) * (self.trl_trainers == "grpo")
+               + ("torch_dynamo",) * (not self.compile) + ("trl_vllm_llm",) * self.fast_inference)
+        return super().patches(device) + own
     own_trainer_fields: ClassVar[dict] = {   # where UnslothGRPOConfig's value stands (r1exp/grpo/args.py)
         "bf16": "Unsloth casts the model and autocasts its loss itself (its GRPOConfig passes bf16=False)",
         "gradient_checkpointing_kwargs": "Unsloth's own gradient checkpointing (use_reentrant=True)",
@@ -203,8 +210,13 @@ class UnslothLoader(Loader):
                 f"recomputes them for ({e})", "set loader.recompute_logits=false, or install the unsloth_zoo of "
                 f"the GPU stack ({INSTALL['gpu']})")]) from None
 
-    def shares_engine_weights(self, engine) -> bool:
-        return self.fast_inference and engine.in_process
+    def shares_engine_weights(self, engine_in_process: bool) -> bool:
+        return self.fast_inference and engine_in_process
+
+    def sleeps_own_engine(self) -> bool:
+        """Standby: Unsloth sleeps its engine while the trainer computes gradients, releasing the KV cache and keeping
+        the weights the trainer shares (H200, 7B 64 x 256: peak 24.5 vs 25.8 GiB awake, the 1.3 GiB KV cache)."""
+        return self.standby
 
     def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
         """Unsloth's GRPO loop, measured per phase on the H200 (bench/results/h200/session5): the peak is in the
@@ -228,21 +240,11 @@ class UnslothLoader(Loader):
         checkpointed = bool(trainer_value(cfg, "gradient_checkpointing", True))
         terms["activations"] = layer if checkpointed else layer * int(cfg.model.arch.layers)
 
-    def engine_asleep_gb(self, plan) -> float | None:
-        """Standby: Unsloth sleeps its engine while the trainer computes gradients, releasing the KV cache and keeping
-        the weights the trainer shares (H200, 7B 64 x 256: peak 24.5 vs 25.8 GiB awake, the 1.3 GiB KV cache;
-        bench/results/h200/session9/s9d). r1exp's engine settings replace the fraction Unsloth picks for standby."""
-        if not (self.standby and plan.shared_weights):
-            return None
-        plan.notes.append("Unsloth standby: the engine's KV cache is released while the trainer computes gradients")
-        return plan.terms["engine_weights"] + plan.terms["engine_overhead"]
-
     @classmethod
-    def alternative_knob(cls, cfg: DictConfig, option: str, option_cfg):
-        from r1exp.components import engine_of, loader_class
+    def alternative_knob(cls, cfg: DictConfig, current, engine, option: str, option_cfg):
         from r1exp.plan.knobs import Knob
 
-        if loader_class(cfg) is cls or not engine_of(cfg).in_process:
+        if type(current) is cls or not engine.in_process:
             return None
         return Knob(f"loader={option} (engine and trainer share one copy of the weights)", {"loader": option_cfg})
 
@@ -251,7 +253,7 @@ class UnslothLoader(Loader):
                 f"standby={self.standby} recompute_logits={self.recompute_logits} trl_trainers={self.trl_trainers}"
                 + self.reuse_note())
 
-    def load(self, cfg: DictConfig, source: str) -> Loaded:
+    def load(self, cfg: DictConfig, source: str, plan, engine_context) -> Loaded:
         self.prepare_imports(cfg)
         import torch
         from unsloth import FastLanguageModel
@@ -260,16 +262,11 @@ class UnslothLoader(Loader):
         kwargs = dict(model_name=source, max_seq_length=int(cfg.model.max_seq_length), load_in_4bit=self.load_in_4bit,
                       fast_inference=self.fast_inference, max_lora_rank=self.max_lora_rank,
                       dtype=getattr(torch, str(cfg.model.dtype)))
-        engine_context = contextlib.nullcontext()
-        if self.fast_inference:
-            from r1exp.components import engine_of
-            from r1exp.plan.memory import plan_memory
-            from r1exp.machine.facts import detect, run_device
-
-            plan = plan_memory(cfg, detect())
-            # the engine's own settings (graphs, compile, batch limits, one step's sequences at once) replace
-            # Unsloth's choices; the post-build check reads them back
-            engine_context = engine_of(cfg).loader_engine_context(cfg, plan, run_device(cfg))
+        if not self.fast_inference:
+            engine_context = contextlib.nullcontext()
+        else:
+            # engine_context: the engine's own settings (graphs, compile, batch limits, one step's sequences at
+            # once) replace Unsloth's choices; the post-build check reads them back
             util = self.gpu_memory_utilization
             if util in (None, "auto"):  # without a value Unsloth takes its own default share of the GPU
                 util = plan.gpu_memory_utilization
@@ -287,7 +284,7 @@ class UnslothLoader(Loader):
             random_state=int(cfg.seed),
         )
         if not self.compile:
-            torch._dynamo.config.disable = True  # after vLLM compiled its engine; see the module docstring
+            torch_dynamo.disable()  # after vLLM compiled its engine (r1exp.patches.torch_dynamo)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return Loaded(model=model, tokenizer=tokenizer, peft_config=None, path=source)

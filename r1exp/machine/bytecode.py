@@ -12,9 +12,12 @@ import sys
 
 from r1exp.errors import Problem
 from r1exp.machine.facts import why_not_creatable
-from r1exp.observe.timing import HEAVY_PACKAGES
 
 # The packages whose imports dominate a run's start: the ones run.json's startup times as `imports`
+
+HEAVY_PACKAGES = frozenset({"torch", "transformers", "trl", "peft", "vllm", "unsloth", "unsloth_zoo", "datasets",
+                            "accelerate", "deepspeed", "bitsandbytes", "triton", "xformers", "flash_attn",
+                            "tokenizers", "safetensors"})
 HEAVY = tuple(sorted(HEAVY_PACKAGES))
 
 

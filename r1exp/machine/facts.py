@@ -130,9 +130,9 @@ def detect() -> Environment:
                        cpu_node_gb=cpu_node_memory())
 
 
-def planned_gpus(cfg, env: Environment) -> int:
+def planned_gpus(cfg, env: Environment, loader=None) -> int:
     """GPUs the run is planned for: hardware.num_gpus, else those detected, else 1 when the config implies a GPU
-    (hardware.device=cuda, hardware.gpu_memory_gb, or a loader that needs one), else 0 (a CPU run)."""
+    (hardware.device=cuda, hardware.gpu_memory_gb, or a `loader` that needs one), else 0 (a CPU run)."""
     from omegaconf import OmegaConf
 
     device = OmegaConf.select(cfg, "hardware.device", default="auto")
@@ -143,10 +143,8 @@ def planned_gpus(cfg, env: Environment) -> int:
         return wanted
     if env.gpus:
         return len(env.gpus)
-    from r1exp.components import loader_class
-
     implied = (device == "cuda" or OmegaConf.select(cfg, "hardware.gpu_memory_gb", default=None)
-               or getattr(loader_class(cfg), "needs_gpu", False))
+               or getattr(loader, "needs_gpu", False))
     return 1 if implied else 0
 
 
@@ -169,4 +167,4 @@ def device_label(cfg, env: Environment | None = None) -> str:
 
 def on_cpu(ctx) -> bool:
     """The run a validation context describes trains on the CPU."""
-    return planned_gpus(ctx.cfg, ctx.env) == 0
+    return planned_gpus(ctx.cfg, ctx.env, ctx.loader) == 0

@@ -10,8 +10,14 @@
 - in both: a warning when training has no signal (most groups with the same reward for every completion, every
   completion cut at max_completion_length, the reward flat for many steps).
 
+The ETA and the step time leave out the first step, which pays for warm-up (compiling, the engine's first batch,
+caches): on CPU it took 15 s where the next ones took 0.4 s, and the ETA it gave was 40 times too long. Until a
+second step has ended there is no ETA, and the line shows the first step's time as such.
+
 Every full dictionary goes to `train.log` in the run folder (one line per log, with its step) as well as to
-metrics.jsonl (r1exp.observe.tracking). `R1EXP_LIVE=rich|plain` forces a mode.
+metrics.jsonl (r1exp.observe.tracking); so does what the libraries print (r1exp.observe.console). `R1EXP_LIVE`
+takes words separated by commas: `rich` or `plain` forces a mode, `verbose` leaves the libraries' output on the
+console (`R1EXP_LIVE=plain,verbose`).
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ class Step:
     reward: float | None
     rewards: dict = field(default_factory=dict)   # reward name -> mean
     length: float | None = None
-    step_time_s: float | None = None
+    step_time_s: float | None = None     # mean of the last steps after the first
+    first_step_s: float | None = None    # the first step's time (warm-up included), shown until there is a mean
 
 
 def reward_means(logs: dict) -> dict:
@@ -62,6 +69,8 @@ def stats_text(s: Step) -> str:
         parts.append(f"length {s.length:.1f}")
     if s.step_time_s is not None:
         parts.append(f"{s.step_time_s:.2f} s/step")
+    elif s.first_step_s is not None:
+        parts.append(f"first step {s.first_step_s:.2f} s (warm-up)")
     return " | ".join(parts)
 
 
@@ -117,9 +126,11 @@ class Signals:
 
 
 def choose_mode(multirun: bool, stream=None) -> str:
-    forced = os.environ.get("R1EXP_LIVE", "").strip().lower()
-    if forced in ("rich", "plain"):
-        return forced
+    from r1exp.observe.console import settings
+
+    forced = [word for word in ("rich", "plain") if word in settings()]  # R1EXP_LIVE=rich|plain[,verbose]
+    if forced:
+        return forced[0]
     stream = stream or sys.stdout
     return "plain" if multirun or not _isatty(stream) else "rich"
 
@@ -151,11 +162,13 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
                 return
             self.start = self.last_step_end = time.monotonic()
             self._write_log(f"training: {state.max_steps} steps")
+            logs = f"full logs{' and library output' * _routed()} in {self.log_path}"
             if self.mode == "rich":
+                self._print(logs)
                 self._start_rich(state.max_steps, state.global_step)
             else:
                 self._print(f"training: {state.max_steps} steps; a line every {plain_every(state.max_steps)} steps, "
-                            f"full logs in {self.log_path}")
+                            f"{logs}")
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
@@ -196,17 +209,23 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
 
         def _step(self, state, logs) -> Step:
             total, step = int(state.max_steps or 0), int(state.global_step)
-            elapsed = time.monotonic() - (self.start or time.monotonic())
+            now = time.monotonic()
+            elapsed = now - (self.start or now)
             eta = None
             if self.first_step_end is not None and total:
-                t0, s0 = self.first_step_end   # the first step pays for warm-up: the ETA uses the later ones
-                done = step - s0
-                per_step = (time.monotonic() - t0) / done if done > 0 else (elapsed / max(step, 1))
-                eta = per_step * max(total - step, 0)
-            recent = self.step_times[-5:]
-            step_time = sum(recent) / len(recent) if recent else _float(logs.get("step_time"))
+                t0, s0 = self.first_step_end   # the first step pays for warm-up: the ETA uses the later ones only
+                if step > s0:
+                    eta = (now - t0) / (step - s0) * max(total - step, 0)
+            later = self.step_times[1:][-5:]   # the last 5 steps, never the first
+            if later:
+                step_time = sum(later) / len(later)
+            elif not self.step_times and step > 1:  # no step events (logs replayed): TRL's own figure
+                step_time = _float(logs.get("step_time"))
+            else:
+                step_time = None
+            first = self.step_times[0] if self.step_times else None
             return Step(step, total, elapsed, eta, _float(logs.get("reward")), reward_means(logs),
-                        _float(logs.get("completions/mean_length")), step_time)
+                        _float(logs.get("completions/mean_length")), step_time, first_step_s=first)
 
         def _start_rich(self, total: int, done: int):
             from rich.console import Console, Group
@@ -267,6 +286,12 @@ def attach(trainer, run_dir: Path, multirun: bool | None = None):
     view = live_view(run_dir, choose_mode(multirun), getattr(trainer.args, "max_completion_length", None))
     trainer.add_callback(view)
     return view
+
+
+def _routed() -> bool:
+    from r1exp.observe.console import routed
+
+    return routed()
 
 
 def _isatty(stream) -> bool:

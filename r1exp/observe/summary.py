@@ -18,6 +18,8 @@ from pathlib import Path
 
 from r1exp.observe import tracking
 
+from r1exp.records.metrics import read_metrics, step_rows
+
 ERROR_FILE = "error.txt"
 PHASES = ("startup", "checks", "build", "train", "save")
 _process = {"startup_counted": False}
@@ -73,7 +75,7 @@ def wandb_url() -> str | None:
 
 def reward_trends(rows: list[dict]) -> dict:
     """{"reward": (first 10%, last 10%), "<name>": (...), ...} over the logged steps (means; None when absent)."""
-    steps = tracking.step_rows(rows)
+    steps = step_rows(rows)
     if not steps:
         return {}
     k = max(1, len(steps) // 10)
@@ -106,8 +108,8 @@ def run_summary(run_dir: Path, manifest: dict) -> tuple[str, list[tuple[str, str
     """The title and (label, text) lines of a run's closing summary."""
     run_dir = Path(run_dir)
     status, code = manifest.get("status", "unknown"), manifest.get("exit_code")
-    rows = tracking.read_metrics(run_dir)
-    steps = tracking.step_rows(rows)
+    rows = read_metrics(run_dir)
+    steps = step_rows(rows)
     phases = manifest.get("phases") or {}
     lines: list[tuple[str, str]] = [("folder", str(run_dir))]
     if status != "ok":
@@ -121,7 +123,7 @@ def run_summary(run_dir: Path, manifest: dict) -> tuple[str, list[tuple[str, str
         lines.append(("steps", f"{steps[-1]['step']}" + (f" of {total}" if total and total > 0 else "")
                       + f" (rewards: mean of the first {k} -> the last {k})"))
         for name, (first, last) in reward_trends(rows).items():
-            lines.append((name if name == "reward" else f"  {name}", f"{_f(first)} -> {_f(last)}  ({_signed(first, last)})"))
+            lines.append((name if name == "reward" else f"  {name}", f"{fmt(first)} -> {fmt(last)}  ({_signed(first, last)})"))
     elif status == "ok":
         lines.append(("steps", "none logged"))
     memory = _memory(manifest)
@@ -204,39 +206,17 @@ def print_run_summary(run_dir: Path, manifest: dict, console=None) -> None:
         close_all()   # the live view leaves the screen to the summary (it is still up when training failed)
         title, lines = run_summary(run_dir, manifest)
         good = manifest.get("status") == "ok"
-        _print(title, lines, "green" if good else "red", console)
+        print_block(title, lines, "green" if good else "red", console)
         _append(Path(run_dir) / "train.log", title, lines)
     except Exception as e:  # noqa: BLE001 - a summary is a courtesy; run.json has the facts
         print(f"(no closing summary: {type(e).__name__}: {e}; see {Path(run_dir) / 'run.json'})", flush=True)
 
 
-def sweep_summary(sweep_dir: Path, jobs: list, paths: dict, metric: str = "reward_last10",
-                  maximize: bool = True) -> tuple[str, list[tuple[str, str]]]:
-    from r1exp.scale.sweep import best_job, swept_keys
-
-    ok = sum(job.ok for job in jobs)
-    lines = [("folder", str(sweep_dir))]
-    best = best_job(jobs, metric, maximize)
-    if best is not None:
-        keys = swept_keys(jobs)
-        setting = " ".join(f"{k}={best.override_map().get(k)}" for k in keys) or "the only setting"
-        lines.append(("best", f"job {best.num} ({setting}): {metric} {_f(best.metrics[metric])}, {best.folder}"))
-    for job in jobs:
-        if not job.ok:
-            lines.append((f"job {job.num}", f"{job.status}, exit {job.exit_code}: {job.error or 'no error recorded'}"))
-    for key, label in (("md", "summary"), ("png", "curves"), ("csv", "table")):
-        if key in paths:
-            lines.append((label, str(paths[key])))
-    return f"sweep: {ok}/{len(jobs)} jobs ok", lines
 
 
-def print_sweep_summary(sweep_dir: Path, jobs: list, paths: dict, metric: str = "reward_last10",
-                        maximize: bool = True, console=None) -> None:
-    title, lines = sweep_summary(sweep_dir, jobs, paths, metric, maximize)
-    _print(title, lines, "green" if jobs and all(job.ok for job in jobs) else "red", console)
 
 
-def _print(title: str, lines: list[tuple[str, str]], color: str, console=None) -> None:
+def print_block(title: str, lines: list[tuple[str, str]], color: str, console=None) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -269,7 +249,7 @@ def _mean(values) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _f(v) -> str:
+def fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 

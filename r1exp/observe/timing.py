@@ -48,9 +48,7 @@ engine_start_s).
 
 from __future__ import annotations
 
-import builtins
 import contextlib
-import functools
 import os
 import statistics
 import sys
@@ -62,7 +60,7 @@ from collections.abc import Callable
 from r1exp.machine import kernel_cache
 from r1exp.plan.memory import GiB
 from r1exp.observe.gc_pauses import Pauses
-from r1exp.patches.import_hooks import AfterImport
+from r1exp.patches.timing_hooks import STARTUP_TARGETS, ImportTimer, PostImportPatcher, wrap_method
 
 PHASES = ("generation", "weight_sync", "logprobs", "backward_optimizer", "rewards")
 KEYS = tuple(f"time/{p}" for p in (*PHASES, "other", "step"))
@@ -152,26 +150,6 @@ class PhaseClock:
         return out
 
 
-def wrap_method(obj, name: str, phase: str, clock: PhaseClock, skip_inside: str | None = None) -> bool:
-    """Time `obj.name` as `phase` (an instance attribute shadows the class's method). False when it is missing.
-    With `skip_inside`, a call made while that phase is the innermost one is not timed separately."""
-    original = getattr(obj, name, None)
-    if original is None or not callable(original) or getattr(original, "_r1exp_phase", None):
-        return False
-
-    @functools.wraps(original)
-    def timed(*args, **kwargs):
-        if skip_inside is not None and clock.top() == skip_inside:
-            return original(*args, **kwargs)
-        with clock.phase(phase):
-            return original(*args, **kwargs)
-
-    timed._r1exp_phase = phase
-    try:
-        setattr(obj, name, timed)
-    except (AttributeError, TypeError):   # a slotted or read-only object
-        return False
-    return True
 
 
 def step_callback(clock: PhaseClock, startup: Startup | None = None, pauses: Pauses | None = None):
@@ -300,23 +278,6 @@ def summarize_steps(rows: list[dict]) -> dict:
 
 # --- start-up ------------------------------------------------------------------------------------------------
 
-HEAVY_PACKAGES = frozenset({"torch", "transformers", "trl", "peft", "vllm", "unsloth", "unsloth_zoo", "datasets",
-                            "accelerate", "deepspeed", "bitsandbytes", "triton", "xformers", "flash_attn",
-                            "tokenizers", "safetensors"})
-# (module, attribute path, part): functions timed during the build, patched as soon as their module is imported
-# (and undone after the build). The engine's parts are nested in engine_start and taken out of it.
-STARTUP_TARGETS = (
-    ("r1exp.models.tiny", "ensure_local_model", "model_build"),
-    ("transformers.modeling_utils", "PreTrainedModel.from_pretrained", "model_load"),
-    ("vllm.entrypoints.llm", "LLM.__init__", "engine_start"),
-    ("vllm.v1.worker.gpu_worker", "Worker.load_model", "engine_weights_load"),
-    ("vllm.v1.worker.gpu_worker", "Worker.determine_available_memory", "engine_profile"),
-    ("vllm.v1.worker.cpu_worker", "CPUWorker.determine_available_memory", "engine_profile"),
-    ("vllm.v1.worker.gpu_worker", "Worker.compile_or_warm_up_model", "engine_warmup"),
-    ("vllm.v1.worker.cpu_worker", "CPUWorker.compile_or_warm_up_model", "engine_warmup"),
-    ("vllm.v1.worker.gpu_model_runner", "GPUModelRunner.capture_model", "graph_capture"),
-    ("vllm.v1.worker.gpu.model_runner", "GPUModelRunner.capture_model", "graph_capture"),
-)
 BUILD_PARTS = ("imports", "model_build", "model_load", "engine_start", "engine_weights_load", "engine_profile",
                "engine_warmup", "graph_capture")
 # The start of a run, part after part (run.json `startup`, each as `<part>_s`): they add up to process_to_first_step_s.
@@ -373,7 +334,7 @@ class Startup:
         self.record(checks_s=start - self.t0)
         self._kernels_before = kernel_cache.triton_kernels()
         clock = PhaseClock()
-        imports, patches = _ImportTimer(clock), _PostImportPatcher(clock, STARTUP_TARGETS)
+        imports, patches = ImportTimer(clock), PostImportPatcher(clock, STARTUP_TARGETS)
         patches.install()
         imports.install()
         try:
@@ -418,99 +379,5 @@ def engine_compile_seconds(trainer) -> float | None:
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
-class _ImportTimer:
-    """During the build: the first imports of heavy packages (an `import` of torch, transformers, TRL, vLLM, ...
-    by anyone) count as `imports`. Only the installing thread is watched; imports made with importlib directly
-    (lazy submodules) count in the part that made them.
-
-    `by_package` splits that time by package, each package's own share: an import of TRL that imports
-    transformers counts transformers' time to transformers, the rest to TRL (a lazy submodule a package loads
-    through importlib counts to the package whose import statement ran it)."""
-
-    def __init__(self, clock: PhaseClock):
-        self.clock = clock
-        self.thread = threading.get_ident()
-        self.stack: list[list] = []   # [package, start, seconds spent in other heavy packages it imported]
-        self.by_package: dict[str, float] = defaultdict(float)
-        self.original = builtins.__import__
-        self.hook = self._import   # one bound method, so that uninstall can tell it is still the one installed
-
-    def install(self) -> None:
-        builtins.__import__ = self.hook
-
-    def uninstall(self) -> None:
-        if builtins.__import__ is self.hook:
-            builtins.__import__ = self.original
-
-    def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
-        package = name.partition(".")[0]
-        if (level or threading.get_ident() != self.thread or package not in HEAVY_PACKAGES
-                or (self.stack and self.stack[-1][0] == package)):
-            return self.original(name, globals, locals, fromlist, level)
-        outermost = not self.stack
-        if outermost:
-            self.clock.enter("imports")
-        frame = [package, time.perf_counter(), 0.0]
-        self.stack.append(frame)
-        try:
-            return self.original(name, globals, locals, fromlist, level)
-        finally:
-            self.stack.pop()
-            took = time.perf_counter() - frame[1]
-            self.by_package[package] += took - frame[2]
-            if self.stack:
-                self.stack[-1][2] += took
-            if outermost:
-                self.clock.exit()
-
-    def shares(self, min_s: float = 0.05) -> dict[str, float]:
-        """Seconds per package, largest first; packages under `min_s` left out."""
-        return {p: round(s, 2) for p, s in sorted(self.by_package.items(), key=lambda kv: -kv[1]) if s >= min_s}
 
 
-class _PostImportPatcher:
-    """Times the functions of `targets` as their part: patched at once when their module is already imported,
-    else right after the module is executed (r1exp/patches/import_hooks.py). Undone by uninstall."""
-
-    def __init__(self, clock: PhaseClock, targets):
-        self.clock = clock
-        self.targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for module, path, part in targets:
-            self.targets[module].append((path, part))
-        self.hook = AfterImport({module: [self._patch_module] for module in self.targets})
-        self.restore: list[Callable[[], None]] = []
-
-    def install(self) -> None:
-        self.hook.install()
-
-    def uninstall(self) -> None:
-        self.hook.uninstall()
-        for undo in reversed(self.restore):
-            undo()
-        self.restore.clear()
-
-    def _patch_module(self, module) -> None:
-        for path, part in self.targets.get(module.__name__, []):
-            with contextlib.suppress(Exception):   # renamed in this version: that part is simply not split out
-                self._patch(module, path, part)
-
-    def _patch(self, module, path: str, part: str) -> None:
-        *owners, attr = path.split(".")
-        owner = module
-        for name in owners:
-            owner = getattr(owner, name)
-        static = vars(owner).get(attr)
-        if static is None or getattr(static, "_r1exp_phase", None):
-            return
-        is_classmethod = isinstance(static, classmethod)
-        func = static.__func__ if is_classmethod else static
-        clock = self.clock
-
-        @functools.wraps(func)
-        def timed(*args, **kwargs):
-            with clock.phase(part):
-                return func(*args, **kwargs)
-
-        timed._r1exp_phase = part
-        setattr(owner, attr, classmethod(timed) if is_classmethod else timed)
-        self.restore.append(lambda: setattr(owner, attr, static))

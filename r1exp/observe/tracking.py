@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from r1exp.records import secrets
+from r1exp.records.metrics import METRICS_FILE, read_metrics, step_rows
 from r1exp.observe import timing
 
-METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "reward_curve.png"
 
 
@@ -41,44 +41,12 @@ def metrics_callback(run_dir: Path):
     return MetricsRecorder()
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def truncate_metrics(run_dir: Path, after_step: int) -> int:
-    """Drop the lines logged after `after_step` (a resumed run repeats them from its checkpoint); how many."""
-    rows = read_metrics(run_dir)
-    keep = [r for r in rows if int(r.get("step", 0)) <= after_step]
-    if len(keep) != len(rows):
-        (Path(run_dir) / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in keep))
-    return len(rows) - len(keep)
 
 
-def step_rows(rows: list[dict]) -> list[dict]:
-    """Per-step training rows (the ones with a reward), leaving out the end-of-training summary line."""
-    return [r for r in rows if "reward" in r]
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Final metrics: last values, and the mean reward of the first and last 10% of steps."""
-    steps = step_rows(rows)
-    out: dict = {"steps_logged": len(steps)}
-    if not steps:
-        return out
-    k = max(1, len(steps) // 10)
-    out["reward_first10"] = sum(r["reward"] for r in steps[:k]) / k
-    out["reward_last10"] = sum(r["reward"] for r in steps[-k:]) / k
-    for key, value in steps[-1].items():
-        if isinstance(value, (int, float)) and key != "step":
-            out[f"final/{key}"] = value
-    out.update(timing.summarize_steps(steps))  # time_mean/<phase>: seconds per step after the first
-    end = [r for r in rows if "train_runtime" in r]
-    if end:
-        out["train_runtime_s"] = end[-1]["train_runtime"]
-    return out
 
 
 def plot_reward_curve(run_dir: Path, title: str = "") -> Path | None:
@@ -139,7 +107,7 @@ def start_tracker(cfg, run_dir: Path, resolved: dict, manifest: dict) -> str:
     A resumed run (resume=true) logs into the W&B run of the attempt it continues."""
     if cfg.logger.name != "wandb":
         return "none"
-    from r1exp.scale.distributed import is_main_process
+    from r1exp.machine.processes import is_main_process
 
     if not is_main_process():
         return "wandb"  # rank 0 logs the run; the same report_to on every rank (TRL gathers completions for it)
@@ -213,3 +181,22 @@ def _plain(v):
     if hasattr(v, "item"):
         return v.item()
     return v
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Final metrics: last values, and the mean reward of the first and last 10% of steps."""
+    steps = step_rows(rows)
+    out: dict = {"steps_logged": len(steps)}
+    if not steps:
+        return out
+    k = max(1, len(steps) // 10)
+    out["reward_first10"] = sum(r["reward"] for r in steps[:k]) / k
+    out["reward_last10"] = sum(r["reward"] for r in steps[-k:]) / k
+    for key, value in steps[-1].items():
+        if isinstance(value, (int, float)) and key != "step":
+            out[f"final/{key}"] = value
+    out.update(timing.summarize_steps(steps))  # time_mean/<phase>: seconds per step after the first
+    end = [r for r in rows if "train_runtime" in r]
+    if end:
+        out["train_runtime_s"] = end[-1]["train_runtime"]
+    return out

@@ -42,7 +42,8 @@ class MemoryPlan:
     kv_cache_gb: float | None = None   # an explicit KV cache handed to the engine (None: what the fraction leaves)
     engine_need_gb: float = 0.0        # weights + KV cache for a whole generation batch + overhead
     engine_min_gb: float = 0.0         # weights + KV cache for one sequence + overhead: below this vLLM cannot start
-    shared_weights: bool = False
+    shared_weights: bool = False       # the loader's in-process engine generates with the trainer's own weights
+    loader_sleeps_engine: bool = False  # the loader sleeps that engine itself while the trainer computes gradients
     max_model_len: int = 0
     prompt_tokens: int = 0
     generation_batch: int = 0
@@ -162,13 +163,15 @@ def logprob_head_gb(cfg, micro: int, fused: bool) -> float:
     return scored * int(arch.vocab) * LOGIT_BYTES / GiB
 
 
-def plan_memory(cfg: DictConfig, env) -> MemoryPlan:
-    from r1exp.components import engine_of, loader_of
+def plan_memory(cfg: DictConfig, env, engine, loader) -> MemoryPlan:
+    """The plan of a run with this engine and loader (resolved once by the pre-flight, r1exp.components.Resolved).
+    The loader says what it changes as plain values (its own training loop's terms, whether its engine shares the
+    trainer's weights, whether it sleeps that engine); the engine adds its share and the totals."""
     from r1exp.machine.facts import planned_gpus
     from r1exp.grpo.fields import grpo_fields
 
     arch = cfg.model.arch
-    on_cpu = planned_gpus(cfg, env) == 0
+    on_cpu = planned_gpus(cfg, env, loader) == 0
     device_gb = None if on_cpu else (_get(cfg, "hardware.gpu_memory_gb") or (env.gpus[0] if env.gpus else None))
     plan = MemoryPlan(device_gb=float(device_gb) if device_gb else None, device="cpu" if on_cpu else "cuda",
                       max_model_len=max_model_len(cfg), prompt_tokens=prompt_tokens(cfg),
@@ -183,10 +186,11 @@ def plan_memory(cfg: DictConfig, env) -> MemoryPlan:
     }
     if float(trainer_value(cfg, "beta", 0.0) or 0.0) > 0:
         plan.notes.append("beta>0 with LoRA: the reference model is the base with the adapter disabled (no copy)")
-    loader = loader_of(cfg)
     loader.adjust_terms(cfg, plan.terms, micro)
+    plan.shared_weights = loader.shares_engine_weights(engine.in_process)
+    plan.loader_sleeps_engine = plan.shared_weights and loader.sleeps_own_engine()
     terms = plan.terms
     static = terms["weights"] + terms["lora+optimizer"] + terms["cuda_context"]
     dynamic = terms["activations"] + terms["logprob_head"]
-    engine_of(cfg).plan_memory(cfg, env, plan, loader, static, dynamic)
+    engine.plan_memory(cfg, env, plan, static, dynamic)
     return plan

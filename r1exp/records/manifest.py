@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from r1exp.records import secrets
-from r1exp.scale import slurm
+from r1exp.machine import processes
 from r1exp.machine.facts import installed_versions
 
 MANIFEST_FILE = "run.json"
@@ -59,7 +59,7 @@ def git_state(repo: Path | None = None) -> dict:
 def hydra_job() -> dict:
     """Which Hydra job this is: run or multirun, the sweep folder, the job number and its overrides ({} outside
     Hydra). The sweep summary and the W&B group are read from here."""
-    from r1exp.scale.distributed import launched_hydra_job
+    from r1exp.machine.processes import launched_hydra_job
 
     launched = launched_hydra_job()  # a rank of a distributed run: the job that launched it
     if launched is not None:
@@ -111,7 +111,7 @@ class Manifest:
             "git": git_state(),
             "command": secrets.redact_argv(sys.argv),
             "hydra": hydra_job(),
-            "slurm": slurm.job_facts(),  # the SLURM job and node (None outside SLURM)
+            "slurm": processes.slurm_job(),  # the SLURM job and node (None outside SLURM)
             "start": now(),
             "end": None,
             "metrics": {},
@@ -141,7 +141,7 @@ class Manifest:
                     error=secrets.redact_text(error) if error else None, exit_code=exit_code, **fields)
 
     def write(self) -> None:
-        from r1exp.scale.distributed import is_main_process
+        from r1exp.machine.processes import is_main_process
 
         if not is_main_process():  # the ranks of a distributed run share rank 0's run.json
             return

@@ -27,13 +27,14 @@ import signal
 import threading
 from pathlib import Path
 
-from r1exp.observe import tracking
+
+from r1exp.records.metrics import METRICS_FILE, read_metrics, truncate_metrics
 from r1exp.errors import ConfigError, Problem
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ATTEMPTS_DIR = "attempts"
 # What an attempt leaves that a later attempt in the same folder rewrites or cuts.
-ATTEMPT_FILES = (tracking.METRICS_FILE, "reward_failures.jsonl")
+ATTEMPT_FILES = (METRICS_FILE, "reward_failures.jsonl")
 
 
 class GracefulStop:
@@ -85,7 +86,7 @@ class GracefulStop:
                 stop.training = True
 
             def on_step_end(self, args, state, control, **kwargs):
-                from r1exp.scale.distributed import any_rank
+                from r1exp.machine.processes import any_rank
 
                 if any_rank(stop.requested, args.device):  # every rank stops at the same step
                     stop.signum = stop.signum or signal.SIGTERM
@@ -117,9 +118,9 @@ def prepare_resume(cfg, run_dir: Path, manifest=None) -> Path | None:
     metrics.jsonl starts empty (a run started again in the same folder, e.g. a requeued cluster job). Either way the
     earlier attempt's files are kept under attempts/<k>/ first (and named in `manifest`'s last attempt)."""
     if not cfg.get("resume", False):
-        if tracking.read_metrics(run_dir):
+        if read_metrics(run_dir):
             archive_attempt(run_dir, manifest)
-        tracking.truncate_metrics(run_dir, after_step=-1)  # a fresh run in a used folder logs its own steps only
+        truncate_metrics(run_dir, after_step=-1)  # a fresh run in a used folder logs its own steps only
         return None
     checkpoint = last_checkpoint(run_dir)
     if checkpoint is None:
@@ -129,7 +130,7 @@ def prepare_resume(cfg, run_dir: Path, manifest=None) -> Path | None:
             " to run it again from the start use `python -m r1exp.reproduce RUN_DIR` without resume=true",
             rule="resume.checkpoint")])
     archive_attempt(run_dir, manifest)
-    tracking.truncate_metrics(run_dir, after_step=checkpoint_step(checkpoint))
+    truncate_metrics(run_dir, after_step=checkpoint_step(checkpoint))
     return checkpoint
 
 
@@ -155,30 +156,3 @@ def archive_attempt(run_dir: Path, manifest=None) -> Path | None:
     return folder
 
 
-def claim_attempt(run_dir: Path) -> None:
-    """resume=true: make this attempt the one that continues the run in `run_dir`, or raise ConfigError (exit 2).
-
-    The folder must hold a run (run.json) that is not running any more (`r1exp.records.manifest.run_state`: ok, failed,
-    interrupted or dead); the attempt is claimed with O_EXCL, so of two resumes started together one goes on."""
-    from r1exp.records.manifest import MANIFEST_FILE, describe_owner, read_manifest, run_state
-    from r1exp.records.run_folder import CLAIM_FILE, take_file
-
-    run_dir = Path(run_dir)
-    again = f"python -m r1exp.reproduce {run_dir} resume=true"
-    if not (run_dir / MANIFEST_FILE).exists():
-        raise ConfigError([Problem("resume", True, f"{run_dir} holds no run to continue (no {MANIFEST_FILE})",
-                                   "give the folder of an interrupted run: python -m r1exp.reproduce RUN_DIR "
-                                   "resume=true; without resume=true a new run starts", rule="resume.folder")])
-    state = run_state(run_dir)
-    if state == "unknown":
-        raise ConfigError([Problem("resume", True, f"{run_dir / MANIFEST_FILE} cannot be read (cut short or not "
-                                   "JSON): r1exp cannot tell which run this is", "repeat the run from its saved "
-                                   f"config instead: python -m r1exp.reproduce {run_dir}", rule="resume.folder")])
-    if state == "running":
-        raise ConfigError([Problem("resume", True, f"the run in {run_dir} is still running ({describe_owner(run_dir)})",
-                                   "wait for it to end, or stop it with SIGTERM (it saves a checkpoint), then: "
-                                   + again, rule="resume.running")])
-    attempt = len(read_manifest(run_dir).get("attempts") or []) + 1
-    if not take_file(run_dir / f"{CLAIM_FILE}.resume{attempt}"):
-        raise ConfigError([Problem("resume", True, f"another resume of {run_dir} has already started", "let that one run; look at it with: cat "
-                                   f"{run_dir / MANIFEST_FILE}", rule="resume.running")])

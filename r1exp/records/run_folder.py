@@ -80,7 +80,6 @@ def _claim(argv: list[str], cl) -> Claim:
     if _rank_of(folder):  # a rank of a distributed run: the launching process claimed this folder for it
         return Claim(list(argv))
     if resume and not cl.multirun:
-        from r1exp.records.resume import claim_attempt
 
         claim_attempt(folder)
         result = Claim(_with(argv, key, folder), folder, key, fresh=False)
@@ -96,7 +95,7 @@ def _rank_of(folder: Path) -> bool:
     """This process is a rank that r1exp.scale.distributed launched into `folder`, which its launcher already claimed."""
     import os
 
-    from r1exp.scale.distributed import RUN_DIR_ENV
+    from r1exp.machine.processes import RUN_DIR_ENV
 
     shared = os.environ.get(RUN_DIR_ENV)
     return bool(shared) and Path(shared).resolve() == folder.resolve()
@@ -234,3 +233,31 @@ def quote(text: str) -> str:
     # backslashes before a quote or at the end are doubled, quotes escaped, interpolations escaped
     escaped = re.sub(r"(\\+)(?='|$)", lambda m: m[1] * 2, text).replace("'", "\\'").replace("${", "\\${")
     return f"'{escaped}'"
+
+
+def claim_attempt(run_dir: Path) -> None:
+    """resume=true: make this attempt the one that continues the run in `run_dir`, or raise ConfigError (exit 2).
+
+    The folder must hold a run (run.json) that is not running any more (`r1exp.records.manifest.run_state`: ok, failed,
+    interrupted or dead); the attempt is claimed with O_EXCL, so of two resumes started together one goes on."""
+    from r1exp.records.manifest import MANIFEST_FILE, describe_owner, read_manifest, run_state
+
+    run_dir = Path(run_dir)
+    again = f"python -m r1exp.reproduce {run_dir} resume=true"
+    if not (run_dir / MANIFEST_FILE).exists():
+        raise ConfigError([Problem("resume", True, f"{run_dir} holds no run to continue (no {MANIFEST_FILE})",
+                                   "give the folder of an interrupted run: python -m r1exp.reproduce RUN_DIR "
+                                   "resume=true; without resume=true a new run starts", rule="resume.folder")])
+    state = run_state(run_dir)
+    if state == "unknown":
+        raise ConfigError([Problem("resume", True, f"{run_dir / MANIFEST_FILE} cannot be read (cut short or not "
+                                   "JSON): r1exp cannot tell which run this is", "repeat the run from its saved "
+                                   f"config instead: python -m r1exp.reproduce {run_dir}", rule="resume.folder")])
+    if state == "running":
+        raise ConfigError([Problem("resume", True, f"the run in {run_dir} is still running ({describe_owner(run_dir)})",
+                                   "wait for it to end, or stop it with SIGTERM (it saves a checkpoint), then: "
+                                   + again, rule="resume.running")])
+    attempt = len(read_manifest(run_dir).get("attempts") or []) + 1
+    if not take_file(run_dir / f"{CLAIM_FILE}.resume{attempt}"):
+        raise ConfigError([Problem("resume", True, f"another resume of {run_dir} has already started", "let that one run; look at it with: cat "
+                                   f"{run_dir / MANIFEST_FILE}", rule="resume.running")])

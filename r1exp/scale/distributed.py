@@ -28,12 +28,11 @@ from pathlib import Path
 
 from r1exp.config.rule import Rule
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Problem
+from r1exp.machine.processes import (DISTRIBUTED_TYPES, HYDRA_JOB_ENV, RUN_DIR_ENV, env_int, get, is_int, is_launched,
+                                     is_main_process, machine_count, planned_world_size, processes_per_machine,
+                                     rank, strategy)
 
-RUN_DIR_ENV = "R1EXP_RUN_DIR"        # set for the ranks: the run folder they share
-HYDRA_JOB_ENV = "R1EXP_HYDRA_JOB"    # the launching job's Hydra facts (sweep folder, job number) for rank 0's run.json
 ACCELERATE_FILE = "accelerate_config.yaml"
-# accelerate's distributed_type for each strategy (MULTI_GPU = torchrun; on CPU its ranks use gloo, MULTI_CPU)
-DISTRIBUTED_TYPES = {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED"}
 NEEDS_PACKAGE = {"deepspeed_zero2": "deepspeed", "deepspeed_zero3": "deepspeed"}
 FSDP2_ACCELERATE = "1.7.0"           # fsdp_version: 2 needs accelerate >= 1.7 (TRL's accelerate_configs/fsdp2.yaml)
 # Hydra settings of the ranks: the launching job already wrote .hydra/ and the run folder's log
@@ -42,26 +41,12 @@ RANK_HYDRA_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
 
 # --- what the config asks for ----------------------------------------------------------------------------------
 
-def strategy(cfg) -> str:
-    return str(_get(cfg, "distributed.name", "none") or "none")
 
 
-def planned_world_size(cfg) -> int:
-    """Training processes of the run: distributed.num_processes (over all machines) under a strategy; with
-    distributed=none, WORLD_SIZE when an outside launcher (torchrun, accelerate launch) started this process, else 1."""
-    if strategy(cfg) == "none":
-        return _env_int("WORLD_SIZE", 1)
-    n = _get(cfg, "distributed.num_processes", 1)
-    return n if _is_int(n) and n >= 1 else 1
 
 
-def machine_count(cfg) -> int:
-    machines = _get(cfg, "distributed.num_machines", 1)
-    return machines if _is_int(machines) and machines >= 1 else 1
 
 
-def processes_per_machine(cfg) -> int:
-    return max(1, planned_world_size(cfg) // machine_count(cfg))
 
 
 def server_gpus(cfg) -> list[int]:
@@ -106,18 +91,10 @@ def backend(cfg, env) -> str:
 
 # --- the ranks -----------------------------------------------------------------------------------------------------
 
-def rank() -> int:
-    return _env_int("RANK", 0)
 
 
-def is_main_process() -> bool:
-    """Rank 0, or a single-process run: the process that writes run.json, metrics and W&B."""
-    return rank() == 0
 
 
-def is_launched() -> bool:
-    """This process is a rank started by a launcher (ours, or accelerate/torchrun started by hand)."""
-    return RUN_DIR_ENV in os.environ or "LOCAL_RANK" in os.environ
 
 
 def needs_launch(cfg) -> bool:
@@ -134,36 +111,13 @@ def rank_exit_status(code: int) -> int:
 
 
 def before_training() -> None:
-    """Fixes several CPU processes need. accelerate gives each CPU rank the device `cpu:<local rank>`, and
-    transformers resumes a multi-process run with torch.load(map_location=args.device), which torch cannot do for
-    "cpu:0" ("don't know how to restore data location ... (tagged with cpu:0)"): a checkpoint of a 2-process CPU run
-    could not be resumed. A CPU storage has no index, so such a location is read as the CPU."""
-    if _env_int("WORLD_SIZE", 1) < 2:
+    """What several CPU processes need before training: checkpoints saved on the device "cpu:<rank>" load again
+    (r1exp.patches.cpu_rank_location)."""
+    if env_int("WORLD_SIZE", 1) < 2:
         return
-    import torch.serialization
+    from r1exp.patches import cpu_rank_location
 
-    if not getattr(before_training, "registered", False):
-        torch.serialization.register_package(11, lambda obj: None, _indexed_cpu_location)
-        before_training.registered = True
-
-
-def _indexed_cpu_location(storage, location: str):
-    return storage if location.startswith("cpu:") else None
-
-
-def any_rank(flag: bool, device=None) -> bool:
-    """True on every rank when it is true on one (a collective: every rank calls it at the same point), e.g. a stop
-    that one rank's signal asked for; the flag itself outside a multi-process run."""
-    if _env_int("WORLD_SIZE", 1) < 2:
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device or "cpu")
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    cpu_rank_location.install()
 
 
 def rank_log(run_dir: Path, n: int) -> Path:
@@ -182,21 +136,17 @@ def route_rank_output() -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    print(f"r1exp rank {rank()} of {_env_int('WORLD_SIZE', 1)}: this rank's output (rank 0 prints to the console "
+    print(f"r1exp rank {rank()} of {env_int('WORLD_SIZE', 1)}: this rank's output (rank 0 prints to the console "
           "and writes run.json, metrics.jsonl and W&B)", flush=True)
 
 
-def launched_hydra_job() -> dict | None:
-    """The Hydra facts of the job that launched this rank (its sweep folder and number), None outside a launch."""
-    text = os.environ.get(HYDRA_JOB_ENV)
-    return json.loads(text) if text and RUN_DIR_ENV in os.environ else None
 
 
 def facts(cfg) -> dict:
     """run.json's `distributed`: the strategy and the world size this run trained with."""
     from r1exp.machine.facts import detect
 
-    out = {"strategy": strategy(cfg), "world_size": _env_int("WORLD_SIZE", 1)}
+    out = {"strategy": strategy(cfg), "world_size": env_int("WORLD_SIZE", 1)}
     run_dir = os.environ.get(RUN_DIR_ENV)
     if out["strategy"] != "none" or out["world_size"] > 1:
         out.update(num_machines=machine_count(cfg), backend=backend(cfg, detect()))
@@ -364,16 +314,16 @@ def describe(cfg, env) -> str:
 
 def _numbers(ctx):
     cfg = ctx.cfg
-    if _get(cfg, "distributed") is None:
+    if get(cfg, "distributed") is None:
         return
     name = strategy(cfg)
     if name not in ("none", *DISTRIBUTED_TYPES):
         yield Problem("distributed.name", name, f"not a strategy r1exp knows ({', '.join(('none', *DISTRIBUTED_TYPES))})",
                       "pick one with distributed=ddp|fsdp|deepspeed_zero2|deepspeed_zero3, or distributed=none")
         return
-    procs, machines = _get(cfg, "distributed.num_processes"), _get(cfg, "distributed.num_machines")
+    procs, machines = get(cfg, "distributed.num_processes"), get(cfg, "distributed.num_machines")
     for key, value in (("num_processes", procs), ("num_machines", machines)):
-        if not (_is_int(value) and value >= 1):
+        if not (is_int(value) and value >= 1):
             yield Problem(f"distributed.{key}", value, "the number of training processes / machines is a whole "
                           "number >= 1", f"set distributed.{key}=1 or more")
             return
@@ -389,23 +339,23 @@ def _numbers(ctx):
                       f"num_processes counts the processes of all machines (accelerate's count): {procs} do not "
                       f"split evenly over {machines} machines",
                       f"use a multiple of {machines}, e.g. distributed.num_processes={machines * max(1, procs // machines)}")
-    mrank = _get(cfg, "distributed.machine_rank", 0)
-    if not (_is_int(mrank) and 0 <= mrank < machines):
+    mrank = get(cfg, "distributed.machine_rank", 0)
+    if not (is_int(mrank) and 0 <= mrank < machines):
         yield Problem("distributed.machine_rank", mrank, f"machine ranks go from 0 to {machines - 1}",
                       f"set distributed.machine_rank to this machine's rank, 0..{machines - 1}")
 
 
 def _several_machines(ctx):
     cfg = ctx.cfg
-    machines = _get(cfg, "distributed.num_machines", 1)
-    if strategy(cfg) == "none" or not (_is_int(machines) and machines > 1):
+    machines = get(cfg, "distributed.num_machines", 1)
+    if strategy(cfg) == "none" or not (is_int(machines) and machines > 1):
         return
-    if not _get(cfg, "distributed.main_process_ip"):
+    if not get(cfg, "distributed.main_process_ip"):
         yield Problem("distributed.main_process_ip", None,
                       f"{machines} machines meet at machine 0's address, and none is given",
                       "set distributed.main_process_ip=<address of machine 0> (the same on every machine)")
-    port = _get(cfg, "distributed.main_process_port")
-    if not (_is_int(port) and 1 <= port <= 65535):
+    port = get(cfg, "distributed.main_process_port")
+    if not (is_int(port) and 1 <= port <= 65535):
         yield Problem("distributed.main_process_port", port,
                       "several machines need one fixed port on machine 0 (0 = any free port works on one machine only)",
                       "set distributed.main_process_port=29500 (or another port open between the machines)")
@@ -416,7 +366,7 @@ def _accelerate_block(ctx):
     name = strategy(cfg)
     if name not in DISTRIBUTED_TYPES:
         return
-    kind = _get(cfg, "distributed.accelerate.distributed_type")
+    kind = get(cfg, "distributed.accelerate.distributed_type")
     if kind != DISTRIBUTED_TYPES[name]:
         fix = {v: k for k, v in DISTRIBUTED_TYPES.items()}.get(str(kind))
         yield Problem("distributed.accelerate.distributed_type", kind,
@@ -432,7 +382,7 @@ def _gpus(ctx):
     if strategy(cfg) not in DISTRIBUTED_TYPES:
         return
     per_machine = processes_per_machine(cfg)
-    gpus = planned_gpus(cfg, ctx.env)
+    gpus = planned_gpus(cfg, ctx.env, ctx.loader)
     if gpus == 0:
         if per_machine > ctx.env.cpu_count:
             yield Problem("distributed.num_processes", planned_world_size(cfg),
@@ -465,7 +415,7 @@ def _installed(ctx):
     if accelerate is None:
         yield Problem("distributed.name", name, "several processes are launched with accelerate, which is not installed",
                       'pip install "accelerate>=1.10" (or the whole CPU/GPU stack: pip install -e ".[cpu]" / ".[gpu]")')
-    elif name == "fsdp" and _get(cfg, "distributed.accelerate.fsdp_config.fsdp_version") == 2 \
+    elif name == "fsdp" and get(cfg, "distributed.accelerate.fsdp_config.fsdp_version") == 2 \
             and Version(accelerate) < Version(FSDP2_ACCELERATE):
         yield Problem("distributed.name", name, f"FSDP2 needs accelerate >= {FSDP2_ACCELERATE} (installed: {accelerate})",
                       f'pip install "accelerate>={FSDP2_ACCELERATE}"')
@@ -479,7 +429,7 @@ def _cpu(ctx):
     from r1exp.machine.facts import planned_gpus
 
     cfg, name = ctx.cfg, strategy(ctx.cfg)
-    if name not in DISTRIBUTED_TYPES or planned_gpus(cfg, ctx.env) != 0:
+    if name not in DISTRIBUTED_TYPES or planned_gpus(cfg, ctx.env, ctx.loader) != 0:
         return
     if name.startswith("deepspeed"):
         yield Problem("distributed.name", name, "DeepSpeed trains on CUDA GPUs; this run has none (a CPU run)",
@@ -489,7 +439,7 @@ def _cpu(ctx):
                       "plain DDP instead (measured: the same losses as distributed=ddp), so the run would not be "
                       "what it says",
                       "on CPU use distributed=ddp (gloo); FSDP needs a GPU machine (hardware.num_gpus to plan one)")
-    ddp_backend = _get(cfg, "trainer.ddp_backend")
+    ddp_backend = get(cfg, "trainer.ddp_backend")
     if ddp_backend not in (None, "gloo"):
         yield Problem("trainer.ddp_backend", ddp_backend, f"{ddp_backend} needs {'CUDA GPUs' if ddp_backend == 'nccl' else 'a backend this CPU build lacks'};"
                       " CPU processes talk over gloo", "drop trainer.ddp_backend (gloo on CPU, nccl on GPUs)")
@@ -515,22 +465,10 @@ RULES: list[Rule] = [
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 
-def _get(cfg, key, default=None):
-    from omegaconf import OmegaConf
-
-    value = OmegaConf.select(cfg, key, default=default)
-    return default if value is None else value
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(0, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
 
 
 def _version(package: str) -> str | None:

@@ -10,7 +10,6 @@ hydra.launcher key to change, and exit status 2. The run.json of a job that ran 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -127,13 +126,6 @@ def refused(cl, dry_run: bool = False) -> bool:
     return False
 
 
-def job_facts() -> dict | None:
-    """The SLURM job this process runs in (for run.json), None outside SLURM."""
-    if "SLURM_JOB_ID" not in os.environ:
-        return None
-    keys = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID",
-            "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION", "cluster": "SLURM_CLUSTER_NAME"}
-    return {name: os.environ[var] for name, var in keys.items() if var in os.environ}
 
 
 def _value(launcher, key: str):

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from r1exp.observe.summary import fmt, print_block
 from r1exp.records import secrets
-from r1exp.observe import tracking
+from r1exp.records.metrics import read_metrics, step_rows
 from r1exp.records.manifest import MANIFEST_FILE, read_manifest
 
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
@@ -176,7 +177,7 @@ def _markdown(sweep_dir: Path, jobs: list[Job], keys: list[str], metric: str, ma
 
 
 def _plot(path: Path, jobs: list[Job], keys: list[str]) -> Path | None:
-    curves = [(job, tracking.step_rows(tracking.read_metrics(job.folder))) for job in jobs]
+    curves = [(job, step_rows(read_metrics(job.folder))) for job in jobs]
     curves = [(job, rows) for job, rows in curves if rows]
     if not curves:
         return None
@@ -233,7 +234,6 @@ def summarize(sweep_dir: Path, metric: str = "reward_last10", maximize: bool = T
     jobs = collect_jobs(sweep_dir)
     paths = write_summary(sweep_dir, jobs, metric, maximize)
     _last.update(exit_code=exit_status(jobs), sweep_dir=Path(sweep_dir))
-    from r1exp.observe.summary import print_sweep_summary
 
     print_sweep_summary(sweep_dir, jobs, paths, metric, maximize)  # jobs ok, the best job, where the summary is
     return _last["exit_code"]
@@ -268,3 +268,28 @@ def job_value(cfg, code: int, run_dir: Path):
     worst = math.inf if "min" in direction else -math.inf
     value = (read_manifest(run_dir).get("metrics") or {}).get(str(metric)) if code == 0 else None
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else worst
+
+
+def sweep_summary(sweep_dir: Path, jobs: list, paths: dict, metric: str = "reward_last10",
+                  maximize: bool = True) -> tuple[str, list[tuple[str, str]]]:
+
+    ok = sum(job.ok for job in jobs)
+    lines = [("folder", str(sweep_dir))]
+    best = best_job(jobs, metric, maximize)
+    if best is not None:
+        keys = swept_keys(jobs)
+        setting = " ".join(f"{k}={best.override_map().get(k)}" for k in keys) or "the only setting"
+        lines.append(("best", f"job {best.num} ({setting}): {metric} {fmt(best.metrics[metric])}, {best.folder}"))
+    for job in jobs:
+        if not job.ok:
+            lines.append((f"job {job.num}", f"{job.status}, exit {job.exit_code}: {job.error or 'no error recorded'}"))
+    for key, label in (("md", "summary"), ("png", "curves"), ("csv", "table")):
+        if key in paths:
+            lines.append((label, str(paths[key])))
+    return f"sweep: {ok}/{len(jobs)} jobs ok", lines
+
+
+def print_sweep_summary(sweep_dir: Path, jobs: list, paths: dict, metric: str = "reward_last10",
+                        maximize: bool = True, console=None) -> None:
+    title, lines = sweep_summary(sweep_dir, jobs, paths, metric, maximize)
+    print_block(title, lines, "green" if jobs and all(job.ok for job in jobs) else "red", console)
