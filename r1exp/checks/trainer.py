@@ -35,7 +35,7 @@ DERIVED = {
     "use_transformers_paged": "the engine group (conf/engine/)",
 }
 
-# Names TRL removed or renamed (STACK.md): a better hint than a spelling suggestion.
+# Names TRL removed or renamed (its release notes): a better hint than a spelling suggestion.
 RENAMED = {
     "max_prompt_length": "removed in TRL 0.28 (prompts are no longer truncated by TRL): shorten the prompts in the "
                          "data, or set data.max_prompt_tokens for the plan",

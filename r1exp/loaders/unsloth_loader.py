@@ -13,7 +13,7 @@ interpolation (conf/loader/unsloth.yaml), so only an explicit wrong override tri
 
 On the H200 stack (torch 2.11, vLLM 0.26, Unsloth 2026.10.5) Unsloth's GRPO loop stalls under torch.compile: with
 Unsloth's own compile off (UNSLOTH_COMPILE_DISABLE=1) the first step finished and the second did not within 90 s;
-with TorchDynamo off as well it trains at ~1.9 s/step (bench/results/h200/). TORCHDYNAMO_DISABLE=1 in the
+with TorchDynamo off as well it trains at ~1.9 s/step (docs/benchmarks.md/). TORCHDYNAMO_DISABLE=1 in the
 environment also stops vLLM from compiling its engine at start-up ("aot_compile is not supported"), so r1exp turns
 dynamo off only after the engine is built. `loader.compile: true` leaves both on.
 
@@ -21,7 +21,7 @@ Unsloth builds its engine itself, and picks some of its settings from its own ta
 of the KV cache (32 sequences for a 64-completion step with the planned memory fraction on the H200, so every
 generation ran in two waves), Inductor compilation of the engine. The engine's settings replace those choices while
 Unsloth builds it (`Engine.loader_engine_context`), as they reach TRL's own engine, and the post-build check reads
-them back. On the H200 (bench/results/h200/session5) Unsloth's step is then 0.98-1.09x TRL colocate's at 0.5B and
+them back. On the H200 (docs/benchmarks.md) Unsloth's step is then 0.98-1.09x TRL colocate's at 0.5B and
 0.93x at 7B, where it had been 1.16-1.42x and 1.33x.
 
 Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`). Its loss held the
@@ -122,10 +122,10 @@ def _fast(cfg) -> bool:
 
 UNSLOTH_LOGIT_BYTES = 4   # recompute_logits=false: the loss's logits of the whole micro-batch, float32
 HIDDEN_BYTES = 2          # recompute_logits=true: the loss keeps its input, the hidden states (bfloat16), per token
-UNSLOTH_ACT_FACTOR = 1.0  # one layer's activations, fitted on the session-5 fit runs (0.5B, 1.5B, 7B; memory.md)
+UNSLOTH_ACT_FACTOR = 1.0  # one layer's activations, fitted on measured H200 peaks (0.5B, 1.5B, 7B)
 UNSLOTH_RECOMPUTE_ACT_FACTOR = 1.6  # recompute_logits: the backward holds more than one layer's activations (its
-                                    # peak moved from the logits to the layers); fitted on session 8's recomputed runs
-                                    # (0.5B, 1.5B, 7B: -6% to -9% at 1.0, within ±3% at 1.6; memory.md)
+                                    # peak moved from the logits to the layers); fitted on measured H200 peaks with
+                                    # recompute_logits (0.5B, 1.5B, 7B: -6% to -9% at 1.0, within ±3% at 1.6)
 
 
 class UnslothLoader(Loader):
@@ -219,7 +219,7 @@ class UnslothLoader(Loader):
         return self.standby
 
     def adjust_terms(self, cfg: DictConfig, terms: dict, micro: int) -> None:
-        """Unsloth's GRPO loop, measured per phase on the H200 (bench/results/h200/session5): the peak is in the
+        """Unsloth's GRPO loop, measured per phase on the H200 (docs/benchmarks.md): the peak is in the
         loss's forward and backward, which holds the micro-batch's logits in float32 at once — every position, all
         of the vocabulary (9.3-11.5 GiB at a 151,936 vocabulary and 17,600-20,300 tokens, whatever the model size;
         capping the chunks of its no-grad log-prob pass changed nothing). With recompute_logits the loss keeps the
@@ -273,7 +273,7 @@ class UnslothLoader(Loader):
             if util is not None:
                 kwargs["gpu_memory_utilization"] = float(util)
             # Unsloth sizes its engine's max_model_len from max_seq_length (a max_model_len argument is ignored:
-            # the 7B run got 2048 instead of the planned 320, bench/results/h200/session4/q7)
+            # the 7B run got 2048 instead of the planned 320, docs/benchmarks.md)
             kwargs["max_seq_length"] = int(plan.max_model_len)
         with engine_context:
             model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)

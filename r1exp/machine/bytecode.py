@@ -1,8 +1,8 @@
 """Whether Python can reuse compiled bytecode for the packages a run imports, or compiles them from source at every
 start. Packages installed without bytecode (`pip install --no-compile`, some images) and a Python that may not write
 it (PYTHONDONTWRITEBYTECODE=1, or read-only package folders) make every run compile torch, transformers, vLLM and
-the rest again: 17 s of a 0.5B Unsloth run's start on the H200 (bench/results/h200/session8/s8b/profile), +5.9 s
-(2.4x the imports) on a 2-core CPU (bench/results/bytecode/cpu.json, bench/bytecode_imports.py)."""
+the rest again: 17 s of a 0.5B Unsloth run's start on the H200 (docs/benchmarks.md), +5.9 s
+(2.4x the imports) on a 2-core CPU (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

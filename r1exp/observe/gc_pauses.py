@@ -5,7 +5,7 @@ A run's process holds about a million Python objects once torch, transformers, T
 model, engine and trainer are built; a full collection walks every tracked object that is not frozen (0.37 s for the
 0.76 million left after the imports alone, on a 2-core CPU), and whatever runs then waits, vLLM's decoding loop
 included. vLLM freezes the heap when its engine starts (`gc.freeze()` in its EngineCore), which covers most of it.
-Measured on the H200 (bench/results/h200/session12): one full collection per step, 0.02-0.05 s of a 1.5-4 s step,
+Measured on the H200 (docs/benchmarks.md): one full collection per step, 0.02-0.05 s of a 1.5-4 s step,
 and freezing the heap again before training (everything built after the engine) saved 0.005-0.01 s of it; so r1exp
 measures the collector and leaves it alone.
 """

@@ -1,4 +1,4 @@
-"""Measured GPU memory of a run, to set next to the memory plan's prediction (bench/results/).
+"""Measured GPU memory of a run, to set next to the memory plan's prediction (docs/benchmarks.md).
 
 TRL colocate and Unsloth fast_inference keep trainer and vLLM engine in one process, so the device-level peak
 (total - free, polled by a thread) is the number to compare with the plan's total; torch's own counters split

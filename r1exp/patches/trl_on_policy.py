@@ -4,7 +4,7 @@ TRL's vLLM importance-sampling correction (`vllm_importance_sampling_correction`
 completion token by pi_old / pi_vllm, truncated or masked (`vllm_importance_sampling_mode`). To get pi_old,
 `_generate_and_score_completions` runs the policy once more, without gradients, over every completion of the
 generation batch, before the loss. On the H200 that pass was 0.68 s of a 5.05 s step at 7B; without it the step
-took 4.15-4.41 s, back to back (bench/results/h200/session10).
+took 4.15-4.41 s, back to back (docs/benchmarks.md).
 
 When the run is on-policy and nothing in the model is random (r1exp/patches/on_policy.py), that pass computes what
 the loss's own forward computes over the same rows, and TRL's loss already takes `per_token_logps.detach()` as pi_old

@@ -6,7 +6,7 @@ trainer's source, rewrites it, writes it to `unsloth_compiled_cache/` and import
 has Unsloth generate only its GRPOTrainer, with the same call Unsloth makes for each trainer in its walk
 (`_patch_trl_rl_trainers("grpo_trainer")`), so the trainer the run builds is the one Unsloth's walk would have made;
 `all` leaves Unsloth's import as it is. An Unsloth without those two functions keeps its own walk. On the H200
-(bench/results/h200/session14, 0.5B, back to back) Unsloth's share of the imports fell from 6.8 to 3.4 s and from
+(docs/benchmarks.md, 0.5B, back to back) Unsloth's share of the imports fell from 6.8 to 3.4 s and from
 8.8 to 3.9 s, the run's imports to 0.84x and 0.72x.
 """
 

@@ -4,14 +4,14 @@ Unsloth's loss turns the completion tokens' hidden states into per-token log-pro
 `unsloth_zoo.rl_replacements.chunked_hidden_states_selective_log_softmax`: chunk by chunk, head matmul, a float32
 copy, logsumexp. The chunks bound the forward, not the backward: autograd keeps every chunk's float32 logits until
 the loss's backward, i.e. tokens x vocabulary x 4 bytes at once (9.3-11.5 GiB at 64 x 256 with Qwen's 151,936-token
-vocabulary on the H200: the peak of every Unsloth run in bench/results/h200/session5, whatever the model size).
+vocabulary on the H200: the peak of every Unsloth run in docs/benchmarks.md, whatever the model size).
 
 `recomputing(original)` runs the same function in blocks of rows under `torch.utils.checkpoint`: a block keeps only
 its inputs (hidden states, already on the GPU) and recomputes its logits in the backward, one block at a time. The
 values are the original function's on the same rows (each row's log-prob depends on that row alone), so the loss
 and its gradients are the same computation, split differently; the cost is one more head matmul per block in the
 backward, and the loss's forward+backward+optimizer phase measured no slower on the H200 (1.72 vs 1.79 s at 7B,
-64 x 256; bench/results/h200/session8). Without gradients (the old/reference log-prob passes) the original runs
+64 x 256; docs/benchmarks.md). Without gradients (the old/reference log-prob passes) the original runs
 untouched.
 
 Unsloth's loss imports the function from `unsloth_zoo.rl_replacements` inside its body at every call (its source

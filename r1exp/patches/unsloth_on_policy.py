@@ -4,7 +4,7 @@ Unsloth rewrites TRL's `_generate_and_score_completions` (the generated trainer 
 that, whenever vLLM generates, the policy runs once more without gradients over every completion of the generation
 batch (`if ... or (self.use_vllm):`), and it moves TRL's importance-sampling correction into its loss
 (`grpo_compute_loss`: exp(old - sampling), truncated or masked, and the sampling metrics): 0.60 s of a 4.44 s step
-at 7B on the H200; without it, back to back, 3.90 s and the same peak (bench/results/h200/session11/s11b).
+at 7B on the H200; without it, back to back, 3.90 s and the same peak (docs/benchmarks.md).
 
 On-policy with no dropout (r1exp/patches/on_policy.py) that pass computes what the loss's own forward computes over
 the same rows. `OnPolicyUnslothTrainer` then skips it (the call returns no log-probs, so the batch carries none) and

@@ -8,7 +8,7 @@ and totals (`Engine.plan_memory`: a colocated vLLM's reservation and second weig
 cache of `generate`), and the loader its own (`Loader.adjust_terms` for a training loop of its own,
 `Loader.shares_engine_weights`, `Loader.engine_asleep_gb` for an engine it sleeps itself).
 
-The constants are calibrated against measured peaks on the H200 (bench/results/h200/memory.md); `plan_memory` is
+The constants are calibrated against measured peaks on the H200 (docs/benchmarks.md); `plan_memory` is
 a pure function of (cfg, env) so that a benchmark can print prediction next to measurement.
 """
 
@@ -26,7 +26,7 @@ LORA_BYTES = 4 + 4 + 8      # fp32 adapter weights, their gradients, AdamW's two
 CUDA_CONTEXT_GB = 0.6       # CUDA context + allocator slack in each process using the GPU
 LOGIT_BYTES = 2 + 4 + 4     # unfused head: logits (16 bit) + fp32 log-softmax + its gradient, per vocab entry
 FUSED_TOKENS, FUSED_VOCAB = 4096, 32768   # TRL's chunked log-prob head: one [tokens x vocab] fp32 tile at a time
-ACT_FACTOR = 1.2            # calibrated on the H200 (bench/results/h200/memory.md): measured trainer peaks were 3-5 GiB
+ACT_FACTOR = 1.2            # calibrated on the H200 (docs/benchmarks.md): measured trainer peaks were 3-5 GiB
                             # above the uncalibrated plan at 0.5B and 7B; 1.2 puts every measured row within 15%
 
 
