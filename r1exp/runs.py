@@ -7,7 +7,9 @@ The list shows each run's status, name, date, its overrides (.hydra/overrides.ya
 reward of its first 10% of steps -> its last 10%; a sweep also gets a row with its jobs and best job. A folder
 whose run.json cannot be read is listed as unreadable. `compare` prints the keys of the resolved configs
 (run.json) that differ, each run's status and reward, and draws every run's reward curve (total and per reward)
-into one PNG. A path that is not a run folder, or a run.json cut short, is reported with exit status 2.
+into one PNG, written next to the first run (in the folder that holds it: the day's runs, or the sweep) as
+reward_compare_<run>_vs_<run>.png, or to `-o PNG`; it prints the PNG's full path. A path that is not a run folder, or
+a run.json cut short, is reported with exit status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,11 +25,12 @@ from pathlib import Path
 
 
 from r1exp.records.metrics import read_metrics, step_rows
-from r1exp.errors import EXIT_OK, EXIT_USAGE
+from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from r1exp.records.manifest import MANIFEST_FILE
 
 DEFAULT_ROOT = Path("outputs")
-DEFAULT_PNG = "reward_compare.png"
+PNG_PREFIX = "reward_compare_"     # compare's PNG, next to the first run: reward_compare_<run>_vs_<run>.png
+PNG_NAME_MAX = 160
 SKIP_DIRS = {"wandb", "adapter", "trainer", ".hydra", "__pycache__"}
 
 
@@ -225,7 +229,8 @@ def config_diff(runs: list[Run]) -> dict:
             if len({json.dumps(f.get(k, _MISSING), sort_keys=True, default=str) for f in flats}) > 1}
 
 
-def compare(args: list[str], out: Path, console=None) -> int:
+def compare(args: list[str], out: Path | None = None, console=None) -> int:
+    """The config diff and status table; the reward curves into `out` (default: default_png, next to the first run)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -247,12 +252,26 @@ def compare(args: list[str], out: Path, console=None) -> int:
     table.add_row("[bold]status", *(_status(r.status) for r in runs))
     table.add_row("[bold]reward first -> last", *(_trend(*r.reward()) for r in runs))
     console.print(table)
-    png = plot_curves(runs, labels, out)
+    out = Path(out).resolve() if out is not None else default_png(runs, labels)
+    try:
+        png = plot_curves(runs, labels, out)
+    except OSError as e:
+        _error(f"cannot write the reward curves to {out}: {e.strerror or e}; choose the file with -o PATH.png")
+        return EXIT_RUNTIME
     if png:
         console.print(f"reward curves: {png}", markup=False, soft_wrap=True)
     else:
         console.print("no reward curves: none of these runs logged a step", markup=False)
     return EXIT_OK
+
+
+def default_png(runs: list[Run], labels: list[str] | None = None) -> Path:
+    """Next to the first run (in the folder that holds it), named after the runs: never the current folder."""
+    names = [re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") for label in (labels or _labels(runs))]
+    stem = "_vs_".join(names)
+    if len(stem) > PNG_NAME_MAX:   # many runs: the first one's name and how many others
+        stem = f"{names[0]}_vs_{len(names) - 1}_runs"
+    return runs[0].folder.resolve().parent / f"{PNG_PREFIX}{stem}.png"
 
 
 def plot_curves(runs: list[Run], labels: list[str], out: Path) -> Path | None:
@@ -298,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="python -m r1exp.runs compare",
                                          description="Config diff and reward curves of two or more runs.")
         parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (run.json inside)")
-        parser.add_argument("-o", "--out", default=DEFAULT_PNG, help=f"the PNG to write (default {DEFAULT_PNG})")
+        parser.add_argument("-o", "--out", default=None, help="the PNG to write (default: next to the first run, "
+                            f"{PNG_PREFIX}<run>_vs_<run>.png in the folder that holds it)")
         args = parser.parse_args(argv[1:])   # a usage error exits 2 with the usage line
         if len(args.runs) < 2:
             parser.error("give at least two run folders")
-        return compare(args.runs, Path(args.out))
+        return compare(args.runs, Path(args.out) if args.out else None)
     parser = argparse.ArgumentParser(prog="python -m r1exp.runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT), help="folder to search (default outputs/)")

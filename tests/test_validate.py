@@ -300,7 +300,7 @@ def test_config_rules_stay_errors_in_a_dry_run_planned_elsewhere():
 def test_vllm_not_installed_names_the_install_command_or_engine_hf():
     bare = Environment(versions={k: v for k, v in GPU_STACK.items() if k != "vllm"}, gpus=(80.0,))
     [p] = [p for p in problems("engine=vllm", bare) if p.rule == "engine.vllm_installed"]
-    assert 'pip install -c constraints-cpu.txt -e ".[cpu]"' in p.fix and "engine=hf" in p.fix
+    assert 'bash scripts/install_cpu.sh' in p.fix and "engine=hf" in p.fix
 
 
 def test_the_cuda_build_of_vllm_on_a_machine_without_cuda():

@@ -73,7 +73,7 @@ def build_components(cfg: DictConfig) -> tuple[object, object, list[Problem]]:
             built[group] = None
             problems.append(Problem(f"{group}._target_", e.target, e.why,
                                     f"point {group}._target_ at a subclass of the {group} base class "
-                                    f"(see conf/{group}/ and README, Extending r1exp)", rule="component.target"))
+                                    f"(see conf/{group}/ and docs/extending.md)", rule="component.target"))
         except ValidationError as e:
             built[group] = None
             cls = components.component_class(node, group)

@@ -65,7 +65,7 @@ def wait_until_healthy(spec: ServerSpec, process: subprocess.Popen | None = None
                 "engine.launch", True,
                 f"the vLLM server exited with status {process.returncode} before {spec.url}/health answered; "
                 f"its log ends with:\n{_tail(log_path)}",
-                f"read {log_path}; check engine.gpus, engine.gpu_memory_utilization and the GPU install (README)",
+                f"read {log_path}; check engine.gpus, engine.gpu_memory_utilization and the GPU install (docs/gpu.md)",
                 rule="engine.server.exited")])
         if time.monotonic() >= deadline:
             launched = process is not None

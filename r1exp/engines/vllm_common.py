@@ -17,7 +17,7 @@ from r1exp.machine.facts import planned_gpus
 from r1exp.versions import INSTALL
 
 # vLLM's memory beyond weights and KV cache with CUDA graphs, from its own start-up breakdown on the H200 (the
-# "Actual usage is ... for peak activation, ... non-torch memory, ... CUDAGraph memory" lines, sessions 4-8): graphs
+# "Actual usage is ... for peak activation, ... non-torch memory, ... CUDAGraph memory" lines of the H200 runs): graphs
 # and non-torch memory 0.17-0.35 GiB; the profile run's activation peak grows with the batched tokens and the MLP
 # width: 0.14 / 0.25 / 0.32 / 0.54 GiB for 4096 tokens at 0.5B / 1.5B / 3B / 7B = 3.7-3.8 intermediate-sized bf16
 # tensors per token.

@@ -173,7 +173,7 @@ class UnslothLoader(Loader):
         BuiltRule("check.unsloth.engine", "loader.fast_inference",
                   lambda cfg, facts: _fast(cfg) and facts.model_engine is None,
                   "the Unsloth model has no vllm_engine after loading with fast_inference=true",
-                  "check that vLLM is installed for Unsloth (README, GPU install), or use engine=hf"),
+                  "check that vLLM is installed for Unsloth (docs/gpu.md), or use engine=hf"),
         BuiltRule("check.unsloth.second_engine", "loader.fast_inference",
                   lambda cfg, facts: _fast(cfg) and facts.model_engine is not None
                   and facts.trainer_engine is not None and facts.trainer_engine is not facts.model_engine,

@@ -3,22 +3,36 @@
 `model=tiny` is a ~0.6M-parameter Qwen2-shaped model with a byte-level BPE tokenizer trained on the task's own
 text and a short warm-up on that text, so that GRPO starts from a model that sometimes answers in format and
 sometimes right, as a real base model would. `model.init=random` at real shapes (0.5B, 7B) gives honest speed and
-memory figures with no download. Both are cached by a hash of what they are built from.
+memory figures with no download. Both are cached by a hash of what they are built from (`build_spec`).
+
+Shipped builds. The demo's own build (conf/model/tiny.yaml on data=arithmetic) ships with the package, under
+r1exp/models/shipped/<family>-<key>/ (2.2 MB): a cold cache copies it instead of building it (the warm-up takes
+~15-60 s on two cores, the copy milliseconds). Only a recipe whose key is the shipped one's gets it; any other
+(another task, another warm-up, a changed build) is built as before. The shipped files are the recipe's build,
+nothing else: `python -m r1exp.models.tiny --write-shipped` writes them again, `--check-shipped` rebuilds the
+recipe and compares (tests/test_tiny_shipped.py, slow). The warm-up runs on one thread (`WARMUP_THREADS`): with
+more, its sums are split by the core count and the weights differ from machine to machine (1 and 2 threads gave
+two different models from the same recipe).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-BUILD_VERSION = 7  # bump when the way models are built changes (invalidates caches)
+# Bump when the way models are built changes (invalidates caches and the shipped build: write it again).
+# 8: warm-up on one thread, logits of the completion tokens only, no attention mask (right padding is causal-safe);
+#    dtype in the key; tokenizer_config.json without the environment's local_files_only.
+BUILD_VERSION = 8
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHAT_TEMPLATE = (
@@ -26,33 +40,61 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 FAMILY_TO_MODEL_TYPE = {"qwen2": "qwen2", "qwen3": "qwen3", "llama": "llama"}
+SHIPPED = Path(__file__).resolve().parent / "shipped"   # package data: builds shipped with r1exp, by folder name
+WARMUP_THREADS = 1   # torch threads while a warm-up model is built: the result must not depend on the machine's cores
+DONE = "done"        # written last into a build's folder: the build is complete (JSON: its recipe and who built it)
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("R1EXP_CACHE", Path.home() / ".cache" / "r1exp"))
 
 
-def build_key(model_cfg, data_cfg) -> str:
+def build_spec(model_cfg, data_cfg) -> dict:
+    """Everything a local model is built from: two configs with the same spec build the same model."""
     spec = {"v": BUILD_VERSION, "arch": _plain(model_cfg.arch), "warmup": _plain(model_cfg.get("warmup"))}
+    if model_cfg.get("dtype") not in (None, "float32"):  # the dtype the weights are created (and saved) in
+        spec["dtype"] = str(model_cfg.dtype)
     if model_cfg.get("warmup"):
         # the warm-up text depends on the task, not on the run's seed or dataset size
         spec["data"] = {k: v for k, v in _plain(data_cfg).items() if k not in ("seed", "num_samples", "path", "split")}
         if data_cfg.get("path"):  # a file or hub dataset: its rows are the warm-up text
             spec["data"]["source"] = [str(data_cfg.path), str(data_cfg.get("split"))]
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return spec
+
+
+def build_key(model_cfg, data_cfg) -> str:
+    return hashlib.sha256(json.dumps(build_spec(model_cfg, data_cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def folder_name(model_cfg, data_cfg) -> str:
+    return f"{model_cfg.arch.family}-{build_key(model_cfg, data_cfg)}"
+
+
+def shipped_folder(model_cfg, data_cfg, root: Path | None = None) -> Path | None:
+    """The shipped build of exactly this recipe, or None."""
+    folder = (root or SHIPPED) / folder_name(model_cfg, data_cfg)
+    return folder if (folder / DONE).exists() else None
 
 
 def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
-    """The folder of a locally built model (built once, then reused)."""
-    folder = cache_root() / "models" / f"{model_cfg.arch.family}-{build_key(model_cfg, data_cfg)}"
-    if (folder / "done").exists():
+    """The folder of a locally built model: from the cache; else the shipped build of this recipe, copied into the
+    cache; else built (once, then reused), with a progress line per phase."""
+    folder = cache_root() / "models" / folder_name(model_cfg, data_cfg)
+    if (folder / DONE).exists():
         return folder
     _remove_stale_builds(folder.parent)
     tmp = folder.with_name(f"{folder.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _build_into(tmp, model_cfg, data_cfg, log)
+        shipped = shipped_folder(model_cfg, data_cfg)
+        if shipped is not None:
+            for file in sorted(shipped.iterdir()):
+                if file.is_file():
+                    shutil.copyfile(file, tmp / file.name)
+            log(f"tiny model: {folder.name} ships with r1exp (r1exp/models/shipped): copied into the cache, no build")
+        else:
+            _build_into(tmp, model_cfg, data_cfg, log)
     except BaseException:  # a failed or interrupted build leaves nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -67,23 +109,68 @@ TMP_MARK = ".tmp-"   # <model folder>.tmp-<host>-<pid>: a build under way (or on
 
 
 def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
+    start = time.perf_counter()
     warm = model_cfg.get("warmup")
+    if warm:
+        log(f"tiny model: building {tmp.name.split(TMP_MARK)[0]} (no cached or shipped build of this recipe): "
+            f"tokenizer, then a warm-up of {warm.steps} + {warm.sloppy_steps} steps on the task's text")
     learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
     tokenizer = _train_tokenizer(learn, int(model_cfg.arch.vocab))
-    model = _random_model(model_cfg, tokenizer)
-    if warm:
-        tokenizer = _as_loaded(tokenizer, model, tmp)  # warm up on the tokens the model will be given
-        log(f"tiny model: warming up on task text ({warm.steps} + {warm.sloppy_steps} steps) ...")
-        batch = int(warm.get("batch_size", 64))
-        _warm_up(model, tokenizer, learn, warm.steps, warm.learning_rate, batch)
-        sloppy = _warmup_texts(data_cfg, warm.sloppy_format_rate, warm.sloppy_think_rate)
-        _warm_up(model, tokenizer, sloppy, warm.sloppy_steps, warm.sloppy_learning_rate, batch)
+    with _torch_threads(WARMUP_THREADS if warm else None):
+        model = _random_model(model_cfg, tokenizer)
+        if warm:
+            tokenizer = _as_loaded(tokenizer, model, tmp)  # warm up on the tokens the model will be given
+            params = sum(p.numel() for p in model.parameters())
+            log(f"tiny model: tokenizer ({len(tokenizer)} tokens) and random weights ({params / 1e6:.2f}M "
+                f"parameters) in {time.perf_counter() - start:.1f} s")
+            batch = int(warm.get("batch_size", 64))
+            _warm_up(model, tokenizer, learn, warm.steps, warm.learning_rate, batch, log=log, phase="learn")
+            sloppy = _warmup_texts(data_cfg, warm.sloppy_format_rate, warm.sloppy_think_rate)
+            _warm_up(model, tokenizer, sloppy, warm.sloppy_steps, warm.sloppy_learning_rate, batch, log=log,
+                     phase="sloppy")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if not any(tmp.glob("*.safetensors")):  # transformers writes weights on rank 0 only once torch.distributed is up
         raise RuntimeError(f"the model built into {tmp} has no weights file: it was built after torch.distributed "
                            "started, on a rank other than 0 (build local models before the trainer's arguments)")
-    (tmp / "done").write_text(json.dumps({"arch": _plain(model_cfg.arch)}))
+    _drop_environment(tmp / "tokenizer_config.json")
+    (tmp / DONE).write_text(json.dumps({"arch": _plain(model_cfg.arch), "recipe": build_spec(model_cfg, data_cfg),
+                                        "built_with": _built_with()}, indent=1, sort_keys=True, default=str) + "\n")
+    if warm:
+        log(f"tiny model: built in {time.perf_counter() - start:.1f} s")
+
+
+def _drop_environment(path: Path) -> None:
+    """transformers saves `local_files_only` (true under HF_HUB_OFFLINE) with the tokenizer: not part of the build."""
+    if path.exists():
+        config = json.loads(path.read_text())
+        if config.pop("local_files_only", None) is not None:
+            path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _built_with() -> dict:
+    """Where a build was made: what to compare first when a rebuild differs from a shipped build."""
+    import platform
+
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "machine": platform.machine(), "cpu": torch.backends.cpu.get_cpu_capability()}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _remove_stale_builds(models: Path) -> list[Path]:
@@ -225,38 +312,85 @@ def _render(msgs: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
 
 
-def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float, batch_size: int = 64) -> None:
-    """Causal-LM training on the completions only (the prompt is context), one-cycle learning rate."""
+def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float, batch_size: int = 64, log=None,
+             phase: str = "") -> None:
+    """Causal-LM training on the completions only (the prompt is context), one-cycle learning rate.
+
+    The texts are tokenized once into one right-padded tensor; a step takes its rows by index, cut to the longest.
+    What every text begins with (the system prompt, "What is": 26 of ~46 tokens for arithmetic) is computed once
+    per step and its keys and values shared by the batch (`_loss`); logits only for the completion tokens; no
+    attention mask (padding is on the right, attention causal). The same loss as the whole batch through the whole
+    model, at half the cost. A progress line every quarter of the steps."""
     import torch
 
-    torch.manual_seed(0)
-    rng = random.Random(0)
-    marker = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
-    rows = []
-    for seq in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        start = _find_last(seq, marker) + len(marker)
-        rows.append((seq, start))
     steps, batch_size = int(steps), int(batch_size)
     if steps <= 0:
         return
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    ids, targets, lengths, prefix = _tokenized(tokenizer, texts)
     opt = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(learning_rate), total_steps=steps, pct_start=0.1)
     model.train()
-    pad = tokenizer.pad_token_id
-    for _ in range(steps):
-        batch = rng.sample(rows, batch_size)
-        width = max(len(seq) for seq, _ in batch)
-        ids = torch.full((len(batch), width), pad)
-        labels = torch.full((len(batch), width), -100)
-        for i, (seq, start) in enumerate(batch):
-            ids[i, : len(seq)] = torch.tensor(seq)
-            labels[i, start : len(seq)] = torch.tensor(seq[start:])
-        loss = model(input_ids=ids, attention_mask=(ids != pad).long(), labels=labels).loss
+    start, losses = time.perf_counter(), []
+    report = {min(steps, max(1, round(steps * q / 4))) for q in (1, 2, 3, 4)}
+    for step in range(1, steps + 1):
+        rows = torch.tensor(rng.sample(range(len(lengths)), batch_size))
+        width = int(lengths[rows].max())
+        loss = _loss(model, ids[rows, :width], targets[rows, : width - 1], prefix)
         loss.backward()
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if log is not None and step in report:
+            log(f"tiny model: warm-up ({phase}) {step}/{steps} steps, loss {sum(losses) / len(losses):.3f}, "
+                f"{time.perf_counter() - start:.1f} s")
+            losses = []
     model.eval()
+
+
+def _loss(model, ids, targets, prefix: int):
+    """Mean cross-entropy of the completion tokens: targets[:, t] (-100: none) is the token after ids[:, t].
+
+    The first `prefix` tokens are the same in every row: they go through the model once, as a batch of one, and
+    the rest of each row attends to their keys and values (repeated, so that their gradient is the batch's)."""
+    import torch
+    import torch.nn.functional as F
+
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    if prefix:
+        shared = body(input_ids=ids[:1, :prefix], use_cache=True)
+        cache = shared.past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        last = shared.last_hidden_state[:, -1:].expand(len(ids), 1, -1)  # predicts the first token after the prefix
+        rest = body(input_ids=ids[:, prefix:-1], past_key_values=cache).last_hidden_state
+        hidden, targets = torch.cat([last, rest], dim=1), targets[:, prefix - 1 :]
+    else:
+        hidden = body(input_ids=ids[:, :-1]).last_hidden_state
+    keep = targets != -100
+    return F.cross_entropy(head(hidden[keep]).float(), targets[keep])
+
+
+def _tokenized(tokenizer, texts: list[str]):
+    """(ids, targets, lengths, prefix): the texts right-padded into one tensor; targets[i, t] is the token after
+    position t where it belongs to the completion (after the last assistant marker), -100 elsewhere; `prefix` is how
+    many tokens every text begins with (at most up to the first completion token)."""
+    import torch
+
+    marker = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    seqs = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    width = max(len(seq) for seq in seqs)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+    targets = torch.full((len(seqs), width), -100)
+    prefix = width
+    for i, seq in enumerate(seqs):
+        start = _find_last(seq, marker) + len(marker)
+        ids[i, : len(seq)] = torch.tensor(seq)
+        targets[i, start - 1 : len(seq) - 1] = torch.tensor(seq[start:])
+        same = next((k for k, (a, b) in enumerate(zip(seq, seqs[0])) if a != b), min(len(seq), len(seqs[0])))
+        prefix = min(prefix, same, start)
+    return ids, targets, torch.tensor([len(seq) for seq in seqs]), prefix
 
 
 def _find_last(seq: list[int], sub: list[int]) -> int:
@@ -270,3 +404,112 @@ def _plain(node):
     if node is None:
         return None
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+# --- the shipped build -----------------------------------------------------------------------------------------
+
+def write_shipped(overrides: list[str] = (), root: Path | None = None, log=print) -> Path:
+    """Build the recipe of `python -m r1exp OVERRIDES` (default: the demo's) into root (default r1exp/models/shipped),
+    replacing the shipped builds of the same family and task made from another recipe."""
+    from r1exp.config.compose import compose
+
+    cfg = compose(list(overrides))
+    root = root or SHIPPED
+    folder = root / folder_name(cfg.model, cfg.data)
+    tmp = root / f"{TMP_MARK}{folder.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _build_into(tmp, cfg.model, cfg.data, log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in [f for f in root.iterdir() if f.is_dir() and f != tmp and _same_task(f, cfg)]:
+        shutil.rmtree(old)
+        log(f"tiny model: removed the shipped build {old.name} (another recipe for data={cfg.data.name})")
+    tmp.rename(folder)
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    log(f"tiny model: shipped build {folder} ({size / 1e6:.2f} MB); add it to git")
+    return folder
+
+
+def _same_task(folder: Path, cfg) -> bool:
+    try:
+        recipe = json.loads((folder / DONE).read_text())["recipe"]
+    except (OSError, ValueError, KeyError):
+        return folder.name.startswith(TMP_MARK)  # a leftover of an interrupted --write-shipped
+    return recipe["arch"]["family"] == cfg.model.arch.family and (recipe.get("data") or {}).get("name") == cfg.data.name
+
+
+def differences(built: Path, shipped: Path) -> list[str]:
+    """What differs between two builds (empty: the same model and tokenizer). Weights are compared bit for bit;
+    `done` by its recipe only (not by the versions that made it)."""
+    from safetensors.torch import load_file
+
+    out = []
+    names = {f.name for f in built.iterdir() if f.is_file()} | {f.name for f in shipped.iterdir() if f.is_file()}
+    for name in sorted(names):
+        a, b = built / name, shipped / name
+        if not (a.exists() and b.exists()):
+            out.append(f"{name}: only in {a.parent if a.exists() else b.parent}")
+        elif name.endswith(".safetensors"):
+            x, y = load_file(a), load_file(b)
+            if set(x) != set(y):
+                out.append(f"{name}: tensors {sorted(set(x) ^ set(y))} in one build only")
+            for key in sorted(set(x) & set(y)):
+                if x[key].shape != y[key].shape or x[key].dtype != y[key].dtype:
+                    out.append(f"{name}: {key} is {tuple(x[key].shape)} {x[key].dtype}, shipped "
+                               f"{tuple(y[key].shape)} {y[key].dtype}")
+                elif not x[key].equal(y[key]):
+                    out.append(f"{name}: {key} differs by up to {(x[key] - y[key]).abs().max().item():.3g}")
+        elif name == DONE:
+            ra, rb = (json.loads(f.read_text()) for f in (a, b))
+            if ra.get("recipe") != rb.get("recipe"):
+                out.append(f"{name}: recipe {ra.get('recipe')} != shipped {rb.get('recipe')}")
+            elif out:
+                out.append(f"built with {ra.get('built_with')}, shipped built with {rb.get('built_with')}")
+        elif a.read_bytes() != b.read_bytes():
+            out.append(f"{name}: contents differ")
+    return out
+
+
+def check_shipped(overrides: list[str] = (), log=print) -> list[str]:
+    """Rebuild the recipe of `python -m r1exp OVERRIDES` and compare it with its shipped build."""
+    import tempfile
+
+    from r1exp.config.compose import compose
+
+    cfg = compose(list(overrides))
+    shipped = shipped_folder(cfg.model, cfg.data)
+    if shipped is None:
+        name = folder_name(cfg.model, cfg.data)
+        return [f"no shipped build {name} for this recipe under {SHIPPED} (python -m r1exp.models.tiny --write-shipped)"]
+    with tempfile.TemporaryDirectory() as tmp:
+        _build_into(Path(tmp), cfg.model, cfg.data, log)
+        return differences(Path(tmp), shipped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m r1exp.models.tiny",
+        description="The tiny model's shipped build (r1exp/models/shipped): write it again from its recipe, or "
+                    "rebuild it and compare. OVERRIDES as for python -m r1exp (default: the demo, model=tiny).")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write-shipped", action="store_true", help="build the recipe into r1exp/models/shipped")
+    action.add_argument("--check-shipped", action="store_true", help="rebuild and compare with the shipped build")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    if args.write_shipped:
+        write_shipped(args.overrides)
+        return 0
+    diffs = check_shipped(args.overrides)
+    for line in diffs:
+        print(f"differs: {line}")
+    print("the rebuild differs from the shipped build" if diffs else "the rebuild equals the shipped build")
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -136,7 +136,7 @@ def _trl_class():
             "engine.name", "vllm",
             f"TRL {_trl_version()} has no {class_name}.{method} in {module_name}: r1exp cannot keep the base weights "
             f"untouched by the LoRA merge of its weight sync",
-            "install the TRL version of the r1exp stack (README)", rule="engine.trl.exact_sync")])
+            "install the TRL version of the r1exp stack (pyproject.toml extras, docs/gpu.md)", rule="engine.trl.exact_sync")])
     return cls
 
 

@@ -57,6 +57,6 @@ def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
             "engine.name", "vllm",
             f"TRL {_trl_version()} no longer builds its engine as {TRL_ENGINE_MODULE}.LLM, so r1exp cannot pass "
             f"{', '.join(sorted(extra))} to it",
-            "install the TRL version of the r1exp stack (README), or remove those engine settings",
+            "install the TRL version of the r1exp stack (pyproject.toml extras, docs/gpu.md), or remove those engine settings",
             rule="engine.trl.llm_kwargs")])
     return llm_class_with(module, extra, overrides or {})

@@ -27,7 +27,7 @@ the policy's state (`entropy`, `kl`) drifts apart between two draws, so its step
 run-to-run noise (two seeds of the default run: entropy 7 x its step-to-step change apart for several steps; the
 judged metrics at most 5.2 x, at one step); tail statistics (`.../max`, `.../min`, clip ratios) and cumulative counters
 (`num_tokens`) are noise or follow from the judged ones. A judged metric that is NaN in one run and not in the
-other, or logged by one run only, differs beyond noise. Calibration (README, "Reproducing a run"): the default
+other, or logged by one run only, differs beyond noise. Calibration (docs/reproducing.md): the default
 CPU run against runs that differ only in their seed (a harsher stand-in for GPU noise: new data order and other
 samples from step 1) stayed within noise over 3 to 50 steps; against a 10x learning rate it did not, also with the
 learning_rate column left out; synthetic pairs in tests/test_verdict.py.

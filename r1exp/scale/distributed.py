@@ -414,7 +414,7 @@ def _installed(ctx):
     accelerate = _version("accelerate")
     if accelerate is None:
         yield Problem("distributed.name", name, "several processes are launched with accelerate, which is not installed",
-                      'pip install "accelerate>=1.10" (or the whole CPU/GPU stack: pip install -e ".[cpu]" / ".[gpu]")')
+                      'pip install "accelerate>=1.10" (or the whole stack: bash scripts/install_cpu.sh / install_gpu.sh)')
     elif name == "fsdp" and get(cfg, "distributed.accelerate.fsdp_config.fsdp_version") == 2 \
             and Version(accelerate) < Version(FSDP2_ACCELERATE):
         yield Problem("distributed.name", name, f"FSDP2 needs accelerate >= {FSDP2_ACCELERATE} (installed: {accelerate})",
