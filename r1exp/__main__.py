@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from r1exp.checks import preflight
 
     cl = preflight.parse(argv)
+    if any(arg in HELP_FLAGS for arg in argv):
+        return _hydra(help_argv(argv), cl)  # help, whatever else the line says: nothing is checked or started
     if not cl.passthrough:
         verdict = preflight.check(cl)
         if verdict in (None, EXIT_OK) and cl.multirun:
@@ -41,6 +43,27 @@ def main(argv: list[str] | None = None) -> int:
         with claim:
             return _hydra(claim.argv, cl)
     return _hydra(argv, cl)
+
+
+HELP_FLAGS = ("--help", "-h", "--hydra-help")
+CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def help_argv(argv: list[str]) -> list[str]:
+    """What Hydra needs to print the help: the help flag and the flags that choose the config (they decide the
+    groups it lists). r1exp's help shows no config, so the overrides and -m are left out: Hydra composes the config
+    for the help too and would otherwise stop on a sweep's `key=a,b` (it composes one run) or a mistyped option,
+    and argparse refuses an override that comes after the flag (`dry_run=true --help hydra.run.dir=X`)."""
+    flags, i = [], 0
+    while i < len(argv):
+        name = argv[i].partition("=")[0]
+        if name in CONFIG_FLAGS:
+            flags += argv[i:i + 1 if "=" in argv[i] else i + 2]
+            i += 1 if "=" in argv[i] else 2
+            continue
+        i += 1
+    wanted = "--hydra-help" if "--hydra-help" in argv else "--help"
+    return [wanted, *flags]
 
 
 def _hydra(argv: list[str], cl) -> int:
@@ -131,5 +154,15 @@ def _end_process_group() -> None:
               file=sys.stderr)
 
 
+def _main() -> int:
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `python -m r1exp --help | head`: the reader had what it wanted; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit fails quietly
+        return 128 + 13  # SIGPIPE, as a shell reports a program its pipe stopped
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

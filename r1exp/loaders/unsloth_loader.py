@@ -13,7 +13,7 @@ interpolation (conf/loader/unsloth.yaml), so only an explicit wrong override tri
 
 On the H200 stack (torch 2.11, vLLM 0.26, Unsloth 2026.10.5) Unsloth's GRPO loop stalls under torch.compile: with
 Unsloth's own compile off (UNSLOTH_COMPILE_DISABLE=1) the first step finished and the second did not within 90 s;
-with TorchDynamo off as well it trains at ~1.9 s/step (docs/benchmarks.md/). TORCHDYNAMO_DISABLE=1 in the
+with TorchDynamo off as well it trains at ~1.9 s/step (docs/benchmarks.md). TORCHDYNAMO_DISABLE=1 in the
 environment also stops vLLM from compiling its engine at start-up ("aot_compile is not supported"), so r1exp turns
 dynamo off only after the engine is built. `loader.compile: true` leaves both on.
 
@@ -21,8 +21,8 @@ Unsloth builds its engine itself, and picks some of its settings from its own ta
 of the KV cache (32 sequences for a 64-completion step with the planned memory fraction on the H200, so every
 generation ran in two waves), Inductor compilation of the engine. The engine's settings replace those choices while
 Unsloth builds it (`Engine.loader_engine_context`), as they reach TRL's own engine, and the post-build check reads
-them back. On the H200 (docs/benchmarks.md) Unsloth's step is then 0.98-1.09x TRL colocate's at 0.5B and
-0.93x at 7B, where it had been 1.16-1.42x and 1.33x.
+them back. On the H200 (docs/benchmarks.md) Unsloth's step is then 0.90-1.16x TRL colocate's at 0.5B, 0.92x at
+1.5B and 0.96x at 7B.
 
 Memory: Unsloth's training loop is not TRL's, so its terms are its own (`adjust_terms`). Its loss held the
 micro-batch's logits in float32 for the backward, the largest term of every Unsloth run on the H200;

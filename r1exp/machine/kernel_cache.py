@@ -2,16 +2,15 @@
 
 A machine's first run fills caches under the home folder: Triton's compiled kernels (vLLM's sampler and LoRA kernels,
 Unsloth's; 54 for a 0.5B Unsloth run, 27 with loader=peft), vLLM's inspection of the model's class (which vLLM
-otherwise runs in a fresh Python process: engine start 18-23 s instead of 4-5 s), and those Inductor, FlashInfer and
-the CUDA driver keep. On the H200 (docs/benchmarks.md), 0.5B Unsloth: 84-104 s to the first
-step with every cache empty, 36-55 s with them filled. A machine that starts empty (a container, a cloud pod, a new
+otherwise runs in a fresh Python process: engine start 13.5 s instead of 3.5-5.5 s), and those Inductor, FlashInfer and
+the CUDA driver keep. On the H200 (docs/benchmarks.md), 0.5B Unsloth: 83.7 s to the first
+step with every cache empty, 35.9-51.5 s with them filled. A machine that starts empty (a container, a cloud pod, a new
 cluster node) pays that on its first run every time. `hardware.kernel_cache=FOLDER` keeps every one of those caches
 in FOLDER instead: on persistent or shared storage, any machine of the same kind (GPU, driver, packages: the caches
 key their entries by them) finds them. A fresh H200 given a folder another H200 filled took 52.1 s to the first step
 in its first run (vLLM's warm-up 0.7 s and graph capture 2.5 s, as on a machine that has run before), where its
-first run with the caches empty had taken 83.7 s on the other machine. One earlier fresh machine, given such a
-folder, still spent 12.1 s in that warm-up; that was not seen again and stays unexplained (a cold page cache it is
-not: with the libraries evicted the start took 38.7 s against 38.1 s).
+first run with the caches empty had taken 83.7 s on the other machine. A cold page cache costs under a second (with
+the libraries evicted the start took 38.7 s against 38.1 s).
 
 run.json `startup.kernels_compiled` counts the Triton kernels a run compiled before its first step ended: 0 where
 the cache held them all.

@@ -112,7 +112,7 @@ def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
     start = time.perf_counter()
     warm = model_cfg.get("warmup")
     if warm:
-        log(f"tiny model: building {tmp.name.split(TMP_MARK)[0]} (no cached or shipped build of this recipe): "
+        log(f"tiny model: building {folder_name(model_cfg, data_cfg)} (no cached or shipped build of this recipe): "
             f"tokenizer, then a warm-up of {warm.steps} + {warm.sloppy_steps} steps on the task's text")
     learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
     tokenizer = _train_tokenizer(learn, int(model_cfg.arch.vocab))

