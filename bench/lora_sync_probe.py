@@ -1,7 +1,7 @@
 """A probe, not part of r1exp: could TRL's colocate engine take only the LoRA weights each step?
 
     python bench/lora_sync_probe.py [--model FOLDER] [--rank 16] [--batch 32] [--tokens 24] [--repeats 5]
-                                    [--out bench/results/lora_sync_probe_cpu]
+                                    [--out bench/results/cpu/lora_sync_probe]
 
 With stock vLLM APIs only: an engine started with `enable_lora=True`, the PEFT adapter written to a folder in
 memory-backed storage (/dev/shm when there is one) each "step", and generation with
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="bench/results/lora_sync_probe_cpu")
+    parser.add_argument("--out", default="bench/results/cpu/lora_sync_probe")
     a = parser.parse_args(argv)
     from r1exp.patches.vllm_cpu_linear import prepare_threads
 
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     model = a.model
     if model is None:
         from r1exp.config.compose import compose
-        from r1exp.loaders.base import model_source
+        from r1exp.models.source import model_source
 
         model = model_source(compose(shlex.split(a.overrides)), log=lambda *_: None)
     command = "python " + " ".join(shlex.quote(x) for x in ["bench/lora_sync_probe.py", *(argv or sys.argv[1:])])

@@ -1,6 +1,6 @@
 """What the rewards cost: their share of a CPU training step on the default run, and seconds per 1000 completions.
 
-    PYTHONPATH=. python bench/reward_cost.py [--steps 10] [--out bench/results]
+    PYTHONPATH=. python bench/reward_cost.py [--steps 10] [--out bench/results/cpu]
 
 1. Training: the default run (`python -m r1exp logger=none`, a few steps) with its rewards (accuracy, format), then
    with every library reward that fits the arithmetic data. Each logged step has `rewards/<label>/seconds` (the
@@ -121,7 +121,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         training = {name: shares(train(ov, args.steps, Path(tmp))) for name, ov in RUNS.items()}

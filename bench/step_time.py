@@ -1,7 +1,7 @@
 """Seconds per GRPO step: each engine vs engine=hf, and r1exp vs the same run written directly against TRL.
 
     python bench/step_time.py [--model LABEL=OVERRIDES ...] [--engines hf,vllm] [--steps 8] [--skip 2]
-                              [--repeats 2] [--set OVERRIDE ...] [--out bench/results/step_time_cpu]
+                              [--repeats 2] [--set OVERRIDE ...] [--out bench/results/cpu/step_time]
 
 For every model x engine it runs, one after the other and `--repeats` times interleaved:
 - r1exp: `python -m r1exp <model> engine=<e> <settings> logger=none` (the whole framework: checks, reward guard
@@ -16,7 +16,7 @@ Framework overhead = r1exp / bare - 1 on the median of both measures (target: wi
 Models are Hydra overrides, so the same file runs on a GPU with any model config, e.g.
     python bench/step_time.py --model "q05=model=qwen0_5b model.init=random" \\
         --set trainer.per_device_train_batch_size=64 trainer.num_generations=8 trainer.max_completion_length=256 \\
-        --out bench/results/h200/step_time
+        --out bench/results/gpu/trl_overhead
 `OMP`/`GOMP` settings are the same for every run (GOMP_SPINCOUNT, see r1exp/patches/vllm_cpu_linear.py).
 """
 
@@ -58,13 +58,13 @@ def bare_run(run_dir: Path) -> dict:
 
     from r1exp import data, rewards
     from r1exp.build import grpo_config
-    from r1exp.components import engine_of
-    from r1exp.plan.memory import plan_memory
-    from r1exp.loaders.base import model_source
-    from r1exp.machine.facts import detect, run_device
+    from r1exp.components import resolve
+    from r1exp.models.source import model_source
+    from r1exp.machine.facts import detect
 
     cfg = OmegaConf.create(json.loads((run_dir / "run.json").read_text())["config"])
-    plan, device, engine = plan_memory(cfg, detect()), run_device(cfg), engine_of(cfg)
+    run = resolve(cfg, detect())
+    plan, device, engine = run.plan, run.device, run.engine
     engine.before_imports(cfg, device)
     import torch
     from peft import LoraConfig
@@ -82,7 +82,7 @@ def bare_run(run_dir: Path) -> dict:
     for func, label in zip(funcs, cfg.reward.keys()):
         func.__name__ = str(label)                 # TRL names the reward columns after the function
     weights = [float(entry.get("weight", 1.0)) for entry in cfg.reward.values()]
-    args, _ = grpo_config(cfg, run_dir / "bare", plan, "none", weights)
+    args, _ = grpo_config(run, run_dir / "bare", "none", weights)
     # the engine's build context: on CPU the vLLM weight-sync patch (TRL cannot sync at all without it) and the
     # vLLM arguments GRPOConfig has no field for
     with engine.build_context(cfg, plan, device, log=lambda *_: None):
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=None, help="overrides for every run (default: the CPU settings)")
-    parser.add_argument("--out", default="bench/results/step_time_cpu")
+    parser.add_argument("--out", default="bench/results/cpu/step_time")
     parser.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     parser.add_argument("--bare", help=argparse.SUPPRESS)
     parser.add_argument("--bare-out", help=argparse.SUPPRESS)

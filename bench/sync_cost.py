@@ -1,6 +1,6 @@
 """What TRL's colocate weight sync spends its time on, per sync, next to the step's other phases.
 
-    python bench/sync_cost.py [--out bench/results/weight_sync_cpu] [--steps 12] [OVERRIDE ...]
+    python bench/sync_cost.py [--out bench/results/cpu/weight_sync] [--steps 12] [OVERRIDE ...]
 
 Runs `r1exp` in this process (engine=vllm, logger=none unless overridden) with the parts of TRL's
 `VLLMGeneration.sync_weights` timed: PEFT's merge_adapter (LoRA into the base weights), the per-tensor pushes into
@@ -122,7 +122,7 @@ def _machine() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench/results/weight_sync_cpu")
+    parser.add_argument("--out", default="bench/results/cpu/weight_sync")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("overrides", nargs="*")
     a = parser.parse_args(argv)

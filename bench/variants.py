@@ -1,4 +1,4 @@
-"""r1exp runs of one shape with different settings, back to back in one session, side by side.
+"""r1exp runs of one shape with different settings, back to back on one machine, side by side.
 
     python bench/variants.py --base "OVERRIDES" --variant LABEL=OVERRIDES [--variant ...] [--steps 6]
                              [--floor-after LABEL] [--engine-arg K=V[,K=V]] [--batch-scales 1,2,4,8]
@@ -19,7 +19,8 @@ libraries are dropped from the page cache before that variant runs, as on a mach
 `--sample-stacks LABEL`: that variant runs under bench/sample_stacks.py (`runs/<label>/stacks.jsonl.gz` and its
 summary `stacks.txt`).
 
-Used on the H200 for the engine defaults (bench/gpu/defaults.sh) and the 7B side-by-side ratios.
+Used on the H200 by bench/gpu/side_by_side.sh (one case per committed result under bench/results/gpu/, trimmed by
+bench/gpu/keep.py).
 """
 
 from __future__ import annotations

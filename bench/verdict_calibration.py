@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sys
 
-from r1exp.observe import tracking
+
+from r1exp.records import metrics
 from r1exp.records import verdict
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> None:
 
     def rows(path):
         return [{k: v for k, v in r.items() if k not in left_out}
-                for r in tracking.step_rows(tracking.read_metrics(path))]
+                for r in metrics.step_rows(metrics.read_metrics(path))]
 
     saved = rows(base)
     for other in others:

@@ -3,6 +3,10 @@
     compose (all jobs) -> validate -> plan -> dry_run? print and exit -> Hydra runs r1exp.run.run per job
 
 A configuration mistake exits with status 2 before Hydra creates a run folder; a failed run exits 1.
+
+`--help` / `-h` prints r1exp's help (conf/hydra/help/r1exp.yaml) and `--hydra-help` Hydra's, whatever else the command
+line holds (`help_argv`). The jobs of a sweep that run in this process are kept apart (`one_job`): what one leaves in
+the environment or in torch.distributed does not make the next one a distributed run.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     route_rank_output()  # a rank > 0 of a distributed run writes to <run folder>/rank<N>.log
     from r1exp.checks import preflight
 
+    if any(arg in HELP_FLAGS for arg in argv):  # help, whatever else the line says: nothing is checked or started
+        return _hydra(help_argv(argv), preflight.parse(help_argv(argv)))
     cl = preflight.parse(argv)
-    if any(arg in HELP_FLAGS for arg in argv):
-        return _hydra(help_argv(argv), cl)  # help, whatever else the line says: nothing is checked or started
     if not cl.passthrough:
         verdict = preflight.check(cl)
         if verdict in (None, EXIT_OK) and cl.multirun:
@@ -113,7 +117,8 @@ def one_job():
     specified ...` warning) and had every C++ warning prefixed with `[rank0]:`. After a job of a process that is not
     a launched rank, the environment is put back and a one-process group the job started is ended."""
     saved = {name: os.environ.get(name) for name in RENDEZVOUS_ENV}
-    launched = int(saved["WORLD_SIZE"] or 1) > 1 or saved["LOCAL_RANK"] is not None  # a rank of torchrun/accelerate
+    world = saved["WORLD_SIZE"] or "1"
+    launched = not world.isdigit() or int(world) > 1 or saved["LOCAL_RANK"] is not None  # a rank of a launcher
     had_group = _process_group() is not None
     try:
         yield

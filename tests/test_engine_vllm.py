@@ -372,13 +372,33 @@ def test_unsloth_fast_inference_brings_the_engine_trl_uses(tmp_path):
     assert check_engine(resolve(cfg), built) == []
 
 
+def test_on_the_h200_unsloths_engine_was_the_one_trl_used():
+    """The test above on the GPU, as committed from the H200 (bench/results/gpu/startup/fresh_machine_carried_cache):
+    a 0.5B Unsloth run with engine=vllm (fast_inference) passed the post-build check, which stops a run whose trainer
+    holds another engine or none with exit 2, and trained every step; no step synced weights (the engine generates
+    with the policy's own weights)."""
+    import json
+    from pathlib import Path
+
+    run_dir = (Path(__file__).resolve().parents[1] / "bench/results/gpu/startup/fresh_machine_carried_cache/runs"
+               / "q05_unsloth_carried")
+    run = json.loads((run_dir / "run.json").read_text())
+    config = run["config"]
+    assert (config["loader"]["name"], config["engine"]["name"], config["loader"]["fast_inference"]) == \
+        ("unsloth", "vllm", True)
+    assert run["status"] == "ok" and run["exit_code"] == 0 and run["startup"]["engine_start_s"] > 0
+    steps = [row for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss" in (row := json.loads(line))]
+    assert len(steps) == config["trainer"]["max_steps"]
+    assert all(row["time/weight_sync"] == 0 for row in steps)
+
+
 # (environment given, what prepare_threads returns, GOMP_SPINCOUNT afterwards)
 THREADS = [({}, True, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, False, None), ({"GOMP_SPINCOUNT": "5"}, False, "5")]
 
 
 @pytest.mark.parametrize("env,applied,spincount", THREADS, ids=["unset", "user-policy", "user-spincount"])
 def test_openmp_spin_is_limited_unless_the_user_chose(env, applied, spincount):
-    """In a fresh process (libgomp reads it once, at torch's import): see bench/results/step_time_cpu.openmp.md."""
+    """In a fresh process (libgomp reads it once, at torch's import): see bench/results/cpu/openmp_spin.md."""
     import os
     import subprocess
     import sys

@@ -1,9 +1,10 @@
-"""Issue 13's ratios as measured on the H200 (bench/gpu/ratios.py reads the committed side-by-side calls of each
-session, bench/results/h200/session7 and session8). The GPU runs are committed; these tests recompute every ratio
-from their files, so the README's tables cannot drift from the data, and a goal said to be met is met by the data.
+"""Issue 13's ratios and r1exp's own, as measured on the H200 (bench/gpu/ratios.py reads the committed results under
+bench/results/gpu/, one current result per claim). The GPU runs are committed; these tests recompute every ratio from
+their files, so bench/results/gpu/ratios.md and docs/benchmarks.md cannot drift from the data, and a goal said to be
+met is met by the data.
 
-A goal the session did not meet is listed in NOT_MET with the reason; it is an expected failure (strict), so a
-re-measured session that meets it must move it out of that list."""
+A goal the current result does not meet is listed in NOT_MET with the reason; it is an expected failure (strict), so
+a re-measured result that meets it must move it out of that list."""
 
 from __future__ import annotations
 
@@ -14,160 +15,126 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench" / "gpu"))
 
 import ratios  # noqa: E402
 
-UNSLOTH_START = ("imports are 37-42 s of it on this host (Unsloth 8-10 s, torch 10-14 s, vLLM 6-7 s; PEFT runs "
-                 "import in 23-27 s; ~17 s of every run's imports compile source, the staged packages having no "
-                 "bytecode), and Unsloth's first step takes 11-15 s (PEFT's 3-4 s): its self-check of sequence "
-                 "packing runs the model once per row (session8/s8b/profile)")
-UNSLOTH_PEAK = ("Unsloth's logprob pass (no gradients) holds 27.3 GiB of torch memory, its backward 28.3 (34.9 before "
-                "the logits were recomputed): Unsloth's shared weights save one copy (14 GiB) of TRL's two, and TRL's "
-                "engine sleeps while it trains")
-UNSLOTH_PEAK_9 = ("with the same bf16 weights the ratio is bounded by Unsloth's single copy against TRL's two: Unsloth "
-                  "holds 14.2 GiB of weights + its training (backward 23.6 GiB of torch memory); TRL asleep peaks "
-                  "while generating with both copies (33.9 GiB). Unsloth standby (24.5 GiB, s9d) and 4-bit loading "
-                  "(17.1 GiB at 1.56x the step, s9d) are other settings, in other calls")
-PEFT_7B_FLOOR = ("TRL's importance-sampling correction recomputes the old log-probs (0.68 s of 5.36 s) and the merged "
-                 "weights are synced (0.21 s): neither is in the floor (generation + fwd/bwd/optim alone); without "
-                 "them 1.11x")
-Q05_NOISE = ("0.5B steps of one config vary by 25% within a call (generation 1.73-2.18 s; s9b's floor ran last, "
-             "s9e's right after its runs: 1.13x and 1.20x there)")
-UNSLOTH_FIRST = ("the machine's first 0.5B Unsloth run pays Triton/CUDA-graph compiles for the shape (engine warm-up "
-                 "8.7 s and capture 7.0 s, 0.7-1.0 s and 2.2-3.8 s later); later runs 40-53 s")
-Q05_NOISE_10 = ("0.5B generation of the same 64 x 256 tokens varies 1.36-2.50 s from step to step and run to run "
-                "in one call (vLLM alone: 1.46 s in s10c, 2.52 s in s10b), more than the 0.11 s log-prob pass the "
-                "reuse removes (time/logprobs 0.109-0.111 s with TRL's pass, 0 without; fwd+bwd+optim 0.38-0.41 s "
-                "either way)")
-UNSLOTH_FIRST_10 = ("the fresh machine's first run compiles for the shape: engine warm-up 13.4 s and graph capture "
-                    "9.5 s (0.8 and 2.6 s in the later call), Unsloth's first step 12.3 s (9.7 later); 47.7 s later")
-UNSLOTH_PASS_10 = ("Unsloth's trainer still runs its own no-grad log-prob pass before the loss (time/logprobs 0.60 s "
-                   "of 4.98 s; PEFT's has been gone since session 10, r1exp/patches/trl_on_policy.py covers TRL's "
-                   "trainer only); without it 0.90x. Generation on this machine: 2.65 vs 2.45 s")
-Q05_NOISE_11 = ("0.5B generation of the same 64 x 256 tokens took 1.88-2.53 s (median per run) in four runs of one "
-                "call, 1.44 s in vLLM alone right after them, against the 0.13-0.15 s pass the reuse removes "
-                "(time/logprobs 0.134-0.154 s with Unsloth's pass, 0 without; fwd+bwd+optim 0.39-0.42 s either way)")
-UNSLOTH_FIRST_11 = ("the fresh machine's first run compiles for the shape: engine warm-up 17.6 s and graph capture 13.0 s "
-                    "(0.7-0.8 and 2.7-2.8 s in the next two runs), first step 13.1 s; 48.8 and 51.8 s later")
-UNSLOTH_FIRST_12 = ("the fresh machine's first run compiles for the shape: engine warm-up 17.1 s and graph capture "
-                    "9.7 s, engine profile 6.6 s, imports 30.2 s (Unsloth's own 12.4), first step 10.8 s; s12a's first "
-                    "run 95.9 s, the next Unsloth runs of that machine 46.5 and 55.4 s")
-UNSLOTH_LORA_12 = ("Unsloth generates through vLLM's LoRA kernels (adapter on the shared base weights): generation 1.41 "
-                   "vs 0.88 s for TRL's merged weights in this call (medians), fwd+bwd+optim 0.39 vs 0.43 s; 0.89-0.94 "
-                   "in s12a and 0.81 in s12b (Unsloth's generation 1.08-1.12 s there): the call decides as much as "
-                   "the loader")
-UNSLOTH_FRESH_13 = ("with every kernel from the carried folder (kernels_compiled 0, engine start 4.1 s) the fresh "
-                    "machine's first run still took 12.1 s in vLLM's warm-up and 9.8 s in graph capture (0.8 and 3.1 s "
-                    "on a machine that has run before, s13a), in none of the five caches (PEFT's first run there, its "
-                    "kernels carried too: warm-up 12.1 s; not measured apart); imports 23.4 s; its empty-cache runs "
-                    "took 91.9 and 98.4 s")
-UNSLOTH_COLD_13 = ("every kernel cache empty, as on a fresh machine: 54 Triton kernels compiled and vLLM inspects the "
-                   "model's class in a fresh Python process (engine start 18.5-22.9 s instead of 4-5 s); what "
-                   "hardware.kernel_cache keeps (69.6 s with a filled folder on the fresh machine of s13c)")
-UNSLOTH_LORA_13 = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.19-1.20 s "
-                   "against 0.85-1.04 s for TRL's merged weights (medians of the runs), fwd+bwd+optim 0.35-0.36 vs "
-                   "0.37-0.41 s; as in s12c (1.22)")
-UNSLOTH_COLD_14 = ("every kernel cache empty on a fresh machine: Triton compiles 54 kernels (ptxas, the launchers' C "
-                   "compiler and LLVM are most of warm-up 13.7 s, graph capture 10.6 s and engine profile 5.6 s, "
-                   "s14a/runs/q05_unsloth_first/stacks.txt) and vLLM inspects the model's class in a fresh Python "
-                   "process (10.0 s of engine start 13.5 s); what hardware.kernel_cache keeps (52.1 s with a carried "
-                   "folder, s14c)")
-UNSLOTH_LORA_14 = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.17 and "
-                   "1.01 s against 1.00 and 1.05 s for TRL's merged weights (means of the runs); the first pair "
-                   "1.16, the second 0.90: as in s12c and s13c, the run decides as much as the loader")
+UNSLOTH_COLD = ("every kernel cache empty on a fresh machine: Triton compiles 54 kernels (ptxas, the launchers' C "
+                "compiler and LLVM are most of warm-up 13.7 s, graph capture 10.6 s and engine profile 5.6 s, "
+                "startup/fresh_machine_cold/runs/q05_unsloth_first/stacks.txt) and vLLM inspects the model's class in "
+                "a fresh Python process (10.0 s of engine start 13.5 s); what hardware.kernel_cache keeps (52.1 s with "
+                "a carried folder, startup/fresh_machine_carried_cache)")
+UNSLOTH_LORA = ("Unsloth generates through vLLM's LoRA kernels on the shared base weights: generation 1.17 and 1.01 s "
+                "against 1.00 and 1.05 s for TRL's merged weights (means of the runs), fwd+bwd+optim 0.34-0.35 vs "
+                "0.38-0.39 s; the first pair 1.16, the second 0.90: which run it is decides as much as the loader")
+UNSLOTH_PEAK = ("with the same bf16 weights the ratio is bounded by Unsloth's single copy against TRL's two: Unsloth "
+                "holds 14.2 GiB of weights + its training (backward 23.6 GiB of torch memory); TRL asleep peaks while "
+                "generating with both copies (33.9 GiB). Unsloth standby (24.5 GiB) and 4-bit loading (17.1 GiB) are "
+                "other settings, unsloth_memory/savers_7b")
+TRL_PASS_NOISE = ("0.5B generation of the same 64 x 256 tokens took 1.43-2.22 s (mean per run) in four runs of one "
+                  "call, more than the 0.11 s log-prob pass the reuse removes (time/logprobs 0.109 s with TRL's pass, "
+                  "0 without; fwd+bwd+optim 0.38-0.41 s either way)")
+UNSLOTH_PASS_NOISE = ("0.5B generation of the same 64 x 256 tokens took 1.88-2.53 s (mean per run) in three runs of "
+                      "one call, against the 0.15 s pass the reuse removes (time/logprobs 0.154 s with Unsloth's pass, "
+                      "0 without; fwd+bwd+optim 0.39-0.42 s either way)")
 NOT_MET = {
-    ("session7", "start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)"): UNSLOTH_START,
-    ("session8", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
-        UNSLOTH_START,
-    ("session8", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)"): UNSLOTH_PEAK,
-    ("session8", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)"): UNSLOTH_PEAK,
-    ("session9", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)"): UNSLOTH_PEAK_9,
-    ("session9", "Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)"): UNSLOTH_PEAK_9,
-    ("session9", "r1exp step / floor, 7B 64 x 256, PEFT (median step)"): PEFT_7B_FLOOR,
-    ("session9", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with Unsloth's)"):
-        Q05_NOISE,
-    ("session9", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; two runs interleaved with PEFT's)"):
-        Q05_NOISE,
-    ("session9", "start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)"):
-        UNSLOTH_FIRST,
-    ("session9", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)"): Q05_NOISE,
-    ("session10", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, "
-                  "the floor right after the first)"): Q05_NOISE_10,
-    ("session10", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; floor: TRL's engine alone)"): Q05_NOISE_10,
-    ("session10", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
-        UNSLOTH_FIRST_10,
-    ("session10", "PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two "
-                  "interleaved pairs)"): Q05_NOISE_10,
-    ("session10", "Unsloth step / PEFT step, 7B 64 x 256 (median; back to back, a later machine)"): UNSLOTH_PASS_10,
-    ("session11", "r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; pi_old from the loss's forward, runs "
-                  "before and after its pass; floor: TRL's engine alone)"): Q05_NOISE_11,
-    ("session11", "r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor right after it)"): Q05_NOISE_11,
-    ("session11", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
-        UNSLOTH_FIRST_11,
-    ("session11", "Unsloth step, pi_old from the loss's forward / Unsloth's pass, 0.5B 64 x 256 (median; runs before "
-                  "and after)"): Q05_NOISE_11,
-    ("session12", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)"):
-        UNSLOTH_FIRST_12,
-    ("session12", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; Unsloth training with TRL's defaults, same "
-                  "machine)"): UNSLOTH_LORA_12,
-    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, "
-                  "hardware.kernel_cache holding the kernels another H200 compiled)"): UNSLOTH_FRESH_13,
-    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (every kernel cache empty, on a machine that had "
-                  "run it)"): UNSLOTH_COLD_13,
-    ("session13", "start to first step, 0.5B 64 x 256, Unsloth, s (the fresh machine's later runs, an empty kernel "
-                  "cache / the default caches, empty there)"): UNSLOTH_COLD_13,
-    ("session13", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA_13,
-    ("session14", "start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, every kernel "
-                  "cache empty, trl_trainers=all)"): UNSLOTH_COLD_14,
-    ("session14", "Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA_14,
+    ("startup", "Unsloth, a fresh machine's first run, every kernel cache empty (trl_trainers=all)"): UNSLOTH_COLD,
+    ("unsloth_vs_peft", "0.5B 64 x 256 (median; interleaved, twice each)"): UNSLOTH_LORA,
+    ("unsloth_peak", "TRL with sleep mode (its default)"): UNSLOTH_PEAK,
+    ("unsloth_peak", "TRL awake (engine.sleep_mode=false)"): UNSLOTH_PEAK,
+    ("trl_logprob_pass", "0.5B 64 x 256 (median; two interleaved pairs)"): TRL_PASS_NOISE,
+    ("unsloth_logprob_pass", "step, 0.5B 64 x 256 (median; runs before and after)"): UNSLOTH_PASS_NOISE,
 }
-ALL = [(session, r) for session, rows in ratios.SESSIONS.items() for r in rows]
+ALL = [(claim, r) for claim, c in ratios.CLAIMS.items() for r in c.ratios]
 
 
-@pytest.mark.parametrize("session", list(ratios.SESSIONS))
-def test_every_ratio_was_measured_in_the_committed_session(session):
-    missing = {r.name: m.missing for r in ratios.SESSIONS[session]
-               if (m := ratios.measure(r, ratios.RESULTS / session)).values is None}
+def test_every_not_met_goal_names_a_declared_ratio():
+    assert set(NOT_MET) <= {(claim, r.name) for claim, r in ALL}
+
+
+@pytest.mark.parametrize("claim", list(ratios.CLAIMS))
+def test_every_ratio_was_measured_in_the_committed_result(claim):
+    missing = {r.name: m.missing for r in ratios.CLAIMS[claim].ratios if (m := ratios.measure(r)).values is None}
     assert not missing, missing
 
 
-@pytest.mark.parametrize("session", list(ratios.SESSIONS))
-def test_the_committed_table_is_the_one_the_files_give(session):
-    committed = (ratios.RESULTS / session / "ratios.md").read_text()
-    assert committed == ratios.render(session), "stale: run python bench/gpu/ratios.py"
+def test_the_committed_table_is_the_one_the_files_give():
+    assert ratios.RATIOS_MD.read_text() == ratios.render(), "stale: run python bench/gpu/ratios.py"
 
 
-@pytest.mark.parametrize("session, ratio", [
-    pytest.param(s, r, id=f"{s}: {r.name}",
-                 marks=[pytest.mark.xfail(strict=True, reason=NOT_MET[s, r.name])] if (s, r.name) in NOT_MET else [])
-    for s, r in ALL])
-def test_goal(session, ratio):
-    measured = ratios.measure(ratio, ratios.RESULTS / session)
+@pytest.mark.parametrize("claim, ratio", [
+    pytest.param(c, r, id=f"{c}: {r.name}",
+                 marks=[pytest.mark.xfail(strict=True, reason=NOT_MET[c, r.name])] if (c, r.name) in NOT_MET else [])
+    for c, r in ALL])
+def test_goal(claim, ratio):
+    measured = ratios.measure(ratio)
     assert measured.met, (measured.values, measured.detail)
+
+
+# Lab labels: a result is named by the claim it supports (docs/benchmarks.md), never by the session or device call
+# that measured it.
+LAB_LABEL = re.compile(r"session|(^|[/_.])s\d{1,2}[a-z]?(?=$|[/_.])|call\d|(^|[/_])det_[ab]\b")
+
+
+def test_no_result_is_named_by_a_lab_label():
+    results = ROOT / "bench" / "results"
+    named = [p.relative_to(results).as_posix() for p in results.rglob("*")
+             if LAB_LABEL.search(p.relative_to(results).as_posix())]
+    assert not named, named
+    runs = [label for path in results.rglob("variants.json") for label in json.loads(path.read_text())["runs"]
+            if LAB_LABEL.search(label)]
+    assert not runs, runs
+
+
+def test_every_result_docs_benchmarks_names_is_committed():
+    """docs/benchmarks.md points at results by their path (or, in a command's --out, by the path less .md/.json):
+    each one it names is there. A placeholder in capitals (CASE, JOB) names none."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    named = {p for p in re.findall(r"bench/results/[\w./-]*\w", text) if not re.search(r"/[A-Z]+$", p)}
+    assert len(named) > 40
+    missing = [p for p in sorted(named) if not any((ROOT / f"{p}{suffix}").exists() for suffix in ("", ".md"))]
+    assert not missing, missing
+
+
+def test_every_committed_result_is_named_by_docs_benchmarks():
+    """Every claim folder and file under bench/results/ is one docs/benchmarks.md cites (a result no claim reads
+    leaves the tree)."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    results = ROOT / "bench" / "results"
+    tops = sorted({p.relative_to(results).as_posix() for kind in ("cpu", "gpu") for p in (results / kind).iterdir()})
+    assert not [t for t in tops if f"bench/results/{t}" not in text], tops
+
+
+def test_the_committed_results_stay_small():
+    """`du -sb bench/results`: at most 2 MB, folders included (each claim's current result only)."""
+    results = ROOT / "bench" / "results"
+    size = sum(p.lstat().st_size for p in (results, *results.rglob("*")))
+    assert size <= 2_000_000, f"bench/results holds {size / 1e6:.2f} MB: keep each claim's current result only"
 
 
 def test_recomputing_unsloths_loss_logits_saves_what_they_held():
     """The peak fell by about the float32 logits the loss held (64 x 256 completion tokens x 151,936 x 4 B = 9.3 GiB),
     less what the backward's recomputed block and the no-grad log-prob pass hold."""
-    runs = ratios.load(ratios.RESULTS / "session8", "s8b")["runs"]
+    runs = ratios.load("unsloth_logits/0.5b")["runs"]
     saved = ratios.peak(runs["q05_unsloth_held"]) - ratios.peak(runs["q05_unsloth"])
     assert 0.8 * 9.27 < saved < 9.27
 
 
 def test_the_small_unsloth_shape_that_died_in_vllms_warm_up_trains():
-    """16 completions x 64 tokens: in session 5 Unsloth's engine got 4096 batched tokens for 16 sequences of 128 and
-    died with an illegal memory access; the cap (one generation batch x max_model_len) lets it train."""
-    run = ratios.load(ratios.RESULTS / "session7", "s7c")["runs"]["small_unsloth"]
+    """16 completions x 64 tokens: before the cap Unsloth's engine got 4096 batched tokens for 16 sequences of 128 and
+    died in vLLM's warm-up with an illegal memory access; the cap (one generation batch x max_model_len) lets it train
+    (the first run of a fresh machine)."""
+    run = ratios.load("batched_token_cap")["runs"]["small_unsloth"]
     assert run["exit_code"] == 0 and run["status"] == "ok" and run["steps"] == 3, run
-    engine_args = (ratios.RESULTS / "session7" / "s7c" / "runs" / "small_unsloth" / "log_tail.txt").read_text()
+    engine_args = (ratios.RESULTS / "batched_token_cap" / "runs" / "small_unsloth" / "log_tail.txt").read_text()
     assert "'max_num_batched_tokens': 2048, 'max_num_seqs': 16" in engine_args   # 16 x 128, vLLM's own log
 
 
 def test_the_explicit_kv_cache_holds_one_generation_batch_and_little_more():
     """engine.gpu_memory_utilization=auto gives vLLM one generation batch of KV cache (+20%): the 7B engine held 24,576
-    tokens for the step's 64 x 320, where session 8's fraction (0.15) left it 110,704 (s9a, vLLM's own log line)."""
-    runs = ratios.RESULTS / "session9" / "s9a" / "runs"
+    tokens for the step's 64 x 320, where a fraction (0.15) left it 110,704 (back to back, vLLM's own log line)."""
+    runs = ratios.RESULTS / "unsloth_memory" / "peaks_7b" / "runs"
 
     def kv_tokens(run):
         log = (runs / run / "log_tail.txt").read_text()
@@ -180,14 +147,14 @@ def test_the_explicit_kv_cache_holds_one_generation_batch_and_little_more():
 
 
 def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
-    """7B, same seed, back to back (s10a): with pi_old from the loss's forward (q7_peft) and with TRL's extra pass
+    """7B, same seed, back to back: with pi_old from the loss's forward (q7_peft) and with TRL's extra pass
     (q7_peft_pass) the first two steps log the same loss, gradient norm and importance-sampling metrics; from the
     third step on, two runs of the same config (q7_peft, q7_peft_2) differ as much as the two paths do (vLLM's
     sampling on the GPU is not bit-reproducible)."""
     from r1exp.records.manifest import read_manifest
     from r1exp.records.metrics import read_metrics
 
-    runs = ratios.RESULTS / "session10" / "s10a" / "runs"
+    runs = ratios.RESULTS / "logprob_reuse" / "trl_7b" / "runs"
 
     def steps(run):
         return [r for r in read_metrics(runs / run) if "loss" in r]
@@ -209,13 +176,13 @@ def test_on_the_h200_the_reused_log_probs_train_as_trls_pass_does():
 
 
 def test_on_the_h200_unsloths_pass_is_gone_where_the_reuse_is_in_force():
-    """7B, back to back (s11b): with the reuse Unsloth's trainer ran no log-prob pass (time/logprobs under a
+    """7B, back to back: with the reuse Unsloth's trainer ran no log-prob pass (time/logprobs under a
     millisecond: the skipped call returns at once), with loader.reuse_training_logps=false it took 0.60 s a step; the
     loss's forward, backward and optimizer took the same time both ways."""
     from r1exp.records.manifest import read_manifest
     from r1exp.records.metrics import read_metrics
 
-    runs = ratios.RESULTS / "session11" / "s11b" / "runs"
+    runs = ratios.RESULTS / "logprob_reuse" / "unsloth_7b" / "runs"
 
     def phase(run, name):
         return [r[f"time/{name}"] for r in read_metrics(runs / run) if "loss" in r][1:]   # steps after the first

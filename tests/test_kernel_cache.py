@@ -37,7 +37,7 @@ def test_a_folder_moves_every_cache_into_its_own_subfolder(clean_cache_env, tmp_
 
 def test_the_libraries_installed_here_read_the_folders_r1exp_sets(clean_cache_env, tmp_path):
     """vLLM and Inductor read their variable when they need the cache, so setting it before the build is enough
-    (Triton, FlashInfer and the CUDA driver are on the GPU machine only: bench/results/h200/session13)."""
+    (Triton, FlashInfer and the CUDA driver are on the GPU machine only: bench/results/gpu/startup)."""
     import vllm.envs
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
@@ -86,32 +86,42 @@ def test_the_closing_summary_names_a_cold_start(tmp_path, compiled, shown):
         assert kernels.startswith(f"{compiled} compiled into /root/.triton/cache") and "hardware.kernel_cache" in kernels
 
 
-H200 = Path(__file__).resolve().parents[1] / "bench" / "results" / "h200" / "session13"
+STARTUP = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu" / "startup"
 
 
-def test_on_the_h200_a_folder_another_machine_filled_held_every_kernel_and_shortened_the_start():
-    """s13c, a fresh H200: 0.5B Unsloth with hardware.kernel_cache at the folder s13b's machine filled (its first
-    run), then with an empty one and with the default caches (both empty on that machine)."""
-    start = {label: run["startup"] for label, run in
-             json.loads((H200 / "s13c" / "variants.json").read_text())["runs"].items()}
-    listed = json.loads((H200 / "s13c" / "runs" / "q05_unsloth_cold" / "kernel_caches.json").read_text())
-    assert start["q05_unsloth_cold"]["kernels_compiled"] == sum(listed["triton"]["kernels"].values()) == 54
-    assert start["q05_unsloth_2"]["kernels_compiled"] == 54                 # ~/.triton/cache, empty on that machine
-    assert start["q05_unsloth_carried"]["kernels_compiled"] == start["q05_peft_carried"]["kernels_compiled"] == 0
-    # vLLM's inspection of the model class came from the folder too (else a fresh Python process runs it)
-    assert start["q05_unsloth_carried"]["engine_start_s"] < start["q05_unsloth_cold"]["engine_start_s"] / 3
-    cold = min(start[label]["process_to_first_step_s"] for label in ("q05_unsloth_cold", "q05_unsloth_2"))
-    assert start["q05_unsloth_carried"]["process_to_first_step_s"] < 0.8 * cold
+def startup(call: str) -> dict:
+    """Each run's run.json `startup` of one committed call (its variants.json)."""
+    return {label: run["startup"] for label, run in
+            json.loads((STARTUP / call / "variants.json").read_text())["runs"].items()}
+
+
+def test_on_the_h200_a_folder_another_machine_filled_held_every_kernel():
+    """A fresh H200's first runs with every kernel cache empty (fresh_machine_cold: 0.5B Unsloth, then PEFT) compiled
+    54 and 27 Triton kernels, and the engine start waited on vLLM's inspection of the model class in a fresh Python
+    process (its stacks); a second fresh H200 given the folder the first one filled (fresh_machine_carried_cache, in
+    hardware.kernel_cache) compiled none in any of its runs, Unsloth's or PEFT's, and its engine started in under half
+    the time."""
+    cold, carried = startup("fresh_machine_cold"), startup("fresh_machine_carried_cache")
+    assert cold["q05_unsloth_first"]["kernels_compiled"] == 54 and cold["q05_peft_first"]["kernels_compiled"] == 27
+    assert {label: s["kernels_compiled"] for label, s in carried.items()} == dict.fromkeys(carried, 0)
+    assert carried["q05_unsloth_carried"]["engine_start_s"] < cold["q05_unsloth_first"]["engine_start_s"] / 2
+    stacks = {call: (STARTUP / call / "runs" / label / "stacks.txt").read_text() for call, label in
+              (("fresh_machine_cold", "q05_unsloth_first"), ("fresh_machine_carried_cache", "q05_unsloth_carried"))}
+    assert "_run_in_subprocess" in stacks["fresh_machine_cold"] and "make_cubin" in stacks["fresh_machine_cold"]
+    assert "_run_in_subprocess" not in stacks["fresh_machine_carried_cache"]
+    assert "make_cubin" not in stacks["fresh_machine_carried_cache"]
+    run = json.loads((STARTUP / "fresh_machine_carried_cache/runs/q05_unsloth_carried/run.json").read_text())
+    assert run["startup"]["kernel_cache_dir"] == f"{run['config']['hardware']['kernel_cache']}/triton"
 
 
 def test_on_a_fresh_h200_the_carried_folder_left_its_first_run_nothing_to_compile_or_warm_up():
-    """s14c, a fresh H200 given the folder s14a's machine filled: its first run (0.5B Unsloth, the defaults) compiled
-    no kernel, and the engine's warm-up and graph capture took what they take on a machine that has run before
-    (s14b), where s14a's first run, every cache empty, compiled 54 and spent 13.7 and 10.6 s there."""
-    runs = {call: json.loads((H200.parent / "session14" / call / "variants.json").read_text())["runs"]
-            for call in ("s14a", "s14b", "s14c")}
-    first, cold, warm = (runs["s14c"]["q05_unsloth_carried"]["startup"], runs["s14a"]["q05_unsloth_first"]["startup"],
-                         runs["s14b"]["q05_unsloth_warm"]["startup"])
+    """A fresh H200 given the folder another H200 filled (fresh_machine_carried_cache): its first run (0.5B Unsloth, the
+    defaults) compiled no kernel, and the engine's warm-up and graph capture took what they take on a machine that has
+    run before (same_machine_later), where that machine's first run, every cache empty (fresh_machine_cold), compiled
+    54 and spent 13.7 and 10.6 s there."""
+    first, cold, warm = (startup("fresh_machine_carried_cache")["q05_unsloth_carried"],
+                         startup("fresh_machine_cold")["q05_unsloth_first"],
+                         startup("same_machine_later")["q05_unsloth_warm"])
     assert first["kernels_compiled"] == 0 and cold["kernels_compiled"] == 54
     for part in ("engine_warmup_s", "graph_capture_s"):
         assert first[part] < 1.5 * warm[part] + 0.5 < cold[part] / 3, (part, first[part], warm[part], cold[part])

@@ -110,3 +110,58 @@ def test_rich_mode_shows_a_progress_bar_and_the_rewards_and_prints_warnings_abov
     assert "reward flat at 0.500" in text
     assert "'loss'" not in text
     assert "warning: step 1: every completion was cut" in (tmp_path / live.LOG_FILE).read_text()
+
+
+def test_the_eta_and_the_step_time_leave_out_the_first_step(tmp_path, monkeypatch):
+    """The first step pays for warm-up (60 s here, 1 s each after it): at step 1 there is no ETA and the line says
+    the first step's time is warm-up; from step 2 the ETA and s/step come from the later steps only. Before, step 1
+    gave an ETA of 60 s x 9 steps and step 2 a step time of 30.5 s."""
+    from rich.console import Console
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock["now"])
+    out = io.StringIO()
+    view = live.live_view(tmp_path, "plain", 24, console=Console(file=out, width=200))
+    from transformers import TrainerControl, TrainerState
+
+    state, control = TrainerState(max_steps=10), TrainerControl()
+    view.on_train_begin(None, state, control)
+    for i in range(1, 4):
+        clock["now"] += 60.0 if i == 1 else 1.0
+        state.global_step = i
+        view.on_step_end(None, state, control)
+        view.on_log(None, state, control, logs=log(step_time=60.0 if i == 1 else 1.0))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 1/10 (10%) 0:01:00 | ") and "eta" not in lines[0]
+    assert lines[0].endswith("first step 60.00 s (warm-up)")
+    assert lines[1].startswith("step 2/10 (20%) 0:01:01 eta 0:00:08 | ") and lines[1].endswith("| 1.00 s/step")
+    assert lines[2].startswith("step 3/10 (30%) 0:01:02 eta 0:00:07 | ") and lines[2].endswith("| 1.00 s/step")
+
+
+def test_rich_mode_shows_no_eta_until_a_step_after_the_first(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock["now"])
+    view = live.live_view(tmp_path, "rich", 24, console=Console(file=io.StringIO(), force_terminal=True, width=160))
+    from transformers import TrainerControl, TrainerState
+
+    state, control = TrainerState(max_steps=300), TrainerControl()
+    view.on_train_begin(None, state, control)
+    etas = []
+    for i in (1, 2):
+        clock["now"] += 900.0 if i == 1 else 2.0   # a 15-minute first step (compiling), then 2 s a step
+        state.global_step = i
+        view.on_step_end(None, state, control)
+        view.on_log(None, state, control, logs=log())
+        etas.append(view.progress.tasks[0].fields["eta"])
+    view.on_train_end(None, state, control)
+    assert etas == ["eta -:--:--", f"eta {live.clock(2.0 * 298)}"]
+
+
+@pytest.mark.parametrize("setting, mode", [("plain,verbose", "plain"), ("verbose", "rich"), ("Rich, Verbose", "rich")])
+def test_the_mode_words_combine_with_verbose(setting, mode, monkeypatch):
+    monkeypatch.setenv("R1EXP_LIVE", setting)
+    stream = io.StringIO()
+    stream.isatty = lambda: True
+    assert live.choose_mode(False, stream) == mode

@@ -1,4 +1,4 @@
-"""reproducible=true, the deterministic mode, as measured on the H200 (bench/results/h200/session3): two runs of
+"""reproducible=true, the deterministic mode, as measured on the H200 (bench/results/gpu/reproducible): two runs of
 the same config give identical metrics for 20 steps, the normal mode does not, and the cost the dry run prints is
 the committed measurement. The GPU runs themselves are in the committed folder; these tests read them."""
 
@@ -15,7 +15,7 @@ import pytest
 from r1exp.engines.vllm_colocate import VllmColocate
 
 ROOT = Path(__file__).resolve().parent.parent
-H200 = ROOT / "bench" / "results" / "h200" / "session3"
+H200 = ROOT / "bench" / "results" / "gpu" / "reproducible"
 COMPARE = ROOT / "bench" / "gpu" / "same_metrics.py"
 
 
@@ -29,19 +29,20 @@ def same(a: str, b: str) -> subprocess.CompletedProcess:
 
 
 def test_two_deterministic_h200_runs_are_identical_for_20_steps():
-    result = same("det_a", "det_b")
+    result = same("deterministic_1", "deterministic_2")
     assert result.returncode == 0, result.stdout
-    assert json.loads((H200 / "det_a" / "run.json").read_text())["config"]["reproducible"] is True
-    assert sum(1 for _ in (H200 / "det_a" / "metrics.jsonl").open()) >= 20
+    assert json.loads((H200 / "deterministic_1" / "run.json").read_text())["config"]["reproducible"] is True
+    assert sum(1 for _ in (H200 / "deterministic_1" / "metrics.jsonl").open()) >= 20
 
 
-@pytest.mark.parametrize("a,b", [("normal_20", "normal_20b"), ("det_a", "normal_20")])
+@pytest.mark.parametrize("a,b", [("normal_1", "normal_2"), ("deterministic_1", "normal_1")])
 def test_without_the_mode_gpu_reruns_differ(a, b):
     assert same(a, b).returncode == 1
 
 
 def test_the_cost_the_dry_run_prints_is_the_measured_one():
-    measured = (median_step("det_a") + median_step("det_b")) / (median_step("normal_20") + median_step("normal_20b"))
+    measured = ((median_step("deterministic_1") + median_step("deterministic_2"))
+                / (median_step("normal_1") + median_step("normal_2")))
     assert measured == pytest.approx(VllmColocate.DETERMINISTIC_SLOWDOWN, rel=0.15)
 
 
@@ -53,9 +54,9 @@ def test_the_dry_run_prints_the_cost(capsys, tmp_path):
 
 
 VERDICTS = [  # (saved run, rerun, criterion, what the verdict must say) — reruns of one config on the H200
-    ("normal_20", "normal_20b", "noise", "reproduced within noise"),
-    ("normal_20", "normal_20_lr", "noise", "differs beyond noise"),     # learning rate 1e-4 instead of 1e-5
-    ("det_a", "det_b", "exact", "identical at every one of 20 steps"),
+    ("normal_1", "normal_2", "noise", "reproduced within noise"),
+    ("normal_1", "normal_lr_x10", "noise", "differs beyond noise"),     # learning rate 1e-4 instead of 1e-5
+    ("deterministic_1", "deterministic_2", "exact", "identical at every one of 20 steps"),
 ]
 
 

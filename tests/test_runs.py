@@ -63,3 +63,47 @@ def test_no_runs_yet(tmp_path):
     (tmp_path / "outputs").mkdir()
     result = runs_cli(cwd=tmp_path)
     assert result.code == 0 and "no runs under outputs (start one with: python -m r1exp)" in result.output
+
+
+def make_trained_run(folder, lr, rewards):
+    make_run(folder, {**MANIFEST, "config": {"name": "default", "trainer": {"learning_rate": lr}}})
+    rows = [{"step": i + 1, "reward": r, "rewards/accuracy/mean": r / 2, "rewards/format/mean": r / 2}
+            for i, r in enumerate(rewards)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def test_compare_writes_its_png_next_to_the_first_run_and_says_where_never_into_the_current_folder(tmp_path):
+    day = tmp_path / "outputs" / "runs" / "2026-11-25"
+    a = make_trained_run(day / "10-31-07_default", 1e-3, [0.2, 0.5, 0.9])
+    b = make_trained_run(day / "11-02-13_default", 2e-3, [0.1, 0.3, 0.4])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = runs_cli("compare", str(a), str(b), cwd=elsewhere)
+    assert result.code == 0, result.output
+    png = day / "reward_compare_10-31-07_default_vs_11-02-13_default.png"
+    assert png.is_file() and png.stat().st_size > 1000
+    assert f"reward curves: {png}" in result.stdout.replace("\n", "")
+    assert list(elsewhere.iterdir()) == []      # before: reward_compare.png in the current folder
+    assert "trainer.learning_rate" in result.stdout
+
+
+def test_compare_out_writes_there_and_prints_the_full_path(tmp_path):
+    day = tmp_path / "outputs" / "runs" / "2026-11-25"
+    a = make_trained_run(day / "10-31-07_default", 1e-3, [0.2, 0.5])
+    b = make_trained_run(day / "11-02-13_default", 2e-3, [0.1, 0.3])
+    result = runs_cli("compare", str(a), str(b), "-o", "plots/lr.png", cwd=tmp_path)
+    assert result.code == 0, result.output
+    assert (tmp_path / "plots" / "lr.png").is_file()
+    assert f"reward curves: {tmp_path / 'plots' / 'lr.png'}" in result.stdout.replace("\n", "")
+
+
+def test_compare_of_two_jobs_of_a_sweep_writes_into_the_sweep_folder(tmp_path):
+    from r1exp import runs
+
+    sweep = tmp_path / "outputs" / "sweeps" / "2026-11-25" / "12-00-00_lr"
+    jobs = [runs.load_run(make_trained_run(sweep / str(n), lr, [0.1, 0.2])) for n, lr in enumerate((1e-3, 2e-3))]
+    png = runs.default_png(jobs)
+    assert png == sweep / "reward_compare_12-00-00_lr-0_vs_12-00-00_lr-1.png"
+    many = [runs.load_run(make_trained_run(sweep / f"{n:02d}_{'x' * 40}", 1e-3, [0.1])) for n in range(6)]
+    assert runs.default_png(many).name == f"reward_compare_00_{'x' * 40}_vs_5_runs.png"

@@ -1,4 +1,4 @@
-"""The two bench tools that say where a start goes (the H200 findings of session 14 rest on them).
+"""The two bench tools that say where a start goes (the H200 start-up results rest on them: bench/results/gpu/startup).
 
 bench/page_cache.py: how much of a library file is in the page cache (mincore), and dropping it from there
 (posix_fadvise), for real on a file of this machine. bench/sample_stacks.py: a module run under the sampler leaves

@@ -197,7 +197,7 @@ def fake_heavy(tmp_path, monkeypatch):
     """))
     (pkg / "worker.py").write_text("import time\nclass Worker:\n    def load_model(self):\n        time.sleep(0.15)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(timing, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | {"heavypkg"})
+    monkeypatch.setattr(bytecode, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | {"heavypkg"})
     monkeypatch.setattr(timing, "STARTUP_TARGETS", (
         ("heavypkg.models", "Model.from_pretrained", "model_load"),
         ("heavypkg.models", "Engine.__init__", "engine_start"),
@@ -242,7 +242,7 @@ def test_imports_are_split_by_package_each_counting_its_own_share(tmp_path, monk
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(timing, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | set(bodies))
+    monkeypatch.setattr(bytecode, "HEAVY_PACKAGES", bytecode.HEAVY_PACKAGES | set(bodies))
     monkeypatch.setattr(timing.Startup, "current", None)
     startup = timing.Startup()
     try:

@@ -3,7 +3,7 @@
 Unsloth cannot be imported without a GPU, so this builds a package laid out as Unsloth 2026.10 is where it matters:
 `unsloth.models.rl` defines the walk over TRL's trainers (`patch_trl_rl_trainers`) and the call for one trainer
 (`_patch_trl_rl_trainers`); `unsloth.models.llama`, imported by `unsloth`, runs `PatchFastRL`, which calls the walk
-by its module-level name. The real import on the H200 is in bench/results/h200/session14."""
+by its module-level name. The real import on the H200 is in bench/results/gpu/startup."""
 
 from __future__ import annotations
 
@@ -75,11 +75,11 @@ def test_the_loader_field_accepts_only_the_two_settings():
         UnslothLoader(name="unsloth", trl_trainers="sft")
 
 
-H200 = Path(__file__).resolve().parents[1] / "bench" / "results" / "h200" / "session14"
+H200 = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu" / "startup"
 
 
-@pytest.mark.parametrize("call, grpo, every", [("s14b", "q05_unsloth_grpo", "q05_unsloth_all"),
-                                               ("s14c", "q05_unsloth_2", "q05_unsloth_all")])
+@pytest.mark.parametrize("call, grpo, every", [("same_machine_later", "q05_unsloth_grpo", "q05_unsloth_all"),
+                                               ("fresh_machine_carried_cache", "q05_unsloth_2", "q05_unsloth_all")])
 def test_on_the_h200_generating_the_grpo_trainer_alone_halves_unsloths_import(call, grpo, every):
     """0.5B Unsloth, back to back on one machine: Unsloth's own share of the imports (run.json
     startup.imports_by_package_s) with trl_trainers=grpo and =all, and both trained with Unsloth's GRPO trainer

@@ -1,7 +1,7 @@
 """loader.recompute_logits: Unsloth's loss log-probs recomputed block by block in the backward
 (r1exp/patches/unsloth_logits.py). Unsloth cannot be imported without a GPU, so the function it wraps is written here
 with Unsloth's signature and arithmetic (unsloth_zoo 2026.10.5, `chunked_hidden_states_selective_log_softmax`); the
-GPU runs in bench/results/h200/session8 use the real one."""
+GPU runs in bench/results/gpu/unsloth_logits use the real one."""
 
 from __future__ import annotations
 

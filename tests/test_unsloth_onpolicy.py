@@ -1,15 +1,15 @@
 """On-policy, loader=unsloth takes pi_old from the loss's own forward instead of Unsloth's no-grad pass
 (r1exp/patches/unsloth_on_policy.py, loader.reuse_training_logps).
 
-Unsloth does not import without a GPU, so its side is specified here on the code it generates (the trainer Unsloth
-wrote on the H200, bench/results/h200/session11/s11a/generated_trainer.py):
+Unsloth does not import without a GPU, so its side is specified here on the code it generates (the definitions r1exp
+reads of the trainer Unsloth wrote on an H200, tests/fixtures/unsloth_grpo_trainer.py):
 - the check that reads Unsloth's generated `_generate_and_score_completions` accepts it only when skipping the pass
   is safe (table below), reads the method under Unsloth's wrapper, and refuses TRL's own trainer (which uses pi_old
   in the generation step);
 - without pi_old, Unsloth's own loss function fails; with r1exp's fallback it computes, for each correction mode,
   the loss, metrics and gradient it computes given pi_old = the forward's detached log-probs, bit for bit.
-The H200 runs (bench/results/h200/session11, tests/test_gpu_ratios.py) train with it and compare it with Unsloth's
-pass side by side.
+The H200 runs (bench/results/gpu/logprob_reuse/unsloth_7b and unsloth_0.5b, tests/test_gpu_ratios.py) train with it
+and compare it with Unsloth's pass side by side.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import pytest
 
 from r1exp.patches import unsloth_on_policy as unsloth_trainer
 
-# Unsloth's generated trainer as the H200 run wrote it (unsloth_compiled_cache/UnslothGRPOTrainer.py)
-GENERATED = Path(__file__).resolve().parents[1] / "bench/results/h200/session11/s11a/generated_trainer.py"
+# Unsloth's generated trainer as an H200 run wrote it (unsloth_compiled_cache/UnslothGRPOTrainer.py), the definitions
+# r1exp reads of it
+GENERATED = Path(__file__).resolve().parent / "fixtures" / "unsloth_grpo_trainer.py"
 
 # Unsloth's rewrite of TRL 1.15's generation step, the lines the check reads (unsloth 2026.10.5)
 UNSLOTH_SHAPE = """

@@ -165,7 +165,8 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
                "versions.requirements", "versions.unmeasured", "trainer.deprecated",
                "engine.transformers_version", "engine.cb_dtype",   # these two: tests/test_engines.py
                "distributed.cpu_memory",                           # tests/test_distributed.py
-               "engine.batched_tokens"}                            # a warning: tests/test_engine_vllm.py
+               "engine.batched_tokens",                            # a warning: tests/test_engine_vllm.py
+               "versions.patches"}                                 # tests/test_patches.py (installed versions)
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
@@ -306,7 +307,7 @@ def test_vllm_not_installed_names_the_install_command_or_engine_hf():
 def test_the_cuda_build_of_vllm_on_a_machine_without_cuda():
     laptop = Environment(versions=GPU_STACK, gpus=())
     [p] = [p for p in problems("engine=vllm", laptop) if p.rule == "engine.vllm_build"]
-    assert "CUDA build" in p.why and "constraints-cpu.txt" in p.fix
+    assert "CUDA build" in p.why and "install_cpu.sh" in p.fix
 
 
 def test_a_launched_server_cannot_share_the_single_h200():
@@ -350,7 +351,7 @@ def test_vllm_cpus_cuda_addons_are_known_bad():
 def test_missing_training_packages_are_an_error_with_the_install_command():
     env = Environment(versions={"hydra-core": "1.3.8"}, gpus=())
     [p] = [p for p in problems("", env) if p.rule == "versions.installed"]
-    assert "torch" in str(p.value) and "constraints-cpu.txt" in p.fix
+    assert "torch" in str(p.value) and "install_cpu.sh" in p.fix
 
 
 def test_an_unmeasured_combination_is_only_a_warning():

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # bench/gpu_floor.py on the H200, one device call per CALL (each stays under the 10-minute limit of a call):
-#   source /tmp/gpu-env.sh && bash bench/gpu/floor.sh CALL [CALL ...]
+#   VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 bash bench/gpu/floor.sh CALL [CALL ...]
 # CALL: q05 (0.5B: peft + unsloth, 64 completions x 256 tokens), q7 (7B peft, 64 x 256, gradient checkpointing),
 #       q15 (1.5B peft, 32 x 512). All with CUDA graphs (engine.enforce_eager=false), LoRA r=16, random weights.
 #       lora_q05 / lora_q7: bench/lora_sync_probe.py at that shape (LoRA-only sync vs TRL's merge + push, and the
 #       engine's generation with and without a LoRA adapter, CUDA graphs), ~2-4 minutes.
-# Each leaves $OUT/floor_CALL.tgz (floor.json, floor.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}); unpack it
-# into bench/results/h200/floor_CALL/ and commit. A measurement that would start after BUDGET seconds is skipped
-# and listed as skipped in floor.md.
+# Each leaves $OUT/floor_CALL.tgz (floor.json, floor.md, runs/*/{run.json,metrics.jsonl,log_tail.txt}). The committed
+# floors (bench/results/gpu/ratios.md, "r1exp's step / its floor") are measured in the side-by-side calls of
+# bench/gpu/side_by_side.sh (bench/variants.py --floor-after, the same measurement); a floor from here that replaces
+# one goes in as its claim's result (docs/benchmarks.md). A measurement that would start after BUDGET seconds is
+# skipped and listed as skipped in floor.md.
 set -u
 OUT=${OUT:-/tmp/out}
 BUDGET=${BUDGET:-540}

@@ -2,7 +2,11 @@
 # Run named r1exp jobs on the GPU machine and pack what each left (run.json, metrics.jsonl, config, log tail)
 # into $OUT/results.tgz (the device returns at most 8 files). Usage, after bash scripts/install_gpu.sh [--from DIR]:
 #   VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 bash bench/gpu/jobs.sh JOB [JOB ...]
-# JOB names are the keys of JOBS below; each runs `python -m r1exp` with the shared and the job's overrides.
+# JOB names are the keys of JOBS below; each runs `python -m r1exp` with the shared and the job's overrides. A job's
+# result is the run folder of the same name under bench/results/gpu/ (docs/benchmarks.md): trim it there with
+# `python bench/gpu/keep.py /tmp/r1runs/JOB bench/results/gpu/<claim>/JOB`. The memory plan's fit runs
+# (bench/results/gpu/memory_plan/fit/) were made with this script's first version and an earlier r1exp; their
+# run.json holds the config each ran.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/r1runs
@@ -14,20 +18,16 @@ Q7="model=qwen7b model.init=random trainer.per_device_train_batch_size=64 traine
 # Llama-3-8B shape: a 131072-token context, far longer than the run needs (the engine must get the planned length).
 L8="model=llama3_8b model.init=random trainer.per_device_train_batch_size=32 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=512 trainer.max_steps=2"
 declare -A JOBS=(
-  [peft_hf]="$Q05 loader=peft engine=hf"
-  [peft_vllm]="$Q05 loader=peft engine=vllm"
-  [unsloth_vllm]="$Q05 loader=unsloth engine=vllm"
-  [unsloth_hf]="$Q05 loader=unsloth engine=hf"
-  [seed_mistake]="$Q05 loader=unsloth engine=vllm loader.fast_inference=false"
-  [q7_peft_vllm]="$Q7 loader=peft engine=vllm"
-  [q7_peft_hf]="$Q7 loader=peft engine=hf trainer.max_steps=2"
-  [q7_unsloth_vllm]="$Q7 loader=unsloth engine=vllm"
-  [det_a]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
-  [det_b]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
-  [normal_20]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
-  [normal_20b]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
-  [normal_20_lr]="$Q05 loader=peft engine=vllm trainer.max_steps=20 trainer.learning_rate=1e-4"
-  [llama_ctx]="$L8 loader=peft engine=vllm"
+  # the deterministic mode (bench/results/gpu/reproducible/)
+  [deterministic_1]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
+  [deterministic_2]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
+  [normal_1]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_2]="$Q05 loader=peft engine=vllm trainer.max_steps=20"
+  [normal_lr_x10]="$Q05 loader=peft engine=vllm trainer.max_steps=20 trainer.learning_rate=1e-4"
+  # the planned length reaches the engine (bench/results/gpu/engine_length/)
+  [llama3_8b]="$L8 loader=peft engine=vllm"
+  # Unsloth under torch.compile, as r1exp runs it today (bench/results/gpu/unsloth_compile/no_env_vars)
+  [no_env_vars]="$Q05 loader=unsloth engine=vllm"
   # Several GPUs (a machine of kind nvidia-h200-x2/x4/x8; README "Scaling out"). Not run yet: no such machine lent.
   [ddp2_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=2"
   [ddp4_peft_vllm]="$Q05 loader=peft engine=vllm distributed=ddp distributed.num_processes=4"

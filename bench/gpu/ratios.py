@@ -1,11 +1,12 @@
-"""Issue 13's ratios, computed from each H200 session's committed side-by-side calls (bench/variants.py folders).
+"""Issue 13's ratios and r1exp's own, computed from the committed GPU results (bench/variants.py folders).
 
-    python bench/gpu/ratios.py            # writes bench/results/h200/<session>/ratios.md for every session, prints them
+    python bench/gpu/ratios.py            # writes bench/results/gpu/ratios.md, prints it
 
-Every ratio is declared once in SESSIONS (which session, call, runs, the goal); the README tables and
-tests/test_gpu_ratios.py read the same computation, so a re-measured session that misses a goal shows here and
-fails there. Runs of one call ran back to back on one machine; a ratio never mixes calls except through a floor
-that ran in the same call as the runs it divides.
+Every ratio is declared once in CLAIMS (which claim, which result folder, the runs, the goal); docs/benchmarks.md and
+tests/test_gpu_ratios.py read the same computation, so a re-measured result that misses a goal shows here and fails
+there. Each claim holds its current result only: a new measurement replaces the folder its ratios read. Runs of one
+folder ran back to back on one machine (one device call); a ratio never mixes folders except through a floor that ran
+in the same call as the runs it divides.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results" / "h200"
+RESULTS = ROOT / "bench" / "results" / "gpu"
+RATIOS_MD = RESULTS / "ratios.md"
 
 
 @dataclass(frozen=True)
 class Ratio:
-    name: str                    # what is compared, as the README says it
-    call: str                    # the folder under the session (one device call)
+    name: str                    # what is compared, as docs/benchmarks.md says it
+    call: str                    # the result folder under bench/results/gpu (one device call)
     kind: str                    # step_over_floor | step_over_step | peak_over_peak | start_over_start | first_step
                                  # | text_cost
     runs: tuple[str, ...]        # the runs compared (their labels in variants.json)
@@ -33,216 +35,130 @@ class Ratio:
     part: str = "process_to_first_step_s"   # start_over_start: the run.json `startup` figure compared
 
 
-SESSION7 = (
-    Ratio("r1exp step / floor, 1.5B 32 x 512, PEFT (median step)", "s7b", "step_over_floor", ("q15_peft",), 1.3),
-    Ratio("r1exp step / floor, 1.5B 32 x 512, Unsloth (median step; floor: TRL's engine alone)", "s7b",
-          "step_over_floor", ("q15_unsloth",), 1.3),
-    Ratio("engine=hf step / engine=vllm step, 7B, 16 completions x 512 tokens", "s7b", "step_over_step",
-          ("q7_16x512_hf",), 5.0, at_least=True, against=("q7_16x512_vllm",)),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (two runs; the machine had run Unsloth before)", "s7c",
-          "first_step", ("q05_peft_1", "q05_peft_2"), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (two runs, interleaved with PEFT's)", "s7c", "first_step",
-          ("q05_unsloth_1", "q05_unsloth_2"), 60.0),
-    # not an issue-13 goal: Unsloth, sharing its weights with its engine, should be no slower than TRL colocate
-    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)", "s7c", "step_over_step",
-          ("q05_unsloth_1", "q05_unsloth_2"), 1.0, against=("q05_peft_1", "q05_peft_2")),
-    Ratio("Unsloth step / PEFT step, 1.5B 32 x 512 (median)", "s7b", "step_over_step", ("q15_unsloth",),
-          1.0, against=("q15_peft",)),
-)
+@dataclass(frozen=True)
+class Claim:
+    title: str                   # the heading in ratios.md and docs/benchmarks.md
+    ratios: tuple[Ratio, ...]
 
-# Session 8: Unsloth's loss recomputes its logits in the backward (loader.recompute_logits, the default) instead of
-# holding them; `*_held` runs are the same shape with loader.recompute_logits=false (sessions 4-7's behaviour).
-SESSION8 = (
-    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)", "s8a", "peak_over_peak",
-          ("q7_unsloth",), 0.5, against=("q7_peft",)),
-    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)", "s8a",
-          "peak_over_peak", ("q7_unsloth",), 0.5, against=("q7_peft_awake",)),
-    # not issue-13 goals: what recomputing the loss's logits changes, same shape back to back
-    Ratio("Unsloth peak, logits recomputed / held, 7B 64 x 256", "s8a", "peak_over_peak", ("q7_unsloth",), 0.9,
-          against=("q7_unsloth_held",)),
-    Ratio("Unsloth peak, logits recomputed / held, 0.5B 64 x 256", "s8b", "peak_over_peak",
-          ("q05_unsloth",), 0.6, against=("q05_unsloth_held",)),
-    Ratio("Unsloth step, logits recomputed / held, 7B 64 x 256 (median; no slower: within 5%)", "s8a",
-          "step_over_step", ("q7_unsloth",), 1.05, against=("q7_unsloth_held",)),
-    Ratio("Unsloth step, logits recomputed / held, 0.5B 64 x 256 (median; no slower: within 5%)", "s8b",
-          "step_over_step", ("q05_unsloth",), 1.05, against=("q05_unsloth_held",)),
-    Ratio("Unsloth step, logits recomputed / held, 0.5B 64 x 256, second pair (median)", "s8c", "step_over_step",
-          ("q05_unsloth_2",), 1.05, against=("q05_unsloth_held_2",)),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s", "s8b", "first_step", ("q05_peft",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)", "s8b",
-          "first_step", ("q05_unsloth", "q05_unsloth_held"), 60.0),
-)
 
-# Session 9: the engine's KV cache is sized explicitly (engine.gpu_memory_utilization=auto: one generation batch,
-# vLLM kv_cache_memory_bytes) for TRL's engine and Unsloth's alike; `q7_unsloth_frac` is session 8's fraction (0.15).
-# The machine's packages had bytecode (bench/gpu/side_by_side.sh compiles them once per machine).
-SESSION9 = (
-    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL with sleep mode, its default)", "s9a", "peak_over_peak",
-          ("q7_unsloth",), 0.5, against=("q7_peft",)),
-    Ratio("Unsloth peak / TRL colocate peak, 7B 64 x 256 (TRL awake, engine.sleep_mode=false)", "s9a",
-          "peak_over_peak", ("q7_unsloth",), 0.5, against=("q7_peft_awake",)),
-    Ratio("r1exp step / floor, 7B 64 x 256, PEFT (median step)", "s9c", "step_over_floor", ("q7_peft_2",), 1.3),
-    Ratio("r1exp step / floor, 7B 64 x 256, Unsloth (median step; floor: TRL's engine alone)", "s9c",
-          "step_over_floor", ("q7_unsloth_2",), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with Unsloth's)", "s9b",
-          "step_over_floor", ("q05_peft_1", "q05_peft_2"), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; two runs interleaved with PEFT's)", "s9b",
-          "step_over_floor", ("q05_unsloth_1", "q05_unsloth_2"), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; a later call)", "s9e", "step_over_floor",
-          ("q05_peft_4",), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; a later call)", "s9e", "step_over_floor",
-          ("q05_unsloth_4",), 1.3),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (two runs)", "s9b", "first_step", ("q05_peft_1", "q05_peft_2"),
-          60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the machine's first Unsloth 0.5B run; a later one)", "s9b",
-          "first_step", ("q05_unsloth_1", "q05_unsloth_2"), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (a later call)", "s9d", "first_step", ("q05_unsloth_3",),
-          60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the last call)", "s9e", "first_step", ("q05_unsloth_4",),
-          60.0),
-    # not issue-13 goals: what the explicit KV cache changes, same shape back to back; Unsloth vs TRL's step
-    Ratio("Unsloth peak, explicit KV cache / session 8's fraction (0.15), 7B 64 x 256", "s9a", "peak_over_peak",
-          ("q7_unsloth",), 0.9, against=("q7_unsloth_frac",)),
-    Ratio("Unsloth step, explicit KV cache / fraction, 7B 64 x 256 (median; no slower: within 5%)", "s9a",
-          "step_over_step", ("q7_unsloth",), 1.05, against=("q7_unsloth_frac",)),
-    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median)", "s9c", "step_over_step", ("q7_unsloth_2",), 1.0,
-          against=("q7_peft_2",)),
-    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; runs 1 and 2, interleaved)", "s9b", "step_over_step",
-          ("q05_unsloth_1", "q05_unsloth_2"), 1.0, against=("q05_peft_1", "q05_peft_2")),
-)
+Q05_LATER = ("q05_unsloth_warm", "q05_unsloth_evicted", "q05_unsloth_all", "q05_unsloth_grpo")
 
-# Session 10: loader=peft takes pi_old of TRL's importance-sampling correction from the loss's own forward when the run
-# is on-policy (loader.reuse_training_logps, the default); `*_pass` runs keep TRL's extra log-prob pass. s10b's floor
-# is not used: its vLLM-alone generation (2.52 s) was slower than the generation inside that call's runs (1.44-2.07 s).
-SESSION10 = (
-    Ratio("r1exp step / floor, 7B 64 x 256, PEFT (median step; pi_old from the loss's forward, the default; runs "
-          "before and after TRL's pass)", "s10a", "step_over_floor", ("q7_peft", "q7_peft_2"), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; two runs interleaved with TRL's pass, the floor right "
-          "after the first)", "s10c", "step_over_floor", ("q05_peft_2", "q05_peft_3"), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; floor: TRL's engine alone)", "s10c",
-          "step_over_floor", ("q05_unsloth_2",), 1.3),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (the first call, after Unsloth's first run)", "s10b",
-          "first_step", ("q05_peft",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (the later call)", "s10c", "first_step",
-          ("q05_peft_2", "q05_peft_3"), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s10b", "first_step",
-          ("q05_unsloth",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the later call)", "s10c", "first_step",
-          ("q05_unsloth_2",), 60.0),
-    # not issue-13 goals: what the extra log-prob pass costs, same shape back to back
-    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 7B 64 x 256 (median; runs before and after)",
-          "s10a", "step_over_step", ("q7_peft", "q7_peft_2"), 0.95, against=("q7_peft_pass",)),
-    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; back to back)", "s10b",
-          "step_over_step", ("q05_peft",), 1.0, against=("q05_peft_pass",)),
-    Ratio("PEFT step, pi_old from the loss's forward / TRL's extra pass, 0.5B 64 x 256 (median; two interleaved "
-          "pairs)", "s10c", "step_over_step", ("q05_peft_2", "q05_peft_3"), 1.0,
-          against=("q05_peft_pass_2", "q05_peft_pass_3")),
-    # not an issue-13 goal: Unsloth still runs its own no-grad log-prob pass (0.60 s at 7B); a fresh machine
-    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back, a later machine)", "s10d", "step_over_step",
-          ("q7_unsloth",), 1.0, against=("q7_peft_3",)),
-)
-
-# Session 11: loader=unsloth takes pi_old from the loss's own forward when the run is on-policy
-# (loader.reuse_training_logps, the default since session 11); `*_pass` runs keep Unsloth's no-grad log-prob pass.
-# In s11a the reuse was not in force (the check read the wrapper Unsloth puts around the method): its three Unsloth
-# runs all ran the pass and count here only for start-up. Every Unsloth run of s11a-s11c trained with Unsloth's own
-# GRPOConfig defaults (truncated completions masked out: loss and gradient norm 0 at these random-weight shapes; r1exp
-# pins TRL's defaults since, r1exp/grpo/args.py); the forward, backward and optimizer ran all the same.
-SESSION11 = (
-    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; pi_old from the loss's forward, runs before and "
-          "after its pass; floor: TRL's engine alone)", "s11c", "step_over_floor", ("q05_unsloth", "q05_unsloth_2"),
-          1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor right after it)", "s11c",
-          "step_over_floor", ("q05_peft",), 1.3),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s11a", "first_step",
-          ("q05_unsloth",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (later runs of that machine)", "s11a", "first_step",
-          ("q05_unsloth_pass", "q05_unsloth_2"), 60.0),
-    # not issue-13 goals: what Unsloth's pass costs, same shape back to back; Unsloth vs TRL's step now that neither
-    # runs a pass
-    Ratio("Unsloth step, pi_old from the loss's forward / Unsloth's pass, 7B 64 x 256 (median; back to back)", "s11b",
-          "step_over_step", ("q7_unsloth",), 0.95, against=("q7_unsloth_pass",)),
-    Ratio("Unsloth step, pi_old from the loss's forward / Unsloth's pass, 0.5B 64 x 256 (median; runs before and "
-          "after)", "s11c", "step_over_step", ("q05_unsloth", "q05_unsloth_2"), 1.0, against=("q05_unsloth_pass",)),
-    Ratio("Unsloth peak, pi_old from the loss's forward / Unsloth's pass, 7B 64 x 256 (no higher)", "s11b",
-          "peak_over_peak", ("q7_unsloth",), 1.0, against=("q7_unsloth_pass",)),
-    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back)", "s11b", "step_over_step", ("q7_unsloth",),
-          1.0, against=("q7_peft",)),
-)
-
-SESSION12 = (
-    Ratio("r1exp step / floor, 0.5B 64 x 256, PEFT (median step; the floor after the second run)", "s12a",
-          "step_over_floor", ("q05_peft", "q05_peft_2"), 1.3),
-    Ratio("r1exp step / floor, 0.5B 64 x 256, Unsloth (median step; Unsloth's GRPOConfig as it came, see README; "
-          "floor: TRL's engine alone)", "s12a", "step_over_floor", ("q05_unsloth",), 1.3),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine)", "s12c", "first_step",
-          ("q05_unsloth",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (after a first run on a fresh machine)", "s12c", "first_step",
-          ("q05_peft",), 60.0),
-    # not issue-13 goals: what vLLM's text cost (engine.detokenize), alone and in runs; Unsloth against TRL's step
-    Ratio("vLLM alone without / with the text, 0.5B 64 x 256 (one engine, interleaved; median of 3)", "s12a",
-          "text_cost", ("q05_peft_2",), 0.9),
-    Ratio("PEFT step without / with vLLM's text, 0.5B 64 x 256 (median; s11 settings run between)", "s12a",
-          "step_over_step", ("q05_peft", "q05_peft_2"), 0.9, against=("q05_peft_s11",)),
-    Ratio("PEFT step without / with vLLM's text, 0.5B 64 x 256 (median; back to back)", "s12b", "step_over_step",
-          ("q05_peft_unfrozen",), 0.9, against=("q05_peft_text",)),
-    Ratio("Unsloth step without / with vLLM's text, 0.5B 64 x 256 (median; back to back)", "s12b", "step_over_step",
-          ("q05_unsloth",), 0.9, against=("q05_unsloth_s11",)),
-    Ratio("Unsloth step / PEFT step, 7B 64 x 256 (median; back to back)", "s12b", "step_over_step", ("q7_unsloth",),
-          1.0, against=("q7_peft",)),
-    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; Unsloth training with TRL's defaults, same machine)",
-          "s12c", "step_over_step", ("q05_unsloth",), 1.0, against=("q05_peft",)),
-)
-
-SESSION13 = (
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, hardware.kernel_cache "
-          "holding the kernels another H200 compiled)", "s13c", "first_step", ("q05_unsloth_carried",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine, the carried kernel cache)", "s13c",
-          "first_step", ("q05_peft_carried",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (every kernel cache empty, on a machine that had run it)",
-          "s13b", "first_step", ("q05_unsloth_cold",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the fresh machine's later runs, an empty kernel cache / "
-          "the default caches, empty there)", "s13c", "first_step", ("q05_unsloth_cold", "q05_unsloth_2"), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (later runs of a fresh machine)", "s13a", "first_step",
-          ("q05_unsloth", "q05_unsloth_2"), 60.0),
-    # not issue-13 goals: what a filled kernel cache saves on a fresh machine's start; Unsloth against TRL's step
-    Ratio("start to first step, kernel cache another machine filled / empty kernel caches, 0.5B Unsloth (one fresh "
-          "machine)", "s13c", "start_over_start", ("q05_unsloth_carried",), 0.8,
-          against=("q05_unsloth_cold", "q05_unsloth_2")),
-    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)", "s13c", "step_over_step",
-          ("q05_unsloth_carried", "q05_unsloth_2"), 1.0, against=("q05_peft_carried", "q05_peft_2")),
-)
-
-# Session 14: Unsloth generates TRL's GRPO trainer alone at import (loader.trl_trainers=grpo, the default since this
-# session; `*_all` runs and s14a's first run: every TRL trainer, Unsloth's own import).
-SESSION14 = (
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, hardware.kernel_cache "
-          "holding the kernels another H200 compiled; the defaults)", "s14c", "first_step", ("q05_unsloth_carried",),
-          60.0),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine, the carried kernel cache)", "s14c",
-          "first_step", ("q05_peft_carried",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first run on a fresh machine, every kernel cache "
-          "empty, trl_trainers=all)", "s14a", "first_step", ("q05_unsloth_first",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, PEFT, s (a fresh machine's second run, PEFT's kernels not yet "
-          "compiled)", "s14a", "first_step", ("q05_peft_first",), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the first machine's later runs: trl_trainers=all, the "
-          "same with the libraries evicted, all / grpo)", "s14b", "first_step",
-          ("q05_unsloth_warm", "q05_unsloth_evicted", "q05_unsloth_all", "q05_unsloth_grpo"), 60.0),
-    Ratio("start to first step, 0.5B 64 x 256, Unsloth, s (the second machine's later runs: trl_trainers=all / grpo)",
-          "s14c", "first_step", ("q05_unsloth_all", "q05_unsloth_2"), 60.0),
-    # not issue-13 goals: what generating the GRPO trainer alone saves, what a cold page cache costs, Unsloth's step
-    Ratio("imports, trl_trainers=grpo / all, 0.5B Unsloth (back to back, each machine)", "s14b", "start_over_start",
-          ("q05_unsloth_grpo",), 0.9, against=("q05_unsloth_all",), part="imports_s"),
-    Ratio("imports, trl_trainers=grpo / all, 0.5B Unsloth (the second machine, interleaved)", "s14c",
-          "start_over_start", ("q05_unsloth_2",), 0.9, against=("q05_unsloth_all",), part="imports_s"),
-    Ratio("start to first step, the packages' native libraries evicted from the page cache / in it, 0.5B Unsloth "
-          "(back to back)", "s14b", "start_over_start", ("q05_unsloth_evicted",), 1.05, against=("q05_unsloth_warm",)),
-    Ratio("Unsloth step / PEFT step, 0.5B 64 x 256 (median; interleaved, twice each)", "s14c", "step_over_step",
-          ("q05_unsloth_carried", "q05_unsloth_2"), 1.0, against=("q05_peft_carried", "q05_peft_2")),
-)
-
-SESSIONS = {"session7": SESSION7, "session8": SESSION8, "session9": SESSION9, "session10": SESSION10,
-            "session11": SESSION11, "session12": SESSION12, "session13": SESSION13, "session14": SESSION14}
+CLAIMS = {
+    # issue 13: r1exp's step within 1.3x of vLLM alone + the training step alone, on the same tokens
+    "step_floor": Claim("r1exp's step / its floor (vLLM alone + the training step alone, the run's shape)", (
+        Ratio("0.5B 64 x 256, PEFT (median step; the floor after the second run)", "vllm_text/0.5b",
+              "step_over_floor", ("q05_peft", "q05_peft_2"), 1.3),
+        Ratio("0.5B 64 x 256, Unsloth (median step; its GRPOConfig before r1exp pinned TRL's defaults: the same "
+              "compute, a loss with no tokens; floor: TRL's engine alone)", "vllm_text/0.5b", "step_over_floor",
+              ("q05_unsloth",), 1.3),
+        Ratio("1.5B 32 x 512, PEFT (median step)", "vllm_vs_hf", "step_over_floor", ("q15_peft",), 1.3),
+        Ratio("1.5B 32 x 512, Unsloth (median step; floor: TRL's engine alone)", "vllm_vs_hf", "step_over_floor",
+              ("q15_unsloth",), 1.3),
+        Ratio("7B 64 x 256, PEFT (median step; pi_old from the loss's forward, runs before and after TRL's pass)",
+              "logprob_reuse/trl_7b", "step_over_floor", ("q7_peft", "q7_peft_2"), 1.3),
+        Ratio("7B 64 x 256, Unsloth (median step; Unsloth's own log-prob pass still ran; floor: TRL's engine alone)",
+              "step_floor/unsloth_7b", "step_over_floor", ("q7_unsloth_2",), 1.3),
+    )),
+    # issue 13: the first step within 60 s of the process start; what the kernel caches, Unsloth's import and the page
+    # cache change (loader.trl_trainers=grpo generates TRL's GRPO trainer alone, the default)
+    "startup": Claim("Start to first step, 0.5B 64 x 256 (s, run.json startup.process_to_first_step_s)", (
+        Ratio("Unsloth, a fresh machine's first run, hardware.kernel_cache holding the kernels another H200 compiled "
+              "(the defaults)", "startup/fresh_machine_carried_cache", "first_step", ("q05_unsloth_carried",), 60.0),
+        Ratio("PEFT, the same fresh machine, the carried kernel cache", "startup/fresh_machine_carried_cache",
+              "first_step", ("q05_peft_carried",), 60.0),
+        Ratio("Unsloth, a fresh machine's first run, every kernel cache empty (trl_trainers=all)",
+              "startup/fresh_machine_cold", "first_step", ("q05_unsloth_first",), 60.0),
+        Ratio("PEFT, that machine's second run (PEFT's kernels not yet compiled)", "startup/fresh_machine_cold",
+              "first_step", ("q05_peft_first",), 60.0),
+        Ratio("Unsloth, the first machine's later runs (trl_trainers=all, the same with the libraries evicted, all / "
+              "grpo)", "startup/same_machine_later", "first_step", Q05_LATER, 60.0),
+        Ratio("Unsloth, the second machine's later runs (trl_trainers=all / grpo)",
+              "startup/fresh_machine_carried_cache", "first_step", ("q05_unsloth_all", "q05_unsloth_2"), 60.0),
+        Ratio("imports, trl_trainers=grpo / all, Unsloth (back to back)", "startup/same_machine_later",
+              "start_over_start", ("q05_unsloth_grpo",), 0.9, against=("q05_unsloth_all",), part="imports_s"),
+        Ratio("imports, trl_trainers=grpo / all, Unsloth (the second machine, interleaved)",
+              "startup/fresh_machine_carried_cache", "start_over_start", ("q05_unsloth_2",), 0.9,
+              against=("q05_unsloth_all",), part="imports_s"),
+        Ratio("start to first step, the packages' native libraries evicted from the page cache / in it, Unsloth "
+              "(back to back)", "startup/same_machine_later", "start_over_start", ("q05_unsloth_evicted",), 1.05,
+              against=("q05_unsloth_warm",)),
+    )),
+    # r1exp's own goal: Unsloth, sharing its weights with its engine, no slower than TRL colocate
+    "unsloth_vs_peft": Claim("Unsloth's step / PEFT's step (TRL colocate), same call", (
+        Ratio("0.5B 64 x 256 (median; interleaved, twice each)", "startup/fresh_machine_carried_cache",
+              "step_over_step", ("q05_unsloth_carried", "q05_unsloth_2"), 1.0,
+              against=("q05_peft_carried", "q05_peft_2")),
+        Ratio("1.5B 32 x 512 (median)", "vllm_vs_hf", "step_over_step", ("q15_unsloth",), 1.0, against=("q15_peft",)),
+        Ratio("7B 64 x 256 (median; back to back; Unsloth's GRPOConfig before r1exp pinned TRL's defaults)",
+              "vllm_text/0.5b_and_7b", "step_over_step", ("q7_unsloth",), 1.0, against=("q7_peft",)),
+    )),
+    # issue 13: Unsloth's shared weights at most half TRL colocate's peak
+    "unsloth_peak": Claim("Unsloth's peak / TRL colocate's peak, 7B 64 x 256 (back to back)", (
+        Ratio("TRL with sleep mode (its default)", "unsloth_memory/peaks_7b", "peak_over_peak", ("q7_unsloth",), 0.5,
+              against=("q7_peft",)),
+        Ratio("TRL awake (engine.sleep_mode=false)", "unsloth_memory/peaks_7b", "peak_over_peak", ("q7_unsloth",), 0.5,
+              against=("q7_peft_awake",)),
+    )),
+    # r1exp's own: engine.gpu_memory_utilization=auto gives the engine one generation batch of KV cache
+    "kv_cache": Claim("The engine's explicit KV cache (engine.gpu_memory_utilization=auto) / a memory fraction (0.15), "
+                      "Unsloth 7B 64 x 256 (back to back)", (
+        Ratio("peak", "unsloth_memory/peaks_7b", "peak_over_peak", ("q7_unsloth",), 0.9, against=("q7_unsloth_frac",)),
+        Ratio("step (median; no slower: within 5%)", "unsloth_memory/peaks_7b", "step_over_step", ("q7_unsloth",),
+              1.05, against=("q7_unsloth_frac",)),
+    )),
+    # r1exp's own: Unsloth's loss recomputes its logits in the backward (loader.recompute_logits, the default);
+    # `*_held` runs set loader.recompute_logits=false (Unsloth's own behaviour)
+    "unsloth_logits": Claim("Unsloth's loss logits recomputed in the backward / held (back to back)", (
+        Ratio("peak, 7B 64 x 256", "unsloth_logits/7b", "peak_over_peak", ("q7_unsloth",), 0.9,
+              against=("q7_unsloth_held",)),
+        Ratio("peak, 0.5B 64 x 256", "unsloth_logits/0.5b", "peak_over_peak", ("q05_unsloth",), 0.6,
+              against=("q05_unsloth_held",)),
+        Ratio("step, 7B 64 x 256 (median; no slower: within 5%)", "unsloth_logits/7b", "step_over_step",
+              ("q7_unsloth",), 1.05, against=("q7_unsloth_held",)),
+        Ratio("step, 0.5B 64 x 256 (median; no slower: within 5%)", "unsloth_logits/0.5b", "step_over_step",
+              ("q05_unsloth",), 1.05, against=("q05_unsloth_held",)),
+        Ratio("step, 0.5B 64 x 256, a second pair (median)", "unsloth_logits/0.5b_and_1.5b", "step_over_step",
+              ("q05_unsloth_2",), 1.05, against=("q05_unsloth_held_2",)),
+    )),
+    # r1exp's own: pi_old of TRL's importance-sampling correction from the loss's forward when the run is on-policy
+    # (loader.reuse_training_logps, the default); `*_pass` runs keep TRL's extra log-prob pass
+    "trl_logprob_pass": Claim("PEFT's step with pi_old from the loss's forward / with TRL's extra log-prob pass", (
+        Ratio("7B 64 x 256 (median; runs before and after)", "logprob_reuse/trl_7b", "step_over_step",
+              ("q7_peft", "q7_peft_2"), 0.95, against=("q7_peft_pass",)),
+        Ratio("0.5B 64 x 256 (median; two interleaved pairs)", "logprob_reuse/trl_0.5b", "step_over_step",
+              ("q05_peft_2", "q05_peft_3"), 1.0, against=("q05_peft_pass_2", "q05_peft_pass_3")),
+    )),
+    # the same for Unsloth's trainer; `*_pass` runs keep Unsloth's no-grad log-prob pass. These Unsloth runs trained
+    # with Unsloth's own GRPOConfig defaults (truncated completions masked out: loss and gradient norm 0 at these
+    # random-weight shapes; r1exp pins TRL's defaults since, r1exp/grpo/args.py); the forward, backward and optimizer
+    # ran all the same.
+    "unsloth_logprob_pass": Claim("Unsloth's step with pi_old from the loss's forward / with its no-grad log-prob "
+                                  "pass", (
+        Ratio("step, 7B 64 x 256 (median; back to back)", "logprob_reuse/unsloth_7b", "step_over_step",
+              ("q7_unsloth",), 0.95, against=("q7_unsloth_pass",)),
+        Ratio("peak, 7B 64 x 256 (no higher)", "logprob_reuse/unsloth_7b", "peak_over_peak", ("q7_unsloth",), 1.0,
+              against=("q7_unsloth_pass",)),
+        Ratio("step, 0.5B 64 x 256 (median; runs before and after)", "logprob_reuse/unsloth_0.5b", "step_over_step",
+              ("q05_unsloth", "q05_unsloth_2"), 1.0, against=("q05_unsloth_pass",)),
+    )),
+    # r1exp's own: vLLM makes no text TRL throws away (engine.detokenize=auto); `*_text` runs:
+    # engine.detokenize=true
+    "vllm_text": Claim("vLLM without the text TRL discards (engine.detokenize=auto) / with it, 0.5B 64 x 256", (
+        Ratio("vLLM alone (one engine, interleaved; median of 3)", "vllm_text/0.5b", "text_cost", ("q05_peft_2",),
+              0.9),
+        Ratio("PEFT step (median; the run with the text between)", "vllm_text/0.5b", "step_over_step",
+              ("q05_peft", "q05_peft_2"), 0.9, against=("q05_peft_text",)),
+        Ratio("PEFT step (median; back to back)", "vllm_text/0.5b_and_7b", "step_over_step", ("q05_peft_unfrozen",),
+              0.9, against=("q05_peft_text",)),
+        Ratio("Unsloth step (median; back to back)", "vllm_text/0.5b_and_7b", "step_over_step", ("q05_unsloth",), 0.9,
+              against=("q05_unsloth_text",)),
+    )),
+    # issue 13: engine=vllm at least 5x faster per step than engine=hf (transformers' generate)
+    "vllm_vs_hf": Claim("engine=hf step / engine=vllm step", (
+        Ratio("7B, 16 completions x 512 tokens (median; back to back)", "vllm_vs_hf", "step_over_step",
+              ("q7_16x512_hf",), 5.0, at_least=True, against=("q7_16x512_vllm",)),
+    )),
+}
 
 
 @dataclass(frozen=True)
@@ -259,8 +175,9 @@ class Measured:
         return all(v >= self.ratio.goal if self.ratio.at_least else v <= self.ratio.goal for v in self.values)
 
 
-def load(session: Path, call: str) -> dict | None:
-    path = session / call / "variants.json"
+def load(call: str) -> dict | None:
+    """A result folder's variants.json (call: its path under bench/results/gpu)."""
+    path = RESULTS / call / "variants.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -286,8 +203,8 @@ def startup_part(part: str, run: dict) -> float | None:
 OVER = {"step_over_step": (median_step, "s"), "peak_over_peak": (peak, "GiB"), "start_over_start": (startup_part, "s")}
 
 
-def measure(ratio: Ratio, session: Path) -> Measured:
-    result = load(session, ratio.call)
+def measure(ratio: Ratio) -> Measured:
+    result = load(ratio.call)
     if result is None:
         return Measured(ratio, None, "", f"{ratio.call}/variants.json is not committed")
     runs = result["runs"]
@@ -331,27 +248,29 @@ def measure(ratio: Ratio, session: Path) -> Measured:
     raise ValueError(f"unknown kind {ratio.kind!r}")
 
 
-def render(name: str) -> str:
-    session = RESULTS / name
-    lines = [f"# Issue 13's ratios, {name} (`python bench/gpu/ratios.py`)", "",
-             "| ratio | measured | goal | met | from |", "|---|---|---|---|---|"]
-    for ratio in SESSIONS[name]:
-        m = measure(ratio, session)
-        goal = f"{'>=' if ratio.at_least else '<='} {ratio.goal:g}"
-        if m.values is None:
-            lines.append(f"| {ratio.name} | not measured: {m.missing} | {goal} | | `{ratio.call}` |")
-            continue
-        shown = ", ".join(f"{v:.1f}" if ratio.kind == "first_step" else f"{v:.2f}" for v in m.values)
-        lines.append(f"| {ratio.name} | {shown} ({m.detail}) | {goal} | {'yes' if m.met else 'no'} | "
-                     f"`{ratio.call}`: {', '.join((*ratio.runs, *ratio.against))} |")
+def render() -> str:
+    lines = ["# GPU ratios (`python bench/gpu/ratios.py`)", "",
+             "Computed from the committed results under bench/results/gpu/ (each claim's current result; "
+             "docs/benchmarks.md says what was measured and how to run it again). `from`: the result folder and its "
+             "runs, numerators first."]
+    for claim in CLAIMS.values():
+        lines += ["", f"## {claim.title}", "", "| ratio | measured | goal | met | from |", "|---|---|---|---|---|"]
+        for ratio in claim.ratios:
+            m = measure(ratio)
+            goal = f"{'>=' if ratio.at_least else '<='} {ratio.goal:g}"
+            if m.values is None:
+                lines.append(f"| {ratio.name} | not measured: {m.missing} | {goal} | | `{ratio.call}` |")
+                continue
+            shown = ", ".join(f"{v:.1f}" if ratio.kind == "first_step" else f"{v:.2f}" for v in m.values)
+            lines.append(f"| {ratio.name} | {shown} ({m.detail}) | {goal} | {'yes' if m.met else 'no'} | "
+                         f"`{ratio.call}`: {', '.join((*ratio.runs, *ratio.against))} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
-    for name in argv or SESSIONS:
-        text = render(name)
-        (RESULTS / name / "ratios.md").write_text(text)
-        print(text)
+    text = render()
+    RATIOS_MD.write_text(text)
+    print(text)
     return 0
 
 

@@ -113,9 +113,8 @@ class _Sink:
         path = self.path
         if path is None or not text.strip():
             return
-        with self.lock, contextlib.suppress(OSError):
-            with path.open("a", encoding="utf-8", errors="replace") as f:
-                f.write(text if text.endswith("\n") else text + "\n")
+        with self.lock, contextlib.suppress(OSError), path.open("a", encoding="utf-8", errors="replace") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
 
 
 _sink = _Sink()
@@ -246,7 +245,7 @@ class BarFile:
         self.last = ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bars_to_train_log(tqdm_class):
     """A subclass of `tqdm_class` drawing into train.log (a BarFile) unless a file is given."""
 

@@ -167,8 +167,8 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
                 self._start_rich(state.max_steps, state.global_step)
             else:
                 every = plain_every(state.max_steps)
-                self._print(f"training: {state.max_steps} steps; a line every {f'{every} steps' if every > 1 else 'step'}"
-                            f", {logs}")
+                often = f"{every} steps" if every > 1 else "step"
+                self._print(f"training: {state.max_steps} steps; a line every {often}, {logs}")
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.monotonic()
