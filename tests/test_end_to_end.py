@@ -90,8 +90,10 @@ def test_accuracy_rises_the_demo_learns_the_task_not_only_the_format(default_run
 def test_console_shows_the_live_view_not_trls_dictionaries(default_run):
     out = default_run.stdout
     assert "'loss'" not in default_run.output and "'rewards/accuracy/mean'" not in default_run.output
-    steps = re.findall(r"^step (\d+)/50 \(\d+%\) \d:\d\d:\d\d eta \d:\d\d:\d\d \| reward [\d.-]+ "
-                       r"\(accuracy [\d.-]+, format [\d.-]+\) \| length [\d.]+ \| [\d.]+ s/step$", out, re.M)
+    # the first step has no ETA yet and shows its own time, warm-up included (r1exp/observe/live.py)
+    steps = re.findall(r"^step (\d+)/50 \(\d+%\) \d:\d\d:\d\d(?: eta \d:\d\d:\d\d)? \| reward [\d.-]+ "
+                       r"\(accuracy [\d.-]+, format [\d.-]+\) \| length [\d.]+ \| "
+                       r"(?:[\d.]+ s/step|first step [\d.]+ s \(warm-up\))$", out, re.M)
     # a line every 5 steps (and one at step 1; a slow machine adds one a minute)
     assert {1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50} <= {int(s) for s in steps} and len(steps) < 25, out[-3000:]
     log = (default_run.run_dir / "train.log").read_text()   # the full dictionaries went to the run's log
