@@ -35,6 +35,9 @@ def python(code: str, run_dir: Path, **env) -> tuple[str, str]:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     if "R1EXP_LIVE" not in env:
         full_env.pop("R1EXP_LIVE", None)
+    # importing vLLM in this test process (other test modules do, at collection) sets VLLM_LOGGING_LEVEL=ERROR in
+    # os.environ; inherited, it would drop the vLLM lines this check routes
+    full_env.pop("VLLM_LOGGING_LEVEL", None)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=full_env,
                           cwd=run_dir, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
