@@ -213,10 +213,11 @@ def check_unmeasured(ctx):
 
 
 def run_patches(engine, loader, device: str) -> list:
-    """The upstream replacements a run applies (r1exp.patches.PATCHES): its components' and the timing hooks."""
+    """The upstream replacements a run applies (r1exp.patches.PATCHES): its components', the timing hooks and the
+    library-output hooks."""
     from r1exp.patches import PATCHES
 
-    names = {"timing_hooks", *(engine.patches(device) if engine is not None else ()),
+    names = {"timing_hooks", "library_output", *(engine.patches(device) if engine is not None else ()),
              *(loader.patches(device) if loader is not None else ())}
     return [p for p in PATCHES.values() if p.name in names and p.device in ("any", device)]
 
@@ -239,7 +240,7 @@ def check_patches(ctx):
                 yield Problem(package, have, f"{where} does not work with {package} {have}: {patch.why}",
                               f"install {package} {' or '.join(verified)}, or: {patch.switch}",
                               rule="versions.patches")
-            elif have not in verified:
+            elif have not in verified and not patch.fails_safe:
                 yield Problem(package, have, f"{where} was verified on {package} {', '.join(verified)}, not "
                               f"{have}: it may no longer do its job ({patch.why})",
                               f"run {patch.test} with this stack, or turn it off: {patch.switch}",

@@ -19,6 +19,7 @@ from conftest import run_cli
 from r1exp import __main__ as entry
 from r1exp.scale import distributed
 from r1exp.machine import processes
+from r1exp.components import engine_of
 from r1exp.config.compose import compose
 from r1exp.machine.facts import Environment, detect
 from r1exp.checks.validate import validate
@@ -139,7 +140,7 @@ def test_the_generated_accelerate_config_is_one_accelerate_reads(strategy, gpus,
 
     cfg = compose([f"distributed={strategy}", f"distributed.num_processes={gpus}", f"hardware.num_gpus={gpus}"])
     env = Environment(versions=HERE.versions, gpus=(80.0,) * gpus)
-    path = distributed.write_accelerate_config(cfg, env, tmp_path)
+    path = distributed.write_accelerate_config(cfg, env, tmp_path, engine_of(cfg))
     loaded = load_config_from_file(str(path))
     assert loaded.num_processes == gpus and loaded.num_machines == 1
     assert str(loaded.distributed_type).rsplit(".", 1)[-1] == processes.DISTRIBUTED_TYPES[strategy]
@@ -164,7 +165,7 @@ def test_two_machines_are_planned_with_machine_0s_address():
                                         "distributed.machine_rank=1", "hardware.num_gpus=2"])
     env = Environment(versions=HERE.versions, gpus=(80.0, 80.0))
     assert not errors_of(validate(cfg, env, dry_run=True))
-    config = distributed.accelerate_config(cfg, env)
+    config = distributed.accelerate_config(cfg, env, engine_of(cfg))
     assert (config["num_processes"], config["num_machines"], config["machine_rank"]) == (4, 2, 1)
     assert (config["main_process_ip"], config["main_process_port"]) == ("10.0.0.1", 29500)
 

