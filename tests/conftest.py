@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Locally built models are cached across test sessions (a fresh clone builds the tiny model once, ~25 s).
+# Locally built models are cached across test sessions (a fresh clone copies the shipped tiny model; other recipes build in ~15 s).
 os.environ.setdefault("R1EXP_CACHE", str(ROOT / ".cache" / "r1exp"))
 for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                    "WANDB_MODE": "offline", "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false",
