@@ -6,10 +6,11 @@ without gradient checkpointing; the log-prob head (TRL's chunked head when the i
 micro-batch's logits: vocab-sized and often the largest term); the CUDA context. The engine adds its own terms
 and totals (`Engine.plan_memory`: a colocated vLLM's reservation and second weight copy, a server's GPUs, the KV
 cache of `generate`), and the loader its own (`Loader.adjust_terms` for a training loop of its own,
-`Loader.shares_engine_weights`, `Loader.engine_asleep_gb` for an engine it sleeps itself).
+`Loader.shares_engine_weights`, `Loader.sleeps_own_engine` for an engine it sleeps itself).
 
-The constants are calibrated against measured peaks on the H200 (docs/benchmarks.md); `plan_memory` is
-a pure function of (cfg, env) so that a benchmark can print prediction next to measurement.
+The constants are calibrated against measured peaks on the H200 (docs/benchmarks.md); `plan_memory` is a pure
+function of (cfg, env, engine, loader), so that a benchmark can print prediction next to measurement
+(`r1exp.components.plan_for` builds the engine and loader of a config for it).
 """
 
 from __future__ import annotations
