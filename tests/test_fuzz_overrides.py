@@ -94,6 +94,7 @@ def test_many_override_sets_exit_0_or_2_without_a_traceback(no_real_run, overrid
     ["name=é"], ["data.system_prompt=Réponds"], ["model=../config"], ["model=tiny/x"], ["model=nope"],
     ["trainer.learning_rate=${nonexistent}"], ["+trainer.top_p=0.9", "trainer.lr=1"], ["reward=[accuracy,nope]"],
     ["checks.reward_time_budget_s=-1"], ["checks.reward_time_budget_s=abc"],
+    ["~hardware.device"], ["logger.mode=xx", "name=inf", "~hardware.device"],   # the resolved run's device
 ], ids=lambda o: " ".join(o)[:40])
 def test_known_classes_exit_0_or_2_without_a_traceback(no_real_run, overrides):
     check(overrides)

@@ -83,8 +83,8 @@ def build_components(cfg: DictConfig) -> tuple[object, object, list[Problem]]:
 
 @dataclass(frozen=True)
 class Checked:
-    """What the pre-flight found: every problem, and the run's components resolved once (None when the engine or
-    the loader could not be built, or the plan could not be computed: the problems say why)."""
+    """What the pre-flight found: every problem, and the run's components resolved once (None when there is an error:
+    the engine or the loader could not be built, the plan could not be computed, or a rule said no)."""
     problems: list
     run: Resolved | None
 
@@ -122,7 +122,7 @@ def preflight(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str
             problems.append(Problem(p.key, p.value, p.why, fix, rule=p.rule or rule.id, severity=severity))
     problems += _crashes(crashed, any(p.severity == "error" for p in problems))
     run = None
-    if isinstance(planned, MemoryPlan):
+    if isinstance(planned, MemoryPlan) and not any(p.severity == "error" for p in problems):
         run = Resolved(cfg, env, engine, loader, planned, run_device(cfg, env))
     return Checked(problems, run)
 

@@ -151,8 +151,10 @@ def planned_gpus(cfg, env: Environment, loader=None) -> int:
 def run_device(cfg, env: Environment | None = None) -> str:
     """'cuda' or 'cpu': where this run trains (hardware.device, else what the machine has). The one place that
     decides it, for the plan, the build and the manifest alike."""
+    from omegaconf import OmegaConf
+
     env = env or detect()
-    device = str(cfg.hardware.device)
+    device = str(OmegaConf.select(cfg, "hardware.device", default=None) or "auto")
     if device != "auto":
         return device
     return "cuda" if env.has_cuda else "cpu"
@@ -160,9 +162,12 @@ def run_device(cfg, env: Environment | None = None) -> str:
 
 def device_label(cfg, env: Environment | None = None) -> str:
     """The device as run.json records it: 'cpu' or 'cuda xN'."""
+    from omegaconf import OmegaConf
+
     env = env or detect()
     device = run_device(cfg, env)
-    return f"cuda x{len(env.gpus)}" if device == "cuda" and env.gpus and cfg.hardware.device == "auto" else device
+    asked = OmegaConf.select(cfg, "hardware.device", default=None) or "auto"
+    return f"cuda x{len(env.gpus)}" if device == "cuda" and env.gpus and asked == "auto" else device
 
 
 def on_cpu(ctx) -> bool:
