@@ -8,7 +8,7 @@ timers, and a callback adds to every log line (so metrics.jsonl and W&B get them
                              `_move_model_to_vllm` in other TRL versions); 0 when nothing is pushed
     time/logprobs            the old-policy / reference log-probs computed before the loss
                              (`_get_per_token_logps_and_entropies` outside the loss; ~0 on-policy, where pi_old
-                             comes from the loss's own forward: r1exp/patches/trl_on_policy.py, unsloth_trainer.py)
+                             comes from the loss's own forward: r1exp/patches/trl_on_policy.py, unsloth_on_policy.py)
     time/backward_optimizer  the loss's forward, backward, gradient clipping and the optimizer + scheduler step
     time/rewards             the reward functions (`_calculate_rewards`)
     time/other               the rest of the step: advantages, padding, data loading, logging and callbacks of the
