@@ -487,3 +487,21 @@ def test_a_type_error_points_at_the_file_that_holds_the_key(args, where, capsys,
     assert entry.main(["logger=none", args, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
     out = capsys.readouterr()
     assert f"(see {where})" in out.out + out.err
+
+
+def test_the_preflight_resolves_the_run_once_and_a_planner_failure_is_an_error_not_a_traceback(monkeypatch):
+    from r1exp import components
+    from r1exp.checks.validate import preflight
+
+    checked = preflight(compose([]), detect(), dry_run=True)
+    assert not errors_of(checked.problems)
+    run = checked.run
+    assert run.plan.total_gb > 0 and run.engine.name == "vllm" and run.loader.name == "peft" and run.device == "cpu"
+
+    def broken(*args):
+        raise ZeroDivisionError("planner bug")
+
+    monkeypatch.setattr(components, "plan_with", broken)
+    checked = preflight(compose([]), detect(), dry_run=True)
+    assert checked.run is None
+    assert any(p.severity == "error" and "planner bug" in p.why for p in checked.problems), checked.problems

@@ -121,6 +121,10 @@ def preflight(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str
             fix = p.fix + (PLAN_ELSEWHERE if dry and rule.scope == "machine" and severity == "error" else "")
             problems.append(Problem(p.key, p.value, p.why, fix, rule=p.rule or rule.id, severity=severity))
     problems += _crashes(crashed, any(p.severity == "error" for p in problems))
+    if isinstance(planned, Exception) and not any(p.severity == "error" for p in problems):
+        problems.append(Problem("memory", "(not planned)", f"the memory plan failed: {type(planned).__name__}: "
+                                f"{planned}", "this is a bug in r1exp's planner: please report it with this command "
+                                "line", rule="internal"))
     run = None
     if isinstance(planned, MemoryPlan) and not any(p.severity == "error" for p in problems):
         run = Resolved(cfg, env, engine, loader, planned, run_device(cfg, env))
