@@ -19,6 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from r1exp.plan.memory import plan_memory
+
 GROUPS = ("engine", "loader")
 
 
@@ -40,18 +42,12 @@ def resolve(cfg: DictConfig, env=None) -> Resolved:
 
     env = env or detect()
     engine, loader = engine_of(cfg), loader_of(cfg)
-    return Resolved(cfg, env, engine, loader, plan_with(cfg, env, engine, loader), run_device(cfg, env))
-
-
-def plan_with(cfg: DictConfig, env, engine, loader):
-    from r1exp.plan.memory import plan_memory
-
-    return plan_memory(cfg, env, engine, loader)
+    return Resolved(cfg, env, engine, loader, plan_memory(cfg, env, engine, loader), run_device(cfg, env))
 
 
 def plan_for(cfg: DictConfig, env):
     """The memory plan of a config with its components built from it: a knob's changed config, a benchmark's."""
-    return plan_with(cfg, env, engine_of(cfg), loader_of(cfg))
+    return plan_memory(cfg, env, engine_of(cfg), loader_of(cfg))
 
 
 class ComponentError(Exception):

@@ -490,7 +490,7 @@ def test_a_type_error_points_at_the_file_that_holds_the_key(args, where, capsys,
 
 
 def test_the_preflight_resolves_the_run_once_and_a_planner_failure_is_an_error_not_a_traceback(monkeypatch):
-    from r1exp import components
+    from r1exp.checks import validate as preflight_module
     from r1exp.checks.validate import preflight
 
     checked = preflight(compose([]), detect(), dry_run=True)
@@ -501,7 +501,7 @@ def test_the_preflight_resolves_the_run_once_and_a_planner_failure_is_an_error_n
     def broken(*args):
         raise ZeroDivisionError("planner bug")
 
-    monkeypatch.setattr(components, "plan_with", broken)
+    monkeypatch.setattr(preflight_module, "plan_memory", broken)
     checked = preflight(compose([]), detect(), dry_run=True)
     assert checked.run is None
     assert any(p.severity == "error" and "planner bug" in p.why for p in checked.problems), checked.problems

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from r1exp import components, versions
 from r1exp.components import Resolved
 from r1exp.machine.facts import run_device
-from r1exp.plan.memory import MemoryPlan
+from r1exp.plan.memory import MemoryPlan, plan_memory
 from r1exp.scale import distributed
 from r1exp.checks import plausibility
 from r1exp.records import secrets
@@ -104,7 +104,7 @@ def preflight(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str
     planned = None
     if engine is not None and loader is not None:
         try:
-            planned = components.plan_with(cfg, env, engine, loader)
+            planned = plan_memory(cfg, env, engine, loader)
         except Exception as e:  # noqa: BLE001 - a value the rows reject; the rows that read the plan report it
             planned = e
     ctx = Context(cfg=cfg, env=env, dry_run=dry, output_dir=output_dir, engine=engine, loader=loader,

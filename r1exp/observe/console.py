@@ -48,6 +48,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from r1exp.machine.processes import is_main_process
 from r1exp.patches import library_output
 
 SWITCH = "R1EXP_LIVE"           # R1EXP_LIVE=verbose: library output on the console
@@ -81,7 +82,7 @@ def routed() -> bool:
 def route(run_dir) -> None:
     """Send library output of the run in `run_dir` to its train.log (the module doc says what); with
     R1EXP_LIVE=verbose, or on a rank > 0, do nothing. Safe to call once per job of a sweep in one process."""
-    if verbose() or os.environ.get("RANK", "0") not in ("", "0"):
+    if verbose() or not is_main_process():
         return
     _sink.point(Path(run_dir) / LOG_FILE)
     _install_root_handlers()
@@ -304,10 +305,17 @@ class _Output:
     def write(self, text: str) -> None:
         _sink.write(text)
 
-    reroute = staticmethod(lambda logger: reroute(logger))
-    is_console_handler = staticmethod(lambda handler: _console_handler(handler))
-    bars = staticmethod(lambda tqdm_class: bars_to_train_log(tqdm_class))
-    stderr = staticmethod(lambda: stderr_to_train_log())
+    def reroute(self, logger) -> None:
+        reroute(logger)
+
+    def is_console_handler(self, handler) -> bool:
+        return _console_handler(handler)
+
+    def bars(self, tqdm_class):
+        return bars_to_train_log(tqdm_class)
+
+    def stderr(self):
+        return stderr_to_train_log()
 
 
 _HOOKS = library_output.hooks(_Output())

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOG_FILE = "train.log"
+from r1exp.observe.console import LOG_FILE
+
 ZERO_STD_SHARE = 0.75    # "most groups": this share of groups with zero reward std, over the last WINDOW logs
 CLIPPED_SHARE = 0.99     # "all completions clipped"
 FLAT_STEPS = 10          # "reward flat": the same total reward (within FLAT_RANGE) for this many logged steps
