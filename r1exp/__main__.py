@@ -26,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
 
     route_rank_output()  # a rank > 0 of a distributed run writes to <run folder>/rank<N>.log
     from r1exp.checks import preflight
+    from r1exp.config.compose import choose_model_by_name
 
     if any(arg in HELP_FLAGS for arg in argv):  # help, whatever else the line says: nothing is checked or started
         return _hydra(help_argv(argv), preflight.parse(help_argv(argv)))
     cl = preflight.parse(argv)
+    chosen = choose_model_by_name(cl.overrides)   # model.name_or_path=X alone: model=pretrained
+    if chosen != cl.overrides:
+        argv, cl.overrides = [*argv, chosen[-1]], chosen
     if not cl.passthrough:
         verdict = preflight.check(cl)
         if verdict in (None, EXIT_OK) and cl.multirun:

@@ -82,9 +82,10 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
     loaded = loader.load(cfg, source, plan, engine.loader_engine_context(cfg, plan, device))
     trainer_class = loader.trainer_class()
     dataset = data.build_dataset(cfg.data)
+    held_out = data.build_eval_dataset(cfg.data)   # data.eval_split: TRL's own evaluation (rewards on held-out prompts)
     with engine.build_context(cfg, plan, device, log=log):
         trainer = trainer_class(
-            model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
+            model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset, eval_dataset=held_out,
             processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
         )
     return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args, engine=engine,

@@ -25,6 +25,7 @@ from r1exp.observe import timing
 from r1exp.observe import tracking
 from r1exp.records.metrics import read_metrics
 from r1exp.checks.validate import preflight
+from r1exp.models.architecture import fill_arch
 from r1exp.components import engine_of
 from r1exp.observe.gpu_memory import PeakMemory
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
@@ -47,6 +48,7 @@ def run(cfg, run_dir: Path | None = None) -> int:
     if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
         return distributed.launch(cfg, run_dir, engine_of(cfg))  # the ranks run the pre-flight themselves
     env = detect()
+    fill_arch(cfg)  # model.arch from the model's config.json, before the config is recorded (the pre-flight reports)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     manifest = Manifest(run_dir, config_dict, seed=int(cfg.seed), device=device_label(cfg, env),
                         resume=bool(cfg.get("resume", False)))

@@ -78,7 +78,10 @@ def put_in_hub_cache(hf_home: Path, repo_id: str, kind: str = "model", files: di
     (root / "refs").mkdir(exist_ok=True)
     (root / "refs" / "main").write_text("0" * 40)
     (root / "blobs").mkdir(exist_ok=True)
-    for i, (name, text) in enumerate((MODEL_FILES if files is None else files).items()):
+    if files is None:   # a model: its real config.json when tests/fixtures/model_configs has it
+        fixture = ROOT / "tests" / "fixtures" / "model_configs" / repo_id.replace("/", "__") / "config.json"
+        files = {**MODEL_FILES, **({"config.json": fixture.read_text()} if fixture.is_file() else {})}
+    for i, (name, text) in enumerate(files.items()):
         blob = root / "blobs" / f"{i:040d}"
         blob.write_text(text)
         (snapshot / name).symlink_to(blob)

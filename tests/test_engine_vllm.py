@@ -185,7 +185,7 @@ def test_an_engine_a_loader_builds_gets_the_engines_settings_and_the_check_reads
     # with auto the plan's KV cache size, with a fraction none (vLLM's profiling sizes it)
     kv = {} if "engine.gpu_memory_utilization=0.3" in overrides else {"kv_cache_memory_bytes": kv_cache_bytes(plan)}
     settings = {"gpu_memory_utilization": plan.gpu_memory_utilization, "max_num_batched_tokens": 4096, **kv,
-                **settings}
+                "max_model_len": plan.max_model_len, **settings}   # Unsloth would cap it to its own KV estimate
     assert engine.loader_engine_settings(cfg, plan, "cuda") == settings
     expected = engine.settings_to_check(cfg, plan, "cuda")
     assert expected.get("kv_cache_memory_bytes") == kv.get("kv_cache_memory_bytes")

@@ -12,7 +12,7 @@ import pytest
 
 import r1exp.__main__ as entry
 from conftest import ROOT, run_cli
-from r1exp.records import secrets
+from r1exp.checks import secrets
 from r1exp.config.compose import compose
 from r1exp.config.rule import Context
 

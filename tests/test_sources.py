@@ -119,7 +119,7 @@ def test_random_weights_need_no_download_but_a_path_would_be_ignored(tmp_path, h
     assert source_problems(["model=qwen7b", "model.init=random"]) == []   # built here from model.arch
     assert source_problems([]) == []                                      # the tiny demo
     folder = folder_with(tmp_path / "mine", COMPLETE)
-    [p] = source_problems([f"model.name_or_path={folder}"])
+    [p] = source_problems(["model=tiny", f"model.name_or_path={folder}"])   # a random-init preset with a folder
     assert p.rule == "model.random_init_path" and "model.init=pretrained" in p.fix
 
 
@@ -141,7 +141,8 @@ def test_the_issues_cases_stop_the_cli_with_the_fix(cli, tmp_path, hf_home):
     shutil.rmtree(deleted)
     cases = [
         (["model=qwen0_5b", "engine=hf"], "hf download Qwen/Qwen2.5-0.5B-Instruct"),
-        (["model.name_or_path=/no/such/dir", "dry_run=true"], "model.init=pretrained"),
+        (["model=tiny", "model.name_or_path=/no/such/dir", "dry_run=true"], "model.init=pretrained"),
+        (["model.name_or_path=/no/such/dir", "dry_run=true"], "no such folder"),   # a name alone: model=pretrained
         (["model=qwen0_5b", f"model.name_or_path={deleted}", "engine=hf"], "no such folder"),
     ]
     for args, says in cases:

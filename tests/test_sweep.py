@@ -45,7 +45,8 @@ def read_csv(sweep_dir: Path) -> list[dict]:
 def grid(tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep") / "grid"
     result = multirun(["trainer.max_steps=1,2", "resume=false,true", "logger.mode=offline",
-                       f"+logger.api_key={FAKE_KEY}"], sweep_dir)
+                       f"+reward.judge={{_target_: r1exp.rewards.correctness.numeric_match, weight: 0.0, "
+                       f"api_key: {FAKE_KEY}}}"], sweep_dir)   # a custom reward's key (an LLM judge's)
     return result
 
 

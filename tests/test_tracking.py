@@ -26,12 +26,17 @@ FAKE_ENV = {
 FAKE_ON_COMMAND_LINE = "sk-fake-cmdline-7781"
 
 
+def judge_with_a_key(key: str) -> str:
+    """A custom reward whose parameters hold an API key (an LLM judge's), typed on the command line."""
+    return f"+reward.judge={{_target_: r1exp.rewards.correctness.numeric_match, weight: 0.0, api_key: {key}}}"
+
+
 @pytest.fixture(scope="module")
 def wandb_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tracking") / "run"
     # An API key is set, so mode=auto would go online: the test pins offline (no network here).
     result = run_cli(["trainer.max_steps=2", "logger.mode=offline", "logger.tags=[test,offline]",
-                      f"+logger.api_key={FAKE_ON_COMMAND_LINE}"], run_dir, env=FAKE_ENV)
+                      judge_with_a_key(FAKE_ON_COMMAND_LINE)], run_dir, env=FAKE_ENV)
     assert result.code == 0, result.output[-3000:]
     return result
 
@@ -88,11 +93,13 @@ def test_no_secret_is_written_anywhere_in_the_run_folder(wandb_run):
 
 def test_manifest_and_saved_config_show_where_a_secret_was(wandb_run):
     manifest = json.loads((wandb_run.run_dir / "run.json").read_text())
-    assert manifest["config"]["logger"]["api_key"] == "<redacted>"
-    assert "+logger.api_key=<redacted>" in manifest["command"]
+    assert manifest["config"]["reward"]["judge"]["api_key"] == "<redacted>"
+    assert judge_with_a_key("<redacted>") in manifest["command"]
+    assert FAKE_ON_COMMAND_LINE not in " ".join(manifest["command"])
     hydra_config = (wandb_run.run_dir / ".hydra" / "config.yaml").read_text()
     assert "api_key: <redacted>" in hydra_config
-    assert "+logger.api_key=<redacted>" in (wandb_run.run_dir / ".hydra" / "overrides.yaml").read_text()
+    overrides = (wandb_run.run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "api_key: <redacted>" in overrides and FAKE_ON_COMMAND_LINE not in overrides
 
 
 # --- W&B -------------------------------------------------------------------------------------------------------

@@ -178,3 +178,19 @@ def test_on_the_h200_unsloth_trained_only_once_trls_defaults_were_pinned():
         assert all(r["completions/clipped_ratio"] == 1.0 for r in rows)                      # all truncated, yet:
         assert all(r["grad_norm"] > 0 and r["completion_length"] == 256 for r in rows), folder
         assert all("sampling/sampling_logp_difference/mean" in r for r in rows), folder
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+trainer.use_vllm=true"],                            # engine=vllm: TRL's use_vllm is true anyway
+    ["+trainer.vllm_mode=colocate"],
+    ["logger=none", "+trainer.report_to=none"],
+])
+def test_a_derived_key_that_agrees_with_r1exp_is_kept_with_a_warning(overrides):
+    """A recipe copied from TRL says use_vllm: true; with engine=vllm that is what r1exp passes: a warning, not a
+    refusal (a value that disagrees is an error: tests/test_validate.py)."""
+    from r1exp.checks.validate import validate
+    from r1exp.config.compose import compose
+    from r1exp.machine.facts import detect
+
+    found = [p for p in validate(compose(overrides), detect(), dry_run=True) if p.rule == "trainer.derived_key"]
+    assert [p.severity for p in found] == ["warning"] and "as you say: kept" in found[0].why

@@ -23,6 +23,7 @@ from r1exp.grpo.fields import CACHE, grpo_fields, load_cache, parse_installed, t
 from r1exp.errors import errors_of
 
 HERE = detect()
+MODEL_CONFIGS = Path(__file__).resolve().parent / "fixtures" / "model_configs"   # public models' config.json
 PLANNED_FOR_AN_H200 = ["hardware.gpu_memory_gb=141"]   # a config planned for another machine (the dry-run rule)
 NO_GPU_HERE = pytest.mark.skipif(HERE.has_cuda, reason="the row describes a machine without a CUDA GPU")
 NO_UNSLOTH_HERE = pytest.mark.skipif("unsloth" in HERE.versions, reason="the row needs a machine without Unsloth")
@@ -58,9 +59,19 @@ BAD = [
     row("hardware.present", "hardware.num_gpus=2", "hardware.num_gpus", NO_GPU_HERE),
     row("loader.4bit", "loader.load_in_4bit=true", "loader.load_in_4bit", NO_GPU_HERE),
     row("trainer.unknown_key", "+trainer.learnin_rate=1e-5", "trainer.learnin_rate"),
+    row("model.lora.target_modules", f"model.name_or_path={MODEL_CONFIGS}/microsoft__phi-4 "
+        "model.lora.target_modules=[q_proj,v_proj] hardware.gpu_memory_gb=80 dry_run=true",
+        "model.lora.target_modules"),
+    row("model.chat_template", "model.chat_template=/no/such/template.jinja dry_run=true", "model.chat_template"),
+    row("model.arch", f"model=qwen7b model.name_or_path={MODEL_CONFIGS}/Qwen__Qwen2.5-Math-7B "
+        "hardware.gpu_memory_gb=80 dry_run=true", "model.arch.max_position"),
+    row("model.arch", "model=pretrained dry_run=true", "model.name_or_path"),
+    row("loader.full_4bit", "loader=full loader.load_in_4bit=true trainer.learning_rate=1e-6 dry_run=true",
+        "loader.load_in_4bit"),
     row("trainer.unknown_key", "+trainer.max_prompt_length=128", "trainer.max_prompt_length"),
     row("trainer.derived_key", "+trainer.output_dir=/tmp/elsewhere", "trainer.output_dir"),
-    row("trainer.derived_key", "+trainer.use_vllm=true", "trainer.use_vllm"),
+    row("trainer.eval", "+trainer.do_eval=true +trainer.eval_strategy=steps dry_run=true", "trainer.eval_strategy"),
+    row("trainer.derived_key", "+trainer.use_vllm=false", "trainer.use_vllm"),   # engine=vllm says true
     row("trainer.derived_key", "+trainer.vllm_gpu_memory_utilization=0.5", "trainer.vllm_gpu_memory_utilization"),
     row("trainer.derived_key", "+trainer.report_to=wandb", "trainer.report_to"),
     row("trainer.derived_key", "+trainer.reward_weights=[1.0]", "trainer.reward_weights"),
@@ -70,7 +81,7 @@ BAD = [
     row("trainer.type", "trainer.loss_type=not_a_loss dry_run=true", "trainer.loss_type"),
     row("trainer.trl_checks", "+trainer.sync_ref_model=true trainer.beta=0.0 dry_run=true", "trainer.sync_ref_model"),
     row("model.source", "model=qwen0_5b model.name_or_path=/no/such/dir dry_run=true", "model.name_or_path"),
-    row("model.random_init_path", "model.name_or_path=/no/such/dir dry_run=true", "model.name_or_path"),
+    row("model.random_init_path", "model=tiny model.name_or_path=/no/such/dir dry_run=true", "model.name_or_path"),
     row("trainer.dict_fields", "+trainer.generation_kwargs=abc", "trainer.generation_kwargs"),
     row("trainer.dict_fields", "+trainer.model_init_kwargs=bf16", "trainer.model_init_kwargs"),
     row("trainer.dict_fields", "+trainer.generation_kwargs='{stop:x}'", "trainer.generation_kwargs"),   # not JSON
@@ -166,12 +177,13 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
                "engine.transformers_version", "engine.cb_dtype",   # these two: tests/test_engines.py
                "distributed.cpu_memory",                           # tests/test_distributed.py
                "engine.batched_tokens",                            # a warning: tests/test_engine_vllm.py
-               "versions.patches"}                                 # tests/test_patches.py (installed versions)
+               "versions.patches",                                 # tests/test_patches.py (installed versions)
+               "loader.full_lr"}                                   # a warning: tests/test_plan_sharding.py
 
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
 OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.checks.sources", "r1exp.checks.plausibility", "r1exp.scale.distributed",
-             "r1exp.records.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
+             "r1exp.checks.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
 
 
 def test_every_rule_of_the_table_has_a_test():
@@ -239,7 +251,7 @@ def shipped_models_in_the_hub_cache(tmp_path_factory, monkeypatch):
     if not home.exists():
         for option in options("model"):
             model = OmegaConf.load(CONF_DIR / "model" / f"{option}.yaml")
-            if model.init == "pretrained":
+            if model.init == "pretrained" and not OmegaConf.is_missing(model, "name_or_path"):
                 put_in_hub_cache(home, model.name_or_path)
     monkeypatch.setenv("HF_HOME", str(home))
     for var in HF_CACHE_VARS:
@@ -318,16 +330,20 @@ def test_a_launched_server_cannot_share_the_single_h200():
 def test_a_memory_plan_too_big_names_the_knob_that_helps_most():
     [p] = [p for p in problems("model=qwen7b trainer.max_completion_length=1024 trainer.gradient_checkpointing=false "
                                "trainer.per_device_train_batch_size=64") if p.rule == "memory.fits"]
-    assert "139 GiB" in p.why or "140 GiB" in p.why
+    assert "> 139.80 GiB per GPU" in p.why   # the device as it is, never rounded into a contradiction
     assert p.fix.startswith("biggest single saving: trainer.gradient_checkpointing=true")
 
 
-def test_unsloths_micro_batch_change_is_trls_own_batch_error():
-    """Unsloth's GRPOConfig replaces per_device_train_batch_size only where micro x accumulation x processes is not
-    a multiple of num_generations, which TRL refuses (trainer.batch); elsewhere it keeps it, so no warning. Any other
-    change of a set value stops the run at build (r1exp/grpo/args.py, tests/test_trainer_args.py)."""
-    refused = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=12")
-    assert [p.severity for p in refused if p.key == "trainer.per_device_train_batch_size"] == ["error"]
+def test_unsloths_micro_batch_change_is_planned_and_named():
+    """Unsloth's GRPOConfig replaces per_device_train_batch_size by num_generations where micro x accumulation x
+    processes is not a multiple of num_generations (its notebooks print "We will change the batch size of 1 to the
+    `num_generations` of 6"): r1exp makes the same change, plans with it and warns, instead of refusing a batch
+    Unsloth runs. Elsewhere Unsloth keeps it: no warning."""
+    cfg = compose("loader=unsloth engine=vllm trainer.per_device_train_batch_size=12".split())
+    changed = validate(cfg, H200)
+    assert [(p.rule, p.severity) for p in changed if p.key == "trainer.per_device_train_batch_size"] == [
+        ("unsloth.batch", "warning")]
+    assert cfg.trainer.per_device_train_batch_size == 8   # num_generations of the tiny preset's trainer
     kept = problems("loader=unsloth engine=vllm trainer.per_device_train_batch_size=4 "
                     "trainer.gradient_accumulation_steps=2")
     assert not [p for p in kept if p.key == "trainer.per_device_train_batch_size"]
@@ -445,6 +461,8 @@ SHIPPED = [(g, o) for g in ("model", "loader", "engine", "data", "reward", "trai
 @pytest.mark.parametrize("group,option", SHIPPED, ids=[f"{g}={o}" for g, o in SHIPPED])
 def test_every_shipped_option_passes(group, option, tmp_path):
     choice = f"reward=[{option}]" if group == "reward" else f"{group}={option}"
+    if choice == "model=pretrained":   # any model by name: the option needs the name
+        choice = f"model.name_or_path={MODEL_CONFIGS / 'Qwen__Qwen2.5-0.5B-Instruct'}"
     local = tmp_path / "train.jsonl"
     local.write_text('{"question": "What is 2 + 3?", "answer": "5"}\n')
     datas = [[choice]] + [[choice, f"data={d}"] + ([f"data.path={local}"] if d == "jsonl" else [])

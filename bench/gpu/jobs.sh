@@ -17,7 +17,17 @@ Q05="model=qwen0_5b model.init=random trainer.per_device_train_batch_size=64 tra
 Q7="model=qwen7b model.init=random trainer.per_device_train_batch_size=64 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=256 trainer.max_steps=3 trainer.learning_rate=1e-5 trainer.gradient_checkpointing=true"
 # Llama-3-8B shape: a 131072-token context, far longer than the run needs (the engine must get the planned length).
 L8="model=llama3_8b model.init=random trainer.per_device_train_batch_size=32 trainer.gradient_accumulation_steps=1 trainer.num_generations=8 trainer.max_completion_length=512 trainer.max_steps=2"
+# An Unsloth notebook's engine at the real shape (random weights), with the memory vLLM had on the notebook's GPU:
+# the same GiB as a fraction of this GPU (bench/results/gpu/published_memory/; bench/published_memory.yaml).
+TOTAL_GIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1 | awk '{print $1/1024}')
+fraction() { python -c "print(round($1 / ${TOTAL_GIB:-139.8}, 4))"; }
+CONFIGS=tests/fixtures/model_configs
+NB_LLAMA32="model.name_or_path=$CONFIGS/meta-llama__Llama-3.2-3B-Instruct model.init=random loader=unsloth engine=vllm model.lora.r=64 model.lora.alpha=64 loader.max_lora_rank=64 trainer.num_generations=4 trainer.per_device_train_batch_size=4 trainer.gradient_accumulation_steps=1 trainer.max_completion_length=1760 ++data.max_prompt_tokens=288 trainer.max_steps=2 engine.gpu_memory_utilization=$(fraction 31.28)"
+NB_QWEN3="model.name_or_path=$CONFIGS/Qwen__Qwen3-4B-Base model.init=random loader=unsloth engine=vllm model.lora.r=32 model.lora.alpha=32 loader.max_lora_rank=32 trainer.num_generations=4 trainer.per_device_train_batch_size=4 trainer.gradient_accumulation_steps=1 trainer.max_completion_length=1846 ++data.max_prompt_tokens=202 trainer.max_steps=2 engine.gpu_memory_utilization=$(fraction 10.22)"
 declare -A JOBS=(
+  # published settings measured (bench/results/gpu/published_memory/): Unsloth notebooks' engines at their GiB
+  [nb_llama32_3b]="$NB_LLAMA32"
+  [nb_qwen3_4b]="$NB_QWEN3"
   # the deterministic mode (bench/results/gpu/reproducible/)
   [deterministic_1]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"
   [deterministic_2]="$Q05 loader=peft engine=vllm reproducible=true trainer.max_steps=20"

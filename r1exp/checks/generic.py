@@ -47,7 +47,7 @@ def hardware_present(ctx):
     memory = get(cfg, "hardware.gpu_memory_gb")
     if env.gpus and isinstance(memory, (int, float)) and memory > max(env.gpus) + 0.5:
         yield Problem("hardware.gpu_memory_gb", memory,
-                      f"this machine's GPUs have {max(env.gpus):.0f} GiB: the plan assumes more than there is",
+                      f"this machine's GPUs have {max(env.gpus):.2f} GiB: the plan assumes more than there is",
                       "set hardware.gpu_memory_gb=null to plan for the detected GPU", severity="warning")
 
 
@@ -57,7 +57,7 @@ def fits_gpu(ctx):
         return
     knobs = ranked(ctx)
     terms = ", ".join(f"{k} {v:.1f}" for k, v in sorted(plan.terms.items(), key=lambda kv: -kv[1])[:4])
-    why = (f"predicted peak {plan.total_gb:.1f} GiB > {plan.device_gb:.0f} GiB per GPU (largest terms, GiB: {terms}"
+    why = (f"predicted peak {plan.total_gb:.2f} GiB > {plan.device_gb:.2f} GiB per GPU (largest terms, GiB: {terms}"
            + (f"; engine reservation {plan.engine_gb:.1f}" if plan.engine_gb else "") + ")")
     if knobs:
         best = knobs[0]
@@ -66,7 +66,7 @@ def fits_gpu(ctx):
             fix += "; then: " + "; ".join(f"{k.text} (-{k.saves_gb:.1f})" for k in knobs[1:4])
     else:
         fix = "use a smaller model or a GPU with more memory (hardware.gpu_memory_gb plans for one)"
-    yield Problem("memory", f"{plan.total_gb:.1f} GiB", why, fix)
+    yield Problem("memory", f"{plan.total_gb:.2f} GiB", why, fix)
 
 
 def output_writable(ctx):

@@ -13,7 +13,7 @@ from r1exp.plan.memory import MemoryPlan, trainer_value
 from r1exp.data.prompts import prompt_estimate
 from r1exp.errors import render_problems
 
-TRAINER_TERMS = ("weights", "lora+optimizer", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
+TRAINER_TERMS = ("weights", "lora+optimizer", "gradients", "optimizer", "reference_model", "activations", "logprob_head", "cuda_context", "generation_kv_cache")
 ENGINE_TERMS = ("engine_weights", "engine_kv_cache", "engine_overhead")
 
 
@@ -24,8 +24,13 @@ def choices_table(run) -> Table:
     table.add_column("group")
     table.add_column("choice")
     m = cfg.model
-    table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B, {m.dtype}, init={m.init}, "
-                           f"LoRA r={m.lora.r}, max_seq_length={m.max_seq_length})")
+    trained = f"LoRA r={m.lora.r} on {_modules(m)}" if run.loader.trains_adapter else "every weight trained"
+    experts = (f", {float(m.arch.active_params) / 1e9:.2f}B active of {m.arch.experts} experts"
+               if m.arch.get("experts") else "")
+    source = f"; arch from {m.arch.source}" if m.arch.get("source") else ""
+    table.add_row("model", f"{m.name_or_path} ({float(m.arch.params) / 1e9:.2f}B{experts}, {m.dtype}, init={m.init}, "
+                           f"{trained}, max_seq_length={m.max_seq_length or f'{m.arch.max_position} (its context)'}"
+                           f"{source})")
     table.add_row("loader", run.loader.describe(cfg))
     table.add_row("engine", run.engine.describe(cfg, plan))
     samples = cfg.data.get("num_samples") or "all"
@@ -37,11 +42,23 @@ def choices_table(run) -> Table:
                              f" G={t('num_generations')} generation batch={plan.generation_batch}"
                              f" completion={t('max_completion_length')} beta={t('beta')}"
                              f" grad_ckpt={t('gradient_checkpointing')}")
+    if plan.sharding and plan.sharding.get("world", 1) > 1:
+        from r1exp.plan.sharding import Sharding
+
+        table.add_row("sharding", Sharding(**{k: v for k, v in plan.sharding.items()}).describe())
     table.add_row("logger", str(cfg.logger.name))
     gpus = ", ".join(f"{g:.0f} GiB" for g in env.gpus) or "none"
     table.add_row("machine", f"GPUs: {gpus}; vLLM: {env.vllm_version or 'not installed'} ({env.vllm_flavour or '-'})"
                              f"; trl {env.versions.get('trl', 'not installed')}")
     return table
+
+
+def _modules(model) -> str:
+    from r1exp.models.architecture import targeted
+
+    value = model.lora.target_modules
+    picked = targeted(model.arch, value)
+    return (f"{value} ({len(picked)} modules)" if isinstance(value, str) else ",".join(picked) or "no module")
 
 
 def memory_table(plan: MemoryPlan, measured: dict | None = None, title: str | None = None) -> Table:
@@ -71,7 +88,7 @@ def memory_table(plan: MemoryPlan, measured: dict | None = None, title: str | No
         row(f"engine (utilization {util if util is not None else 'n/a'})", plan.engine_gb)
     row("predicted peak", plan.total_gb)
     if plan.device_gb:
-        table.add_row("device", f"{plan.device_gb:.0f}", *([""] if measured is not None else []))
+        table.add_row("device", f"{plan.device_gb:.2f}", *([""] if measured is not None else []))
     elif plan.device == "cpu":
         table.add_row("device", "CPU run (hardware.gpu_memory_gb=N plans a GPU)",
                       *([""] if measured is not None else []))

@@ -29,8 +29,9 @@ WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json"
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
-def missing_parts(folder: Path) -> list[str]:
-    """What a model folder lacks for r1exp to load and prompt it ([] when complete)."""
+def missing_parts(folder: Path, template_given: bool = False) -> list[str]:
+    """What a model folder lacks for r1exp to load and prompt it ([] when complete); `template_given`:
+    model.chat_template replaces the folder's own."""
     names = {p.name for p in folder.iterdir() if p.exists()}  # exists(): a cache symlink to a missing blob is absent
     missing = []
     if "config.json" not in names:
@@ -38,7 +39,7 @@ def missing_parts(folder: Path) -> list[str]:
     if not names & set(TOKENIZER_FILES):
         missing.append(f"tokenizer files (one of {', '.join(TOKENIZER_FILES[:4])}, ...)")
     missing += _missing_weights(folder, names)
-    if not _has_chat_template(folder, names):
+    if not template_given and not _has_chat_template(folder, names):
         missing.append("a chat template (tokenizer_config.json's chat_template, or chat_template.jinja): r1exp's "
                        "prompts are chat messages")
     return missing
@@ -92,13 +93,14 @@ def model_source(ctx):
     if not isinstance(name, str) or not name.strip():
         return  # the schema's rows report it
     local = Path(name).expanduser()
+    template = bool(get(cfg, "model.chat_template"))
     if _exists(local) or looks_like_a_path(name):
-        yield from _local_folder(name, local)
+        yield from _local_folder(name, local, template)
     else:
-        yield from _hub_model(name)
+        yield from _hub_model(name, template)
 
 
-def _local_folder(name: str, folder: Path):
+def _local_folder(name: str, folder: Path, template: bool = False):
     key = "model.name_or_path"
     fix_path = ("point model.name_or_path at a folder saved with save_pretrained (or a hub id like "
                 "Qwen/Qwen2.5-0.5B-Instruct), or use model.init=random for speed/memory work")
@@ -109,7 +111,7 @@ def _local_folder(name: str, folder: Path):
         yield Problem(key, name, "a file, not a model folder", fix_path)
     else:
         try:
-            missing = missing_parts(folder)
+            missing = missing_parts(folder, template)
         except OSError as e:
             yield Problem(key, name, f"cannot read the folder: {e.strerror}", fix_path)
             return
@@ -118,13 +120,13 @@ def _local_folder(name: str, folder: Path):
                           "complete the folder (save_pretrained writes the model and the tokenizer), or " + fix_path)
 
 
-def _hub_model(repo_id: str):
+def _hub_model(repo_id: str, template: bool = False):
     key = "model.name_or_path"
     fix = FIX_GET.format(id=repo_id)
     snapshot = hub.cached_snapshot(repo_id)
     if snapshot is not None:
         try:
-            missing = missing_parts(snapshot)
+            missing = missing_parts(snapshot, template)
         except OSError as e:
             missing = [f"a readable snapshot ({e.strerror})"]
         if not missing:
@@ -166,15 +168,18 @@ def _hub_model(repo_id: str):
 
 
 def random_init_ignores_a_path(ctx):
-    """model.init=random builds weights from `arch` and never reads model.name_or_path: a folder given there is a
-    model the user meant to load."""
+    """model.init=random builds weights from `arch` and never loads model.name_or_path's weights: a folder holding
+    weights is a model the user meant to load. A folder with a config.json and no weights gives the shape."""
     cfg = ctx.cfg
     name = get(cfg, "model.name_or_path")
     if get(cfg, "model.init") != "random" or not isinstance(name, str) or not name.strip():
         return
-    if _exists(Path(name).expanduser()) or looks_like_a_path(name):
+    folder = Path(name).expanduser()
+    if _exists(folder) and folder.is_dir() and _missing_weights(folder, {p.name for p in folder.iterdir()}):
+        return   # a folder without weights: its config.json gives the shape to build (r1exp.models.architecture)
+    if _exists(folder) or looks_like_a_path(name):
         yield Problem("model.name_or_path", name, "model.init=random builds random weights from model.arch and "
-                      "ignores model.name_or_path, so this folder would not be loaded",
+                      "ignores the weights in model.name_or_path, so this folder's weights would not be loaded",
                       "set model.init=pretrained to load it (with a model=<shape> whose arch matches it), or drop "
                       "the model.name_or_path override")
 

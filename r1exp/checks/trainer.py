@@ -45,14 +45,42 @@ RENAMED = {
 }
 
 
+def derived_values(ctx) -> dict:
+    """What r1exp passes for the derived keys it can tell before the build: the engine's TRL arguments and the
+    logger's report_to (a recipe's `use_vllm: true` with engine=vllm says what r1exp does anyway)."""
+    out = {"report_to": "none" if get(ctx.cfg, "logger.name") == "none" else "wandb"}
+    plan = None if isinstance(ctx.planned, Exception) else ctx.planned
+    if ctx.engine is not None and plan is not None:
+        from r1exp.machine.facts import run_device
+
+        try:
+            out.update(ctx.engine.grpo_args(ctx.cfg, plan, run_device(ctx.cfg, ctx.env)))
+        except Exception:  # noqa: BLE001 - values other rules reject; the key is then reported as derived
+            pass
+    return out
+
+
+def _same(given, derived) -> bool:
+    if isinstance(given, (list, tuple)) or OmegaConf.is_list(given):
+        given = list(given)
+        return given == [derived] or given == derived
+    return given == derived or (isinstance(derived, float) and isinstance(given, (int, float))
+                                and abs(given - derived) < 1e-9)
+
+
 def trainer_keys(ctx):
     fields = grpo_fields()
     for key in (ctx.cfg.get("trainer") or {}):
         key = str(key)
         if key in DERIVED:
-            yield Problem(f"trainer.{key}", OmegaConf.select(ctx.cfg, f"trainer.{key}"),
-                          f"r1exp sets GRPOConfig.{key} itself from {DERIVED[key]}",
-                          f"remove trainer.{key} and set {DERIVED[key]} instead", rule="trainer.derived_key")
+            value = OmegaConf.select(ctx.cfg, f"trainer.{key}")
+            derived = derived_values(ctx)
+            agrees = key in derived and _same(value, derived[key])
+            yield Problem(f"trainer.{key}", value, f"r1exp sets GRPOConfig.{key} itself from {DERIVED[key]}"
+                          + (f" ({derived[key]!r} here, as you say: kept)" if agrees else
+                             f" (here {derived[key]!r})" if key in derived else ""),
+                          f"remove trainer.{key} and set {DERIVED[key]} instead", rule="trainer.derived_key",
+                          severity="warning" if agrees else "error")
         elif key not in fields:
             why = f"not a field of trl.GRPOConfig ({fields.source})"
             if key in RENAMED:
@@ -196,7 +224,7 @@ def grpo_batch(ctx):
                       f"the generation batch {gbs}{derived} must hold whole groups of num_generations={gens} "
                       "completions per prompt", f"make it a multiple of {gens}: e.g. trainer.per_device_train_batch_size="
                       f"{_round_up(micro, gens)}{_num_generations_hint(gbs, gens)}")
-    if bool(t("do_eval", False)) and str(t("eval_strategy", "no")) != "no":
+    if str(t("eval_strategy", "no")) != "no":   # transformers turns do_eval on for any eval strategy
         eval_gens = t("num_generations_eval") or gens
         eval_batch = int(t("per_device_eval_batch_size", 8)) * world
         if eval_batch % eval_gens:
@@ -268,6 +296,58 @@ def dict_fields(ctx):
                           f"write it as a mapping: '+trainer.{key}={{name: value}}' (or a JSON object string)")
 
 
+# GRPOConfig (TrainingArguments) settings that need evaluation metrics, and what they do without them. r1exp passes
+# no eval_dataset to TRL (r1exp.build: train_dataset only), so none of them can work.
+NEEDS_EVAL = {   # key -> (what happens, the fix)
+    "eval_strategy": (("so transformers' Trainer refuses to start, after the model has loaded: \"You have set "
+                       "`args.eval_strategy` to {value} but you didn't pass an `eval_dataset`\""),
+                      "trainer.eval_strategy=no"),
+    "eval_on_start": ("so the trainer stops before its first step: \"Trainer: evaluation requires an eval_dataset\"",
+                      "trainer.eval_on_start=false"),
+    "load_best_model_at_end": (("so there is no best checkpoint to load: the adapter saved is the last step's, not "
+                                "the best"), "trainer.load_best_model_at_end=false"),
+    "save_strategy": (("and save_strategy=best saves a checkpoint when an evaluation metric improves: the Trainer "
+                       "refuses it without metric_for_best_model, and with one nothing is ever saved"),
+                      "trainer.save_strategy=no (or steps)"),
+    "lr_scheduler_type": (("and {value} steps the learning rate on an evaluation metric: TrainingArguments refuses "
+                           "it without an eval strategy, and the Trainer refuses an eval strategy without eval data"),
+                          "another scheduler, e.g. trainer.lr_scheduler_type=constant (or cosine, linear)"),
+}
+EVAL_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+NO_EVAL_DATA = ("r1exp passes no eval_dataset to TRL without data.eval_split (a split of a file or hub dataset to "
+                "evaluate on)")
+
+
+def _needs_eval(key: str, value) -> bool:
+    """True when `value` of trainer.<key> asks for evaluation (NEEDS_EVAL)."""
+    if key == "eval_strategy":
+        return value is not None and str(value) != "no"
+    if key == "save_strategy":
+        return str(value) == "best"
+    if key == "lr_scheduler_type":
+        return str(value) in EVAL_SCHEDULERS
+    return value is True
+
+
+def eval_settings(ctx):
+    """TRL/transformers evaluation settings against the data the run has: an eval strategy (do_eval alone does
+    nothing in transformers), eval_on_start, load_best_model_at_end, save_strategy=best or a metric-driven scheduler
+    passes the dry run and fails at the build, or silently does nothing, because no eval dataset is passed."""
+    values = trl_values(ctx)
+    if get(ctx.cfg, "data.eval_split"):
+        return   # the run has eval data: TRL evaluates on it (the eval batch has its row in trainer.batch)
+    for key, (why, fix) in NEEDS_EVAL.items():
+        value = values.get(key)
+        if _needs_eval(key, value):
+            yield Problem(f"trainer.{key}", value, f"{NO_EVAL_DATA}, {why.format(value=value)}",
+                          f"set {fix}, or give the run a held-out split to evaluate on (data.eval_split=test)")
+    metric = values.get("metric_for_best_model")
+    if metric is not None and not any(_needs_eval(k, values.get(k)) for k in NEEDS_EVAL):
+        yield Problem("trainer.metric_for_best_model", metric, f"{NO_EVAL_DATA}, so no evaluation metric picks a "
+                      "best checkpoint: this key changes nothing", "drop trainer.metric_for_best_model",
+                      severity="warning")
+
+
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
@@ -295,6 +375,9 @@ RULES: list[Rule] = [
     Rule("trainer.batch", ("trainer.per_device_train_batch_size", "trainer.gradient_accumulation_steps",
                            "trainer.num_generations", "trainer.generation_batch_size", "trainer.steps_per_generation"),
          grpo_batch, doc="GRPO batch arithmetic with the meaning of GRPOConfig.__post_init__"),
+    Rule("trainer.eval", tuple(f"trainer.{k}" for k in (*NEEDS_EVAL, "metric_for_best_model")), eval_settings,
+         doc="no evaluation setting without eval data: r1exp passes no eval_dataset to TRL (an eval strategy would "
+             "fail at the build)"),
     Rule("lengths", ("trainer.max_completion_length", "model.max_seq_length", "engine.max_model_len",
                      "model.arch.max_position", "data.max_prompt_tokens"), sequence_lengths,
          doc="prompt + completion fit max_seq_length, the engine's length and the model's context"),

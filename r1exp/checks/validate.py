@@ -23,10 +23,12 @@ from pydantic import ValidationError
 from r1exp import components, versions
 from r1exp.components import Resolved
 from r1exp.machine.facts import run_device
+from r1exp.models import rules as model_rules
+from r1exp.models.architecture import fill_arch
 from r1exp.plan.memory import MemoryPlan, plan_memory
 from r1exp.scale import distributed
 from r1exp.checks import plausibility
-from r1exp.records import secrets
+from r1exp.checks import secrets as secret_rules
 from r1exp.checks import sources
 from r1exp.checks import trainer as trainer_rules
 from r1exp.checks import generic as checks
@@ -39,8 +41,8 @@ from r1exp.rewards import monitor
 from r1exp.rewards import rules as reward_rules
 
 SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
-                       *sources.RULES, *plausibility.RULES,
-                       *distributed.RULES, *secrets.secret_rules(), *monitor.budget_rules(), *scan.data_rules())
+                       *sources.RULES, *model_rules.RULES, *plausibility.RULES,
+                       *distributed.RULES, *secret_rules.RULES, *monitor.budget_rules(), *scan.data_rules())
 # hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
 PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "
                   "this machine lacks is a warning")
@@ -100,7 +102,12 @@ def preflight(cfg: DictConfig, env, dry_run: bool | None = None, output_dir: str
     unresolved = _unresolvable(cfg)
     if unresolved:
         return Checked(unresolved, None)
+    arch_problems = fill_arch(cfg)   # model.arch from the model's own config.json (a YAML arch is checked against it)
+    if arch_problems:
+        return Checked(arch_problems, None)
     engine, loader, problems = build_components(cfg)
+    if loader is not None:
+        problems += loader.adopt(cfg)   # what the loader's library changes by its own rules (Unsloth's batch)
     planned = None
     if engine is not None and loader is not None:
         try:

@@ -53,6 +53,16 @@ def parse_command_line(argv: list[str]) -> CommandLine:
     return cl
 
 
+def choose_model_by_name(overrides: list[str]) -> list[str]:
+    """`model.name_or_path=X` with no `model=` (or `experiment=`) choice names a model by itself: add `model=pretrained`
+    so that X's own config.json and the settings of its size class are used, not the default model's shape and
+    demo settings (conf/model/pretrained.yaml)."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    if "model.name_or_path" in keys and not keys & {"model", "experiment"}:
+        return [*overrides, "model=pretrained"]
+    return list(overrides)
+
+
 def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists to check: one per swept value (others at their first value), or the list itself.
 
@@ -118,5 +128,5 @@ def compose(overrides: list[str], config_name: str = "config", config_dir: str |
     if extra and not (folder / f"{config_name}.yaml").exists():  # a folder of group files only (e.g. your cluster's
         folder, extra = CONF_DIR.resolve(), [f"hydra.searchpath=[file://{folder}]"]  # hydra/launcher): conf/ is primary
     with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=extra + list(overrides),
+        return hydra_compose(config_name=config_name, overrides=extra + choose_model_by_name(overrides),
                              return_hydra_config=return_hydra_config)

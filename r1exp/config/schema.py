@@ -1,19 +1,21 @@
 """The typed schema of r1exp's own keys, as pydantic models, and its errors as r1exp Problems.
 
-Each group that is not a component (the top level, hardware, checks, model, data, logger) is a model below; an
-engine's or a loader's fields are its own class (r1exp.components); trainer.* keys are typed by the installed
-trl.GRPOConfig (r1exp.grpo.fields), and the ranges r1exp knows for them are `TrainerRanges`. Every error keeps the
-key / value / why / fix form: a wrong type is rule `schema.type`, a number out of range rule `range`, a key that
+Each group that is not a component (the top level, hardware, checks, model, data, logger) is a closed model below
+(a key it does not declare is an error), data with a class per option (`data_class`); an engine's or a loader's
+fields are its own class (r1exp.components); trainer.* keys are typed by the installed trl.GRPOConfig
+(r1exp.grpo.fields), and the ranges r1exp knows for them are `TrainerRanges`. Every error keeps the key / value /
+why / fix form: a wrong type is rule `schema.type`, a number out of range rule `range`, a key that
 does not exist `schema.key`, a deleted required key `schema.missing`.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Annotated, Any, Literal
 
 from omegaconf import OmegaConf
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
 from r1exp.errors import Problem
@@ -23,10 +25,6 @@ NAME_MAX_BYTES = 120    # the run folder is <time>_<name>: keep it well under th
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-
-
-class Open(Strict):
-    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -46,15 +44,19 @@ class Hardware(Strict):
     kernel_cache: str | None = Field(None, description="a folder for every compiled-kernel cache")
 
 
-class Checks(Open):
+class Checks(Strict):
     reward_sanity: bool = True
     reward_sanity_samples: int = Field(16, ge=1, le=10_000, description="rows the reward sanity check scores")
     max_reward_failure_rate: float = Field(0.1, ge=0, le=1)
-    reward_time_budget_s: float = Field(30.0, gt=0, description="seconds one reward call may take")
+    reward_time_budget_s: float | None = Field(30.0, gt=0, description="seconds one reward call may take (null: no "
+                                                                        "budget)")
 
 
 class Arch(Strict):
-    family: Literal["qwen2", "qwen3", "llama"]
+    """A model's shape (r1exp.models.architecture): read from its config.json, or given in YAML to plan a model that
+    is not downloaded."""
+
+    family: str = Field(min_length=1, description="the config's model_type (r1exp/models/families.py)")
     params: float = Field(gt=0)
     layers: PositiveInt
     hidden: PositiveInt
@@ -65,13 +67,19 @@ class Arch(Strict):
     vocab: PositiveInt
     tie_embeddings: bool = True
     max_position: PositiveInt
+    active_params: float | None = Field(None, gt=0, description="a mixture of experts: parameters a token uses")
+    experts: int | None = Field(None, ge=0)
+    experts_per_token: int | None = Field(None, ge=0)
+    modules: list[str] | None = None      # the linear modules LoRA can target (read from the config)
+    source: str | None = None             # the config.json these numbers were read from
 
 
 class Lora(Strict):
     r: int = Field(ge=1, description="the LoRA rank")
     alpha: float = Field(gt=0)
     dropout: float = Field(ge=0, lt=1)
-    target_modules: list[str] = Field(min_length=1)
+    target_modules: list[str] | str = Field(min_length=1, description="module names, \"all-linear\" or a regex "
+                                                                      "(PEFT's rules)")
 
 
 class Warmup(Strict):
@@ -92,13 +100,18 @@ class Model(Strict):
     name_or_path: str = Field(min_length=1)
     init: Literal["pretrained", "random"]
     dtype: Literal["float32", "bfloat16", "float16"]
-    max_seq_length: PositiveInt
+    max_seq_length: PositiveInt | None = Field(None, description="the longest sequence (null: the model's context)")
     warmup: Warmup | None = None
-    arch: Arch
+    chat_template: str | None = Field(None, min_length=1, description="a Jinja chat template (or a file holding "
+                                                                       "one) that replaces the tokenizer's")
+    arch: Arch | None = None
     lora: Lora
 
 
-class Data(Open):
+class Data(Strict):
+    """The keys every data option has (conf/data/*.yaml). Each option's own keys are its subclass below, chosen by
+    `data.name` (`data_class`), so a key no option reads (a typo) is refused with "did you mean"."""
+
     name: str
     path: str | None = None
     split: str = "train"
@@ -108,9 +121,57 @@ class Data(Open):
     num_samples: PositiveInt | None = None
     max_prompt_tokens: PositiveInt | None = None
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    tags: Any = Field(None, description="the answer format's tags (r1exp/data/tags.py; checked by rule data.tags)")
 
 
-class Logger(Open):
+class ArithmeticData(Data):
+    """data=arithmetic: generated "What is 3 + 4?" tasks (r1exp/data/arithmetic.py)."""
+
+    max_operand: int = 9
+    operations: list[str] = ["+"]
+
+
+class CountdownData(Data):
+    """data=countdown: generated countdown tasks (r1exp/data/countdown.py)."""
+
+    count: list[int] = Field([3, 4], description="how many numbers a task has: [min, max]")
+    max_number: int = 20
+    max_target: int = 100
+    operations: list[str] = ["+", "-", "*"]
+
+
+class FileData(Data):
+    """Data read from data.path, a file or a hub dataset (r1exp/data/files.py, records.py): data=gsm8k, data=jsonl
+    and any data option of your own (a conf/data/<name>.yaml whose name is not a generator's)."""
+
+    subset: str | None = None
+    format: str = "auto"
+    answer_format: str = "plain"
+    keep_fields: list[str] = []
+    reasoning_field: str | None = None
+    prompt_template: str | None = None
+    eval_split: str | None = Field(None, min_length=1, description="a split of the same dataset TRL evaluates on "
+                                                                   "(its eval_dataset: rewards on held-out prompts)")
+    eval_samples: PositiveInt | None = Field(None, description="rows of eval_split (null: all)")
+
+
+# data.name -> its class: the generators of r1exp.data.GENERATORS; any other name is read from data.path (FileData).
+GENERATED_DATA: dict[str, type[Data]] = {"arithmetic": ArithmeticData, "countdown": CountdownData}
+
+
+def data_class(data) -> type[Data]:
+    """The schema of the chosen data option, as r1exp.data picks its source: a generator's name, else a file."""
+    name = data.get("name") if isinstance(data, dict) else None
+    return GENERATED_DATA.get(name, FileData) if isinstance(name, str) else FileData
+
+
+def _data_options_with(key: str) -> list[str]:
+    """The data options that have `key` ("data=arithmetic"), for the message about a key of another option."""
+    found = [f"data={name}" for name, cls in GENERATED_DATA.items() if key in cls.model_fields]
+    return found + (["data=gsm8k", "data=jsonl"] if key in FileData.model_fields else [])
+
+
+class Logger(Strict):
     name: str
     project: str = "r1exp"
     entity: str | None = None
@@ -120,7 +181,10 @@ class Logger(Open):
     log_completions: bool = True
 
 
-class Run(Open):
+class Run(Strict):
+    """The top level. `hydra` is not among its keys: Hydra keeps its own config apart from the job's (a config
+    composed with return_hydra_config=True is never validated)."""
+
     seed: int = Field(ge=0, le=2**32 - 1, description="numpy and torch take seeds in [0, 2^32)")
     dry_run: bool = False
     name: str = Field(min_length=1, max_length=NAME_MAX_BYTES, pattern=r"^[^/\x00]+$",
@@ -136,6 +200,17 @@ class Run(Open):
     loader: Any
     trainer: Any
     reward: Any
+    distributed: Any = None   # r1exp.scale.distributed's own rows check it
+    objective: str | None = Field(None, description="a sweep's metric to optimise (sweeps/optuna_lr.yaml, "
+                                                    "r1exp/scale/sweep.py)")
+
+
+@functools.cache
+def run_class(data_cls: type[Data]) -> type[Run]:
+    """Run with `data` typed as the chosen data option, so that option's own keys are known and no others."""
+    if data_cls is Data:
+        return Run
+    return create_model(f"Run_{data_cls.__name__}", __base__=Run, data=(data_cls, ...))
 
 
 class TrainerRanges(BaseModel):
@@ -202,12 +277,7 @@ def _problem(key, err, kind, why_more, model_cls, loc, data) -> Problem:
                        f"do not delete {key} (drop the ~{key} override) or give it a value: {key}=...",
                        rule="schema.missing")
     if kind == "extra_forbidden":
-        known = list(_fields_at(model_cls, loc[:-1]))
-        close = difflib.get_close_matches(loc[-1], known, n=2, cutoff=0.6)
-        parent = key.rpartition(".")[0]
-        fix = (f"did you mean {' or '.join(f'{parent}.{c}' for c in close)}?" if close else
-               f"keys under {parent or 'the top level'}: {', '.join(sorted(known))}")
-        return Problem(key, value, f"{key} is not a key of the config (nothing reads it)", fix, rule="schema.key")
+        return _unknown_key(key, value, list(_fields_at(model_cls, loc[:-1])), loc, data)
     from r1exp.config.compose import CONF_DIR
 
     group = key.split(".")[0]
@@ -215,6 +285,31 @@ def _problem(key, err, kind, why_more, model_cls, loc, data) -> Problem:
                                                                                        # primary config's own keys
     return Problem(key, value, f"expected {_expected(err)}",
                    f"set {key} to {_expected(err)} (see {where})", rule="schema.type")
+
+
+def _unknown_key(key: str, value, known: list, loc: tuple, data) -> Problem:
+    """A key nothing reads: "did you mean" the closest known keys, else the keys there are; under data, the option
+    the key belongs to when it is another one's (max_operand is data=arithmetic's)."""
+    close = difflib.get_close_matches(loc[-1], known, n=2, cutoff=0.6)
+    parent = key.rpartition(".")[0]
+    where = "the config"
+    if loc[:1] == ("data",) and len(loc) == 2:
+        option = (data.get("data") or {}).get("name") if isinstance(data, dict) else None
+        where = f"data={option}" if option else "data"
+        elsewhere = _data_options_with(loc[-1])
+        if elsewhere and not close:
+            return Problem(key, value, f"{key} is not a key of {where} (nothing reads it): it is a key of "
+                           f"{', '.join(elsewhere)}", f"pick that option ({elsewhere[0]}), or drop {key}",
+                           rule="schema.key")
+    fix = (f"did you mean {' or '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else
+           f"keys under {parent or 'the top level'}: {', '.join(sorted(known))}")
+    from r1exp.config.secret_names import REDACTED, is_secret_name
+
+    if is_secret_name(key) and isinstance(value, str):   # never echo a credential (max_prompt_token=4000 is none)
+        value = REDACTED
+        fix += ("; a credential belongs in the environment (WANDB_API_KEY, HF_TOKEN), where the W&B and hub clients "
+                "read it")
+    return Problem(key, value, f"{key} is not a key of {where} (nothing reads it)", fix, rule="schema.key")
 
 
 def _expected(err) -> str:
@@ -267,10 +362,11 @@ def schema_problems(cfg) -> list[Problem]:
     """Types and ranges of r1exp's own keys and of the trainer's known ranges."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     out = []
+    run = run_class(data_class(plain.get("data")))
     try:
-        Run.model_validate(plain)
+        run.model_validate(plain)
     except ValidationError as e:
-        out += problems_of(e, "", Run, plain)
+        out += problems_of(e, "", run, plain)
     trainer = plain.get("trainer")
     if isinstance(trainer, dict):
         try:

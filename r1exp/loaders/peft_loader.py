@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from r1exp.config.rule import Rule
 from r1exp.errors import Problem
-from r1exp.loaders.base import Loaded, Loader
+from r1exp.loaders.base import Loaded, Loader, lora_target_modules
 
 
 def lora_config(cfg: DictConfig):
@@ -21,7 +21,7 @@ def lora_config(cfg: DictConfig):
 
     lora = cfg.model.lora
     return LoraConfig(r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=lora_target_modules(cfg), task_type="CAUSAL_LM")
 
 
 def check_four_bit(ctx):
@@ -54,7 +54,9 @@ class PeftLoader(Loader):
 
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return Loaded(model=model, tokenizer=tokenizer, peft_config=lora_config(cfg), path=source)
+        tokenizer = self.finish_tokenizer(cfg, AutoTokenizer.from_pretrained(source))
+        return Loaded(model=model, tokenizer=tokenizer, peft_config=self.adapter_config(cfg), path=source)
+
+    def adapter_config(self, cfg: DictConfig):
+        """The LoRA config TRL applies to the model."""
+        return lora_config(cfg)

@@ -49,7 +49,7 @@ from r1exp.config.rule import Rule, get
 from r1exp.config.rule import BuiltRule
 from r1exp.patches import torch_dynamo
 from r1exp.errors import Problem
-from r1exp.loaders.base import Loaded, Loader
+from r1exp.loaders.base import Loaded, Loader, lora_target_modules
 from r1exp.versions import INSTALL
 
 
@@ -126,6 +126,15 @@ UNSLOTH_ACT_FACTOR = 1.0  # one layer's activations, fitted on measured H200 pea
 UNSLOTH_RECOMPUTE_ACT_FACTOR = 1.6  # recompute_logits: the backward holds more than one layer's activations (its
                                     # peak moved from the logits to the layers); fitted on measured H200 peaks with
                                     # recompute_logits (0.5B, 1.5B, 7B: -6% to -9% at 1.0, within ±3% at 1.6)
+
+
+# Unsloth's standby picks vLLM's fraction by the GPU's size (unsloth_zoo.vllm_utils.load_vllm, 2026.10: a tenth of
+# the GPU in GiB -> fraction, then x0.95 for vLLM >= 0.11)
+STANDBY_FRACTIONS = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775), (0.0, 0.75))
+
+
+def standby_fraction(device_gb: float) -> float:
+    return next(f for tenth, f in STANDBY_FRACTIONS if device_gb * 0.1 >= tenth) * 0.95
 
 
 class UnslothLoader(Loader):
@@ -213,6 +222,49 @@ class UnslothLoader(Loader):
     def shares_engine_weights(self, engine_in_process: bool) -> bool:
         return self.fast_inference and engine_in_process
 
+    def plan_notes(self, cfg: DictConfig, plan) -> list[str]:
+        if not (self.standby and self.fast_inference and plan.device_gb and plan.gpu_memory_utilization):
+            return []
+        return [f"standby: Unsloth would give vLLM {standby_fraction(plan.device_gb):.3f} of this GPU; r1exp hands "
+                f"it the planned {plan.gpu_memory_utilization} instead (r1exp's wins)"]
+
+    def utilization_is_ceiling(self, engine_in_process: bool) -> bool:
+        """Unsloth hands vLLM less than the fraction it is given (the fraction of the memory free at load, lowered
+        for training's activations, retried 0.85x lower on an out-of-memory start: unsloth_zoo.vllm_utils
+        load_vllm / approximate_vllm_memory_usage); its notebooks ask 0.9 and log 0.5-0.7. r1exp plans the fraction
+        that fits beside training, at most the one asked, and hands it to the engine itself."""
+        return self.fast_inference and engine_in_process
+
+    def adopt(self, cfg: DictConfig) -> list:
+        """Unsloth's GRPOConfig raises per_device_train_batch_size to num_generations when per_device_train_batch_size
+        x gradient_accumulation_steps x world size is not a multiple of num_generations (and neither
+        steps_per_generation nor generation_batch_size is set); its notebooks print "We will change the batch
+        size of 1 to the `num_generations` of 6". r1exp makes the same change before planning and says so."""
+        from omegaconf import open_dict
+
+        from r1exp.plan.memory import trainer_value
+        from r1exp.scale.distributed import planned_world_size
+
+        values = {k: trainer_value(cfg, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                                       "num_generations", "steps_per_generation",
+                                                       "generation_batch_size")}
+        micro, accumulation, gens = (values["per_device_train_batch_size"], values["gradient_accumulation_steps"],
+                                     values["num_generations"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (micro, accumulation, gens)):
+            return []   # the schema's rows report it
+        if values["steps_per_generation"] is not None or values["generation_batch_size"] is not None:
+            return []
+        if (accumulation * planned_world_size(cfg) * micro) % gens == 0:
+            return []
+        with open_dict(cfg.trainer):
+            cfg.trainer.per_device_train_batch_size = gens
+        return [Problem("trainer.per_device_train_batch_size", micro,
+                        f"Unsloth changes it to num_generations={gens} (per_device_train_batch_size x "
+                        f"gradient_accumulation_steps x processes = {micro} x {accumulation} x "
+                        f"{planned_world_size(cfg)} is not a multiple of {gens}); r1exp plans and passes {gens}",
+                        f"set trainer.per_device_train_batch_size={gens} (or a multiple) to say so yourself",
+                        rule="unsloth.batch", severity="warning")]
+
     def sleeps_own_engine(self) -> bool:
         """Standby: Unsloth sleeps its engine while the trainer computes gradients, releasing the KV cache and keeping
         the weights the trainer shares (H200, 7B 64 x 256: peak 24.5 vs 25.8 GiB awake, the 1.3 GiB KV cache)."""
@@ -259,7 +311,8 @@ class UnslothLoader(Loader):
         from unsloth import FastLanguageModel
 
         lora = cfg.model.lora
-        kwargs = dict(model_name=source, max_seq_length=int(cfg.model.max_seq_length), load_in_4bit=self.load_in_4bit,
+        longest = cfg.model.max_seq_length or plan.max_model_len   # null: as long as the run's sequences
+        kwargs = dict(model_name=source, max_seq_length=int(longest), load_in_4bit=self.load_in_4bit,
                       fast_inference=self.fast_inference, max_lora_rank=self.max_lora_rank,
                       dtype=getattr(torch, str(cfg.model.dtype)))
         if not self.fast_inference:
@@ -267,10 +320,8 @@ class UnslothLoader(Loader):
         else:
             # engine_context: the engine's own settings (graphs, compile, batch limits, one step's sequences at
             # once) replace Unsloth's choices; the post-build check reads them back
-            util = self.gpu_memory_utilization
-            if util in (None, "auto"):  # without a value Unsloth takes its own default share of the GPU
-                util = plan.gpu_memory_utilization
-            if util is not None:
+            util = plan.gpu_memory_utilization   # the planned fraction: an explicit one, or lower where it is a
+            if util is not None:                 # ceiling (utilization_is_ceiling); without a value Unsloth's own
                 kwargs["gpu_memory_utilization"] = float(util)
             # Unsloth sizes its engine's max_model_len from max_seq_length (a max_model_len argument is ignored:
             # the 7B run got 2048 instead of the planned 320, docs/benchmarks.md)
@@ -279,12 +330,11 @@ class UnslothLoader(Loader):
             model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
         model = FastLanguageModel.get_peft_model(
             model, r=int(lora.r), lora_alpha=int(lora.alpha), lora_dropout=float(lora.dropout),
-            target_modules=list(lora.target_modules),
+            target_modules=lora_target_modules(cfg, names_only=True),
             use_gradient_checkpointing="unsloth" if cfg.trainer.get("gradient_checkpointing") else False,
             random_state=int(cfg.seed),
         )
         if not self.compile:
             torch_dynamo.disable()  # after vLLM compiled its engine (r1exp.patches.torch_dynamo)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = self.finish_tokenizer(cfg, tokenizer)
         return Loaded(model=model, tokenizer=tokenizer, peft_config=None, path=source)

@@ -276,7 +276,7 @@ def _random_model(model_cfg, tokenizer):
     )
     if a.get("head_dim"):
         kwargs["head_dim"] = int(a.head_dim)
-    config = AutoConfig.for_model(FAMILY_TO_MODEL_TYPE[a.family], **kwargs)
+    config = AutoConfig.for_model(FAMILY_TO_MODEL_TYPE.get(a.family, a.family), **kwargs)
     torch.manual_seed(0)
     dtype = getattr(torch, str(model_cfg.get("dtype", "float32")))
     # Real shapes (no warm-up) are initialised on the GPU when there is one: a 7B model in seconds, not minutes.

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
+from r1exp.plan.sharding import GATHERED_LAYERS, Sharding, optimizer_bytes, sharding_of
+
 GiB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 NF4_BYTES = 0.53            # 4-bit NF4 + double-quantized block scales, per parameter
@@ -45,9 +47,11 @@ class MemoryPlan:
     engine_min_gb: float = 0.0         # weights + KV cache for one sequence + overhead: below this vLLM cannot start
     shared_weights: bool = False       # the loader's in-process engine generates with the trainer's own weights
     loader_sleeps_engine: bool = False  # the loader sleeps that engine itself while the trainer computes gradients
+    utilization_ceiling: bool = False  # an explicit gpu_memory_utilization is a ceiling (lowered to what fits)
     max_model_len: int = 0
     prompt_tokens: int = 0
     generation_batch: int = 0
+    sharding: dict = field(default_factory=dict)   # what the distributed strategy divides (r1exp.plan.sharding)
     cpu_node_gb: tuple = ()            # vllm-cpu: (total, available) of the memory node its fraction refers to
     notes: list = field(default_factory=list)
 
@@ -79,12 +83,13 @@ def trainer_value(cfg, key, fallback=None):
 
 
 def lora_params(arch, lora) -> int:
-    h, heads, kv = int(arch.hidden), int(arch.heads), int(arch.kv_heads)
-    hd = int(arch.get("head_dim") or h // heads)
-    inter = int(arch.intermediate)
-    shapes = {"q_proj": (h, heads * hd), "k_proj": (h, kv * hd), "v_proj": (h, kv * hd), "o_proj": (heads * hd, h),
-              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
-    per_layer = sum(int(lora.r) * (i + o) for name, (i, o) in shapes.items() if name in set(lora.target_modules))
+    """Adapter parameters: r x (in + out) for every linear module target_modules picks (names, "all-linear", a
+    regex), in every layer (r1exp.models.architecture)."""
+    from r1exp.models.architecture import lora_shapes, targeted
+
+    shapes = lora_shapes(arch)
+    picked = [name for name in targeted(arch, lora.target_modules) if name in shapes]
+    per_layer = sum(int(lora.r) * sum(shapes[name]) for name in picked)
     return per_layer * int(arch.layers)
 
 
@@ -164,6 +169,31 @@ def logprob_head_gb(cfg, micro: int, fused: bool) -> float:
     return scored * int(arch.vocab) * LOGIT_BYTES / GiB
 
 
+def sharded_weights_gb(cfg, shards: Sharding) -> float:
+    """The weights one process holds: all of them, or its shard plus the layers gathered while computing."""
+    weights = weights_gb(cfg)
+    if shards.weights <= 1:
+        return weights
+    layers = int(cfg.model.arch.layers)
+    return weights / shards.weights + weights * min(GATHERED_LAYERS, layers) / layers
+
+
+def trained_state_terms(cfg, loader, shards: Sharding) -> dict:
+    """What training adds to the weights, per process: an adapter's weights, gradients and AdamW state (fp32); or,
+    training every weight (loader=full), gradients and optimizer states of the whole model, divided as the strategy
+    shards them, and with beta > 0 a frozen reference copy of the weights."""
+    arch = cfg.model.arch
+    if loader.trains_adapter:
+        return {"lora+optimizer": lora_params(arch, cfg.model.lora) * LORA_BYTES / GiB / shards.optimizer}
+    params = float(arch.params)
+    dtype_bytes = DTYPE_BYTES.get(str(cfg.model.dtype), 2)
+    terms = {"gradients": params * dtype_bytes / GiB / shards.gradients,
+             "optimizer": params * optimizer_bytes(cfg, shards, dtype_bytes) / GiB / shards.optimizer}
+    if float(trainer_value(cfg, "beta", 0.0) or 0.0) > 0:
+        terms["reference_model"] = sharded_weights_gb(cfg, shards)
+    return terms
+
+
 def plan_memory(cfg: DictConfig, env, engine, loader) -> MemoryPlan:
     """The plan of a run with this engine and loader (resolved once by the pre-flight, r1exp.components.Resolved).
     The loader says what it changes as plain values (its own training loop's terms, whether its engine shares the
@@ -178,20 +208,22 @@ def plan_memory(cfg: DictConfig, env, engine, loader) -> MemoryPlan:
                       max_model_len=max_model_len(cfg), prompt_tokens=prompt_tokens(cfg),
                       generation_batch=generation_batch(cfg))
     micro = int(trainer_value(cfg, "per_device_train_batch_size", 8))
-    plan.terms = {
-        "weights": weights_gb(cfg),
-        "lora+optimizer": lora_params(arch, cfg.model.lora) * LORA_BYTES / GiB,
-        "activations": activations_gb(cfg, micro * sequence_tokens(cfg)),
-        "logprob_head": logprob_head_gb(cfg, micro, grpo_fields().fused_lm_head),
-        "cuda_context": 0.0 if on_cpu else CUDA_CONTEXT_GB,
-    }
-    if float(trainer_value(cfg, "beta", 0.0) or 0.0) > 0:
+    shards = sharding_of(cfg)
+    plan.sharding = shards.as_dict()
+    plan.terms = {"weights": sharded_weights_gb(cfg, shards), **trained_state_terms(cfg, loader, shards),
+                  "activations": activations_gb(cfg, micro * sequence_tokens(cfg)),
+                  "logprob_head": logprob_head_gb(cfg, micro, grpo_fields().fused_lm_head),
+                  "cuda_context": 0.0 if on_cpu else CUDA_CONTEXT_GB}
+    if shards.sharded:
+        plan.notes.append(shards.describe())
+    if loader.trains_adapter and float(trainer_value(cfg, "beta", 0.0) or 0.0) > 0:
         plan.notes.append("beta>0 with LoRA: the reference model is the base with the adapter disabled (no copy)")
     loader.adjust_terms(cfg, plan.terms, micro)
     plan.shared_weights = loader.shares_engine_weights(engine.in_process)
     plan.loader_sleeps_engine = plan.shared_weights and loader.sleeps_own_engine()
-    terms = plan.terms
-    static = terms["weights"] + terms["lora+optimizer"] + terms["cuda_context"]
-    dynamic = terms["activations"] + terms["logprob_head"]
+    plan.utilization_ceiling = loader.utilization_is_ceiling(engine.in_process)
+    dynamic = plan.terms["activations"] + plan.terms["logprob_head"]
+    static = sum(gb for name, gb in plan.terms.items() if name not in ("activations", "logprob_head"))
     engine.plan_memory(cfg, env, plan, static, dynamic)
+    plan.notes += loader.plan_notes(cfg, plan)
     return plan

@@ -17,36 +17,12 @@ import os
 import re
 from pathlib import Path
 
-REDACTED = "<redacted>"
-# The last word of a name that makes it a credential on its own.
-SECRET_WORDS = {"secret", "secrets", "password", "passwd", "passphrase", "credential", "credentials", "apikey",
-                "auth", "token"}
-# `<word>_key` is a credential for these words (`sort_key` or `answer_key` are not).
-KEY_OWNERS = {"api", "access", "private", "secret", "auth", "wandb", "openai", "anthropic", "hf", "license", "ssh",
-              "signing", "encryption", "session", "service", "client", "master"}
-# `<word>_token` names that are tokenizer vocabulary, not credentials.
-NOT_CREDENTIAL_TOKENS = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "image", "video", "audio",
-                         "start", "end", "think", "answer", "vision", "boi", "eoi"}
+from r1exp.config.secret_names import REDACTED, is_secret_name
+
 MIN_SECRET_LENGTH = 6  # shorter environment values ("1", "true") are not cut out of text
-_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.-]*)=(?P<value>\$\{[^}]*\}|[^\s,'\"]+)")
+# `key=value` (an override) or `key: value` (inside a Hydra dict override, `+reward.judge={api_key: ...}`)
+_ASSIGNMENT = re.compile(r"(?P<key>[A-Za-z_][\w.-]*)(?P<sep>=|:[ \t]*)(?P<value>\$\{[^}]*\}|[^\s,'\"{}\[\]]+)")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@", re.I)
-
-
-def _words(name: str) -> list[str]:
-    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
-
-
-def is_secret_name(name: str) -> bool:
-    """True for names such as WANDB_API_KEY, HF_TOKEN, logger.api_key, db_password; false for pad_token."""
-    words = _words(str(name).rsplit(".", 1)[-1])
-    if not words:
-        return False
-    last, before = words[-1], (words[-2] if len(words) > 1 else "")
-    if last == "token":
-        return before not in NOT_CREDENTIAL_TOKENS
-    if last == "key":
-        return before in KEY_OWNERS or len(words) == 1
-    return last in SECRET_WORDS or "apikey" in words
 
 
 def secret_values(environ=None) -> set[str]:
@@ -67,7 +43,7 @@ def redact_text(text: str, values: set[str] | None = None) -> str:
 
 def _redact_assignment(m: re.Match) -> str:
     if is_secret_name(m["key"]) and not _is_interpolation(m["value"]) and m["value"] != REDACTED:
-        return f"{m['key']}={REDACTED}"
+        return f"{m['key']}{m['sep']}{REDACTED}"
     return m[0]
 
 
@@ -123,51 +99,3 @@ def scrub_yaml(path: Path) -> bool:
 def scrub_hydra_files(run_dir: Path) -> list[str]:
     """Rewrite the run's .hydra/*.yaml (Hydra saves them before r1exp runs) without secrets; the names changed."""
     return [path.name for path in sorted((Path(run_dir) / ".hydra").glob("*.yaml")) if scrub_yaml(path)]
-
-
-# --- a validation rule: no secret reaches the trainer's arguments ------------------------------------------------
-# The HF Trainer pickles its TrainingArguments whole into training_args.bin (in adapter/, in every checkpoint, and in
-# the W&B model artifact); a pickle cannot be scrubbed the way r1exp's own files are, so a secret is refused before
-# it gets there. The environment is the place for credentials: huggingface_hub reads HF_TOKEN, W&B WANDB_API_KEY.
-ENV_FOR = {"hub_token": "HF_TOKEN", "push_to_hub_token": "HF_TOKEN"}
-
-
-def trainer_secrets(ctx):
-    from omegaconf import OmegaConf
-
-    from r1exp.errors import Problem
-
-    trainer = OmegaConf.select(ctx.cfg, "trainer", default=None)
-    if not OmegaConf.is_dict(trainer):
-        return
-    values = secret_values()
-    for key, value in _leaves(OmegaConf.to_container(trainer, resolve=True), "trainer"):
-        leaf = key.rsplit(".", 1)[-1]
-        by_name = is_secret_name(leaf) and value not in (None, "")
-        if not by_name and not (isinstance(value, str) and any(v in value for v in values)):
-            continue
-        env = ENV_FOR.get(leaf, "HF_TOKEN" if "hub" in leaf else "the variable the library reads")
-        why = (f"{key} holds a credential" if by_name else f"{key} holds the value of a secret environment variable")
-        yield Problem(key, REDACTED, why + ": the HF Trainer pickles its arguments into training_args.bin (adapter/, "
-                      "every checkpoint, the W&B artifact), where it would be stored in plain text",
-                      f"drop {key} and keep the secret in the environment ({env}); the hub and W&B clients read it "
-                      "from there", rule="secrets.trainer")
-
-
-def _leaves(obj, prefix: str):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _leaves(v, f"{prefix}.{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, obj
-
-
-def secret_rules() -> list:
-    """Rows of the rules table (gathered by r1exp.checks.validate)."""
-    from r1exp.config.rule import Rule
-
-    return [Rule("secrets.trainer", ("trainer.*",), trainer_secrets,
-                 doc="no credential in trainer.* (the HF Trainer pickles its arguments into training_args.bin)")]

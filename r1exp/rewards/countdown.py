@@ -10,22 +10,25 @@ import json
 import operator
 import re
 
-from r1exp.rewards.text import ANSWER_TAG, completion_text
+from r1exp.data.tags import Tags
+from r1exp.rewards.text import completion_text
 
 ALLOWED = re.compile(r"^[\d+\-*/().\s]+$")
 OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
-def countdown(completions, numbers, target, **_) -> list[float | None]:
-    """1.0 when the last <answer> holds an equation over exactly the given numbers that equals the target (an
-    `= target` at its end is allowed), else 0.0; None when the row has no numbers or target."""
+def countdown(completions, numbers, target, *, tags=None, **_) -> list[float | None]:
+    """1.0 when the last answer block (`tags`: <answer>...</answer> by default) holds an equation over exactly the
+    given numbers that equals the target (an `= target` at its end is allowed), else 0.0; None when the row has no
+    numbers or target."""
+    pattern = Tags.of(tags).answer_pattern
     scores = []
     for completion, given, goal in zip(completions, numbers, target):
         given, goal = _numbers(given), _number(goal)
         if given is None or goal is None:
             scores.append(None)
             continue
-        tagged = ANSWER_TAG.findall(completion_text(completion))
+        tagged = pattern.findall(completion_text(completion))
         value = evaluate(tagged[-1], given) if tagged else None
         scores.append(1.0 if value is not None and abs(value - goal) < 1e-6 else 0.0)
     return scores

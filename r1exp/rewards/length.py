@@ -13,17 +13,17 @@ def _ids(completion_ids, n: int) -> list:
     return list(completion_ids) if completion_ids is not None else [None] * n
 
 
-def _correct(completions, answer) -> list[bool | None]:
-    return [is_correct(extract_answer(completion_text(c)), gold) for c, gold in zip(completions, answer)]
+def _correct(completions, answer, tags) -> list[bool | None]:
+    return [is_correct(extract_answer(completion_text(c), tags), gold) for c, gold in zip(completions, answer)]
 
 
-def length(completions, answer, prompts=None, completion_ids=None, **_) -> list[float | None]:
+def length(completions, answer, prompts=None, completion_ids=None, *, tags=None, **_) -> list[float | None]:
     """Kimi 1.5: within the completions of one prompt, lam = 0.5 - (len - min) / (max - min); a right answer gets
     lam (shorter is better), a wrong one min(0, lam) (never rewarded for being short). 0 when all lengths are equal;
     None when the gold answer does not parse."""
     n = len(completions)
     lengths = [completion_length(c, ids) for c, ids in zip(completions, _ids(completion_ids, n))]
-    correct = _correct(completions, answer)
+    correct = _correct(completions, answer, tags)
     groups: dict[str, list[int]] = {}
     for i, prompt in enumerate(prompts if prompts is not None else [None] * n):
         groups.setdefault(repr(prompt), []).append(i)
@@ -39,13 +39,14 @@ def length(completions, answer, prompts=None, completion_ids=None, **_) -> list[
 
 
 def cosine(completions, answer, completion_ids=None, *, max_length: int = 1000, min_correct: float = 0.5,
-           max_correct: float = 1.0, min_wrong: float = -1.0, max_wrong: float = -0.5, **_) -> list[float | None]:
+           max_correct: float = 1.0, min_wrong: float = -1.0, max_wrong: float = -0.5, tags=None,
+           **_) -> list[float | None]:
     """Correctness scaled by a cosine of the length (Yeo et al. 2025): a right answer earns max_correct when short,
     falling to min_correct at max_length; a wrong one costs min_wrong when short, easing to max_wrong at
     max_length (thinking longer is less bad when wrong). None when the gold answer does not parse."""
     n = len(completions)
     scores: list[float | None] = []
-    for c, ids, correct in zip(completions, _ids(completion_ids, n), _correct(completions, answer)):
+    for c, ids, correct in zip(completions, _ids(completion_ids, n), _correct(completions, answer, tags)):
         if correct is None:
             scores.append(None)
             continue

@@ -21,19 +21,21 @@ class RewardSpec:
     probe: str = "answer"    # r1exp.rewards.sanity.PROBES key
     math_verify: bool = False  # checks answers with math-verify (imported when the reward is built, not mid-step)
     reasoning: bool = False  # asks for written reasoning (<think>...</think>): needs room in max_completion_length
+    tags: tuple = ()         # the tag pairs it looks for (r1exp.data.tags): the system prompt should name them
 
 
+ANSWER, BOTH = ("answer",), ("think", "answer")
 SPECS: dict[str, RewardSpec] = {
-    "accuracy": RewardSpec(correctness.accuracy, needs=("answer",), probe="answer", math_verify=True),
-    "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer"),
-    "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer"),
-    "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer"),
-    "format": RewardSpec(shape.format, probe="format", reasoning=True),
-    "tag_count": RewardSpec(shape.tag_count, probe="format", reasoning=True),
-    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps", reasoning=True),
+    "accuracy": RewardSpec(correctness.accuracy, needs=("answer",), probe="answer", math_verify=True, tags=ANSWER),
+    "exact": RewardSpec(correctness.exact_match, needs=("answer",), probe="answer", tags=ANSWER),
+    "numeric": RewardSpec(correctness.numeric_match, needs=("answer",), probe="answer", tags=ANSWER),
+    "countdown": RewardSpec(countdown.countdown, needs=("numbers", "target"), probe="answer", tags=ANSWER),
+    "format": RewardSpec(shape.format, probe="format", reasoning=True, tags=BOTH),
+    "tag_count": RewardSpec(shape.tag_count, probe="format", reasoning=True, tags=BOTH),
+    "reasoning_steps": RewardSpec(shape.reasoning_steps, probe="steps", reasoning=True, tags=("think",)),
     "repetition": RewardSpec(shape.repetition, probe="repetition"),
-    "length": RewardSpec(length.length, needs=("answer",), probe="brevity", math_verify=True),
-    "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer", math_verify=True),
+    "length": RewardSpec(length.length, needs=("answer",), probe="brevity", math_verify=True, tags=ANSWER),
+    "cosine": RewardSpec(length.cosine, needs=("answer",), probe="answer", math_verify=True, tags=ANSWER),
     "overlong": RewardSpec(length.overlong, probe="overlong"),
 }
 

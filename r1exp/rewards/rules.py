@@ -18,7 +18,8 @@ import math
 from omegaconf import OmegaConf
 
 from r1exp import data
-from r1exp.config.rule import Rule, is_number
+from r1exp.config.rule import Rule, get, is_number
+from r1exp.data.tags import DEFAULT, Tags, configured, tag_problems
 from r1exp.errors import Problem
 from r1exp.rewards import RESERVED, params_of
 from r1exp.rewards.library import SPECS
@@ -212,6 +213,56 @@ def reward_weights(ctx):
 
 
 
+def reward_tags(ctx):
+    """A reward's own tags (reward.<label>.tags, when it does not follow data.tags) are checked like data.tags; a
+    value that is data.tags is reported once, there."""
+    data_tags = configured(get(ctx.cfg, "data.tags"))
+    for label, entry in _entries(ctx.cfg):
+        value = configured(entry.get("tags"))
+        if value is not None and value != data_tags:
+            yield from tag_problems(value, f"reward.{label}.tags")
+
+
+def looked_for(cfg) -> dict:
+    """tag -> the rewards that look for it: a library reward's tag pairs (its own tags, else its function's
+    defaults), every tag of a user's reward given `tags`. Rewards with malformed tags are left out (reward.tags)."""
+    found: dict = {}
+    rank: dict = {}     # the order a completion has them: reasoning open, close, answer open, close
+    for label, entry in _entries(cfg):
+        value = configured(entry.get("tags"))
+        spec = SPECS.get(entry.get("name")) if not entry.get("_target_") else None
+        parts = spec.tags if spec else (("think", "answer") if value is not None else ())
+        if not parts or tag_problems(value, "tags"):
+            continue
+        tags = Tags.of(value) if value is not None else DEFAULT
+        for i, part in enumerate(("think", "answer")):
+            for j, tag in enumerate(getattr(tags, part) if part in parts else ()):
+                found.setdefault(tag, []).append(str(label))
+                rank.setdefault(tag, (i, j))
+    return {tag: found[tag] for tag in sorted(found, key=rank.get)}
+
+
+def prompt_names_tags(ctx):
+    """The model is told the format in the system prompt; a prompt that never names a tag a reward looks for
+    teaches nothing about it, and that reward stays near 0 (a warning: the prompt may be right and a tag a typo)."""
+    prompt = get(ctx.cfg, "data.system_prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return
+    missing = {tag: labels for tag, labels in looked_for(ctx.cfg).items() if tag not in prompt}
+    if not missing:
+        return
+    rewards = sorted({label for labels in missing.values() for label in labels})
+    value = configured(get(ctx.cfg, "data.tags"))
+    tags = DEFAULT if tag_problems(value, "data.tags") else Tags.of(value)
+    example = (f", e.g. \"data.system_prompt='Think, then answer as {tags.describe()}.'\""
+               if set(missing) <= set(tags.all) else "")
+    yield Problem("data.system_prompt", prompt,
+                  f"it does not name {', '.join(missing)}, which reward{'s' * (len(rewards) > 1)} "
+                  f"{', '.join(rewards)} look{'s' * (len(rewards) == 1)} for: the model is not told the format it is "
+                  "scored on", f"name {', '.join(missing)} in the prompt{example}; or make the rewards look for the "
+                  "prompt's tags (+data.tags=..., reward.<label>.tags=...)", severity="warning")
+
+
 RULES: list[Rule] = [
     Rule("reward.name", ("reward.*.name", "reward.*._target_"), reward_names,
          doc="at least one reward; each names a library reward or a _target_"),
@@ -223,6 +274,10 @@ RULES: list[Rule] = [
          doc="library rewards get only parameters they have; sanity probes exist"),
     Rule("reward.columns", ("reward.*", "data.name", "data.keep_fields"), check_columns,
          doc="every column a reward reads exists in the data"),
+    Rule("reward.tags", ("reward.*.tags",), reward_tags,
+         doc="a reward's own tags are two pairs [open, close] of four different, non-empty tags"),
+    Rule("reward.prompt_tags", ("data.system_prompt", "data.tags", "reward.*.tags"), prompt_names_tags,
+         doc="the system prompt names every tag the rewards look for (warning)"),
     Rule("checks.reward", ("checks.max_reward_failure_rate", "checks.reward_sanity_samples"), check_reward_checks,
          doc="reward failure rate is a share; the sanity check has rows to compare"),
 ]

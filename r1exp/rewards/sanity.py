@@ -5,9 +5,10 @@ the row's gold answer, the way TRL will call it (chat-message completions, the r
 ids). What "good" and "bad" mean depends on the reward, so each reward has a probe (PROBES, chosen by the library
 table or a reward's `sanity_probe`): a correctness reward must prefer the gold answer to another row's answer,
 both well formatted; a format reward must prefer the well-formatted gold answer to the same answer unformatted
-(it cannot be asked to tell right from wrong); and so on. A reward that raises, returns something TRL cannot use,
-has no opinion on any row, or does not prefer the good completion in most rows stops the run (exit 2) with a
-message naming the reward, an example and the likely cause.
+(it cannot be asked to tell right from wrong); and so on. "Well formatted" is in the tags the reward is given
+(`reward.<label>.tags`, which follows data.tags), else the data's (r1exp.data.tags). A reward that raises, returns
+something TRL cannot use, has no opinion on any row, or does not prefer the good completion in most rows stops the
+run (exit 2) with a message naming the reward, an example and the likely cause.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable
 
+from r1exp.data.tags import DEFAULT, Tags, configured
 from r1exp.errors import Problem
 from r1exp.rewards.guard import checked_scores
 from r1exp.rewards.text import approximate_ids, normalize, to_number
@@ -35,53 +37,56 @@ class Case:
     wrong: str
 
 
-def well_formed(answer: str, reasoning: str = "") -> str:
-    return f"<think>{reasoning or 'Let me work it out.'}</think><answer>{answer}</answer>"
+def well_formed(answer: str, reasoning: str = "", tags: Tags | None = None) -> str:
+    return (tags or DEFAULT).wrap(answer, reasoning or "Let me work it out.")
 
 
 @dataclass(frozen=True)
 class Probe:
-    good: Callable[[Case, dict], str]   # (case, reward params) -> the completion the reward should prefer
-    bad: Callable[[Case, dict], str]
-    good_is: str                        # words for the message
+    good: Callable[[Case, dict, Tags], str]   # (case, reward params, its tags) -> the completion it should prefer
+    bad: Callable[[Case, dict, Tags], str]
+    good_is: str                        # words for the message ({format}: the tags' format, <think>...<answer>...)
     bad_is: str
     cause: str                          # the likely cause when the reward does not prefer `good`
 
 
-def _overlong(case: Case, params: dict) -> str:
+def _overlong(case: Case, params: dict, tags: Tags) -> str:
     words = 2 * int(params.get("max_length") or 1024) + 10
-    return well_formed(case.gold, " ".join(["step"] * words))
+    return well_formed(case.gold, " ".join(["step"] * words), tags)
 
 
 PROBES: dict[str, Probe] = {
     "answer": Probe(
-        good=lambda c, p: well_formed(c.gold, c.reasoning), bad=lambda c, p: well_formed(c.wrong, c.reasoning),
+        good=lambda c, p, t: well_formed(c.gold, c.reasoning, t),
+        bad=lambda c, p, t: well_formed(c.wrong, c.reasoning, t),
         good_is="the gold answer", bad_is="a wrong answer (another row's), both well formatted",
         cause="it scores a right and a wrong answer alike: it may read the gold answer from the wrong column, or "
               "fail to parse answers written like the gold one"),
     "format": Probe(
-        good=lambda c, p: well_formed(c.gold, c.reasoning), bad=lambda c, p: f"{c.reasoning} so the answer is {c.gold}",
-        good_is="the gold answer in <think>...</think><answer>...</answer>", bad_is="the same answer without tags",
-        cause="it does not reward the <think>...</think><answer>...</answer> format: check its pattern"),
+        good=lambda c, p, t: well_formed(c.gold, c.reasoning, t),
+        bad=lambda c, p, t: f"{c.reasoning} so the answer is {c.gold}",
+        good_is="the gold answer in {format}", bad_is="the same answer without tags",
+        cause="it does not reward the {format} format: check its pattern, and that its tags are the data's "
+              "(reward.<label>.tags, data.tags)"),
     "steps": Probe(
-        good=lambda c, p: well_formed(c.gold, f"Step 1: read the question.\nStep 2: {c.reasoning or 'compute'}.\n"
-                                              f"Step 3: check the result."),
-        bad=lambda c, p: well_formed(c.gold, c.gold),
+        good=lambda c, p, t: well_formed(c.gold, f"Step 1: read the question.\nStep 2: {c.reasoning or 'compute'}.\n"
+                                                 f"Step 3: check the result.", t),
+        bad=lambda c, p, t: well_formed(c.gold, c.gold, t),
         good_is="an answer reasoned in numbered steps", bad_is="the same answer with no steps",
         cause="it does not count reasoning steps: check its step markers"),
     "repetition": Probe(
-        good=lambda c, p: well_formed(c.gold, c.reasoning),
-        bad=lambda c, p: well_formed(c.gold, " ".join(["so the answer is", c.gold] * 12)),
+        good=lambda c, p, t: well_formed(c.gold, c.reasoning, t),
+        bad=lambda c, p, t: well_formed(c.gold, " ".join(["so the answer is", c.gold] * 12), t),
         good_is="the gold answer", bad_is="the gold answer after a phrase repeated 12 times",
         cause="it does not penalize repetition: check its n-gram size and penalty"),
     "brevity": Probe(
-        good=lambda c, p: well_formed(c.gold, c.reasoning),
-        bad=lambda c, p: well_formed(c.gold, " ".join([c.reasoning, *[PAD] * 12])),
+        good=lambda c, p, t: well_formed(c.gold, c.reasoning, t),
+        bad=lambda c, p, t: well_formed(c.gold, " ".join([c.reasoning, *[PAD] * 12]), t),
         good_is="a short right answer", bad_is="the same right answer after much longer reasoning",
         cause="it does not prefer the shorter of two right answers: it may read the gold answer from the wrong "
               "column or fail to parse it"),
     "overlong": Probe(
-        good=lambda c, p: well_formed(c.gold, "ok"), bad=_overlong,
+        good=lambda c, p, t: well_formed(c.gold, "ok", t), bad=_overlong,
         good_is="a short answer", bad_is="an answer twice max_length long",
         cause="it does not punish over-long completions: check max_length"),
 }
@@ -91,6 +96,7 @@ PROBES: dict[str, Probe] = {
 class Verdict:
     label: str
     probe: str
+    tags: Tags = DEFAULT
     good_mean: float | None = None
     bad_mean: float | None = None
     preferred: float | None = None   # share of rows where good scored higher
@@ -142,12 +148,19 @@ def check_rewards(cfg) -> SanityReport:
         report.skipped = "the data has no rows"
         return report
     state = SimpleNamespace(global_step=0, epoch=0.0, max_steps=int(cfg.trainer.get("max_steps", -1) or -1))
+    data_tags = Tags.of(configured(cfg.data.get("tags")))
     for label, entry in cfg.reward.items():
         probe = probe_of(entry)
         if probe == "none":
             continue
-        report.verdicts.append(_judge(str(label), entry, probe, cases, state))
+        report.verdicts.append(_judge(str(label), entry, probe, cases, state, data_tags))
     return report
+
+
+def reward_tags(params: dict, data_tags: Tags) -> Tags:
+    """The tags a reward looks for: its own `tags` when it has the parameter (the shipped YAMLs set it to the data's),
+    else the data's: a user's reward is asked to tell the run's format apart."""
+    return Tags.of(params["tags"]) if params.get("tags") is not None else data_tags
 
 
 def dry_run_sanity(cfg) -> SanityReport:
@@ -161,13 +174,14 @@ def dry_run_sanity(cfg) -> SanityReport:
     return check_rewards(cfg)
 
 
-def _judge(label: str, entry, probe_name: str, cases: list[Case], state) -> Verdict:
+def _judge(label: str, entry, probe_name: str, cases: list[Case], state, data_tags: Tags = DEFAULT) -> Verdict:
     from r1exp.rewards import bound_reward, params_of
 
-    verdict = Verdict(label, probe_name)
     probe = PROBES[probe_name]
     params = params_of(entry)
-    pairs = [(probe.good(c, params), probe.bad(c, params)) for c in cases]
+    tags = reward_tags(params, data_tags)
+    verdict = Verdict(label, probe_name, tags)
+    pairs = [(probe.good(c, params, tags), probe.bad(c, params, tags)) for c in cases]
     completions = [[{"role": "assistant", "content": text}] for pair in pairs for text in pair]
     rows = [c.row for c in cases for _ in range(2)]
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
@@ -200,11 +214,16 @@ def _judge(label: str, entry, probe_name: str, cases: list[Case], state) -> Verd
     if verdict.preferred < MIN_PREFERRED_SHARE or verdict.good_mean <= verdict.bad_mean:
         i = next(i for i, (g, b) in enumerate(zip(good, bad)) if g is not None and b is not None and g <= b)
         verdict.problem = _problem(
-            label, entry, f"it cannot tell {probe.good_is} from {probe.bad_is}: it preferred the first in "
-                          f"{verdict.preferred:.0%} of {len(both)} rows (mean {verdict.good_mean:.3g} vs "
+            label, entry, f"it cannot tell {_words(probe.good_is, tags)} from {probe.bad_is}: it preferred the first "
+                          f"in {verdict.preferred:.0%} of {len(both)} rows (mean {verdict.good_mean:.3g} vs "
                           f"{verdict.bad_mean:.3g})",
-            probe.cause + f" (the data's columns: {', '.join(sorted(columns))})", cases[i], pairs[i], (good[i], bad[i]))
+            _words(probe.cause, tags) + f" (the data's columns: {', '.join(sorted(columns))})", cases[i], pairs[i],
+            (good[i], bad[i]))
     return verdict
+
+
+def _words(text: str, tags: Tags) -> str:
+    return text.replace("{format}", tags.describe())
 
 
 def _problem(label, entry, why, cause, case: Case, pair, scores) -> Problem:
@@ -256,7 +275,7 @@ def render(report: SanityReport) -> str:
     for v in report.verdicts:
         if v.problem is None:
             lines.append(f"  ok      {v.label:<16} {v.good_mean:+.3f} vs {v.bad_mean:+.3f}  "
-                         f"({PROBES[v.probe].good_is} preferred in {v.preferred:.0%} of rows)")
+                         f"({_words(PROBES[v.probe].good_is, v.tags)} preferred in {v.preferred:.0%} of rows)")
         else:
             lines.append(f"  FAILED  {v.label:<16} (see above)")
     return "\n".join(lines)

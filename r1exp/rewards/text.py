@@ -1,15 +1,15 @@
 """Getting text, answers and lengths out of completions, whatever their shape (plain strings or chat messages).
 
 Every library reward reads completions through these helpers, so a change of TRL's completion shape is fixed in
-one place.
+one place. The tags are the run's (`tags`: r1exp.data.tags; None = <think>/<answer>).
 """
 
 from __future__ import annotations
 
 import re
 
-ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-THINK_TAG = re.compile(r"<think>(.*?)</think>", re.S)
+from r1exp.data.tags import Tags
+
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)$")
 WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s]")
@@ -24,21 +24,23 @@ def completion_text(completion) -> str:
     return "" if completion is None else str(completion)
 
 
-def extract_answer(text: str) -> str | None:
-    """The content of the last <answer> tag, else the last number, else None."""
-    tagged = ANSWER_TAG.findall(text)
+def extract_answer(text: str, tags=None) -> str | None:
+    """The content of the last answer block (<answer>...</answer> by default), else the last number, else None."""
+    tagged = Tags.of(tags).answer_pattern.findall(text)
     if tagged:
         return tagged[-1].strip()
     numbers = NUMBER.findall(text)
     return numbers[-1] if numbers else None
 
 
-def think_text(text: str) -> str:
-    """The content of the first <think> block, else the whole text before any <answer>."""
-    found = THINK_TAG.search(text)
+def think_text(text: str, tags=None) -> str:
+    """The content of the first reasoning block (<think>...</think> by default), else the whole text before any
+    answer block."""
+    tags = Tags.of(tags)
+    found = tags.think_pattern.search(text)
     if found:
         return found.group(1)
-    return text.split("<answer>", 1)[0]
+    return text.split(tags.answer[0], 1)[0]
 
 
 def normalize(answer: str) -> str:
