@@ -70,6 +70,7 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
     """The trainer of a run whose components the pre-flight resolved (r1exp.components.Resolved), as open-r1's
     grpo.py does it: model source, rewards, GRPOConfig, model, data, trainer."""
     from r1exp import data, rewards
+    from r1exp.evaluation import heldout
     from r1exp.models.source import model_source
 
     cfg, engine, loader, plan, device = run.cfg, run.engine, run.loader, run.plan, run.device
@@ -81,7 +82,8 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
     args, args_report = grpo_config(run, run_dir, report_to, weights)
     loaded = loader.load(cfg, source, plan, engine.loader_engine_context(cfg, plan, device))
     trainer_class = loader.trainer_class()
-    dataset = data.build_dataset(cfg.data)
+    # a generated task evaluated on its held-out questions trains without them
+    dataset = data.build_dataset(cfg.data, keep=heldout.training_filter(cfg))
     held_out = data.build_eval_dataset(cfg.data)   # data.eval_split: TRL's own evaluation (rewards on held-out prompts)
     with engine.build_context(cfg, plan, device, log=log):
         trainer = trainer_class(

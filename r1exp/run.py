@@ -25,6 +25,8 @@ from r1exp.observe import timing
 from r1exp.observe import tracking
 from r1exp.records.metrics import read_metrics
 from r1exp.checks.validate import preflight
+from r1exp.evaluation import heldout
+from r1exp.evaluation.schedule import Evaluations
 from r1exp.models.architecture import fill_arch
 from r1exp.components import engine_of
 from r1exp.observe.gpu_memory import PeakMemory
@@ -79,6 +81,10 @@ def run(cfg, run_dir: Path | None = None) -> int:
         manifest.update(old_logprobs=getattr(built.trainer, "old_logprobs", None),  # r1exp/patches/*_on_policy.py
                         trainer_args=built.args_report or None)                 # r1exp/grpo/args.py
         built.trainer.add_callback(stop.callback())
+        if heldout.runs(cfg):   # eval=heldout with held-out prompts and a correctness reward: baseline, final
+            evaluations = Evaluations(cfg, built.trainer, built.reward_funcs, run_dir,
+                                      on_record=lambda block: manifest.update(eval=block))
+            built.trainer.add_callback(evaluations.callback())
         stop.install()
         distributed.before_training()
         clock.enter("train")

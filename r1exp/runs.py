@@ -3,13 +3,15 @@
     python -m r1exp.runs [ROOT]                      # every run and sweep under ROOT (default outputs/)
     python -m r1exp.runs compare RUN RUN... [-o PNG] # config diff + their reward curves in one PNG
 
-The list shows each run's status, name, date, its overrides (.hydra/overrides.yaml, without hydra.*) and the
-reward of its first 10% of steps -> its last 10%; a sweep also gets a row with its jobs and best job. A folder
-whose run.json cannot be read is listed as unreadable. `compare` prints the keys of the resolved configs
-(run.json) that differ, each run's status and reward, and draws every run's reward curve (total and per reward)
-into one PNG, written next to the first run (in the folder that holds it: the day's runs, or the sweep) as
-reward_compare_<run>_vs_<run>.png, or to `-o PNG`; it prints the PNG's full path. A path that is not a run folder, or
-a run.json cut short, is reported with exit status 2.
+The list shows each run's status, name, date, its overrides (.hydra/overrides.yaml, without hydra.*), the
+reward of its first 10% of steps -> its last 10%, and its held-out pass@1 before -> after training (run.json
+"eval"; `-` without one, `?` when that block cannot be read); a sweep also gets a row with its jobs and best job. A
+folder whose run.json cannot be read is listed as unreadable. `compare` prints the keys of the resolved configs
+(run.json) that differ, each run's status and reward, the runs' held-out evaluations (what they were evaluated on,
+baseline, final and change of pass@1, pass@k, maj@k) when any has one, and draws every run's reward curve (total
+and per reward) and held-out pass@1 into one PNG, written next to the first run (in the folder that holds it: the
+day's runs, or the sweep) as reward_compare_<run>_vs_<run>.png, or to `-o PNG`; it prints the PNG's full path. A
+path that is not a run folder, or a run.json cut short, is reported with exit status 2.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 
+from r1exp.observe.summary import (HELD_OUT_KEY, HeldOut, MALFORMED, held_out, held_out_points, held_out_set,
+                                   held_out_trend, number, same_set)
 from r1exp.records.metrics import read_metrics, step_rows
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from r1exp.records.manifest import MANIFEST_FILE
@@ -67,7 +71,15 @@ class Run:
             return str(start)
 
     def rows(self) -> list[dict]:
-        return step_rows(read_metrics(self.folder)) if (self.folder / "metrics.jsonl").exists() else []
+        return step_rows(self.logged())
+
+    def logged(self) -> list[dict]:
+        """Every line of metrics.jsonl: the training steps, and the held-out evaluations (eval/* rows)."""
+        return read_metrics(self.folder) if (self.folder / "metrics.jsonl").exists() else []
+
+    @property
+    def held(self) -> HeldOut | None:
+        return None if self.problem else held_out(self.manifest)
 
     def reward(self) -> tuple[float | None, float | None]:
         m = self.manifest.get("metrics") or {}
@@ -178,12 +190,13 @@ def list_runs(root: Path, console=None) -> int:
         console.print(f"no runs under {root} (start one with: python -m r1exp)", markup=False, soft_wrap=True)
         return EXIT_OK
     table = Table(title=f"runs under {root}", title_justify="left", show_lines=False)
-    for column in ("status", "name", "date", "overrides", "reward first -> last", "folder"):
+    for column in ("status", "name", "date", "overrides", "reward first -> last", "held-out", "folder"):
         table.add_column(column, overflow="fold")
     for run in runs:
         first, last = run.reward() if not run.problem else (None, None)
         table.add_row(_status(run.status), run.name, run.date, " ".join(run.overrides) or "-",
-                      _trend(first, last) if not run.problem else run.problem, _rel(run.folder, root))
+                      _trend(first, last) if not run.problem else run.problem, held_out_trend(run.held),
+                      _rel(run.folder, root))
     console.print(table)
     for sweep in sweeps:
         console.print(_sweep_line(sweep, root), markup=False, soft_wrap=True)
@@ -192,14 +205,15 @@ def list_runs(root: Path, console=None) -> int:
 
 
 def _sweep_line(sweep: Path, root: Path) -> str:
-    from r1exp.scale.sweep import best_job, collect_jobs
+    from r1exp.scale.sweep import best_job, collect_jobs, ranking
 
     jobs = collect_jobs(sweep)
     ok = sum(job.ok for job in jobs)
-    best = best_job(jobs)
+    metric, _ = ranking(jobs)   # the held-out pass@1 when a job has one, else the training reward
+    best = best_job(jobs, metric)
     text = f"sweep {_rel(sweep, root)}: {ok}/{len(jobs)} jobs ok"
     if best is not None:
-        text += f", best job {best.num} ({' '.join(best.overrides)}) reward_last10 {best.metrics['reward_last10']:.3f}"
+        text += f", best job {best.num} ({' '.join(best.overrides)}) {metric} {best.value(metric):.3f}"
     if (sweep / "summary.md").exists():
         text += f"; {_rel(sweep / 'summary.md', root)}"
     return text
@@ -252,6 +266,13 @@ def compare(args: list[str], out: Path | None = None, console=None) -> int:
     table.add_row("[bold]status", *(_status(r.status) for r in runs))
     table.add_row("[bold]reward first -> last", *(_trend(*r.reward()) for r in runs))
     console.print(table)
+    held = [r.held for r in runs]
+    if any(h is not None for h in held):
+        console.print(held_out_table(held, labels))
+        readable = [h for h in held if h is not None and not h.problem]
+        if any(not same_set(readable[0], h) for h in readable[1:]):
+            console.print("note: the runs were evaluated on different held-out sets (the set row): their numbers "
+                          "are not directly comparable", markup=False, soft_wrap=True)
     out = Path(out).resolve() if out is not None else default_png(runs, labels)
     try:
         png = plot_curves(runs, labels, out)
@@ -265,6 +286,38 @@ def compare(args: list[str], out: Path | None = None, console=None) -> int:
     return EXIT_OK
 
 
+def held_out_table(held: list[HeldOut | None], labels: list[str]):
+    """Each run's held-out evaluation side by side: the set, then baseline, final and change of every number."""
+    from rich.table import Table
+
+    table = Table(title="held-out evaluation (run.json eval)", title_justify="left")
+    table.add_column("", overflow="fold")
+    for label in labels:
+        table.add_column(label, overflow="fold")
+    table.add_row("[bold]set", *(_value(held_out_set(h)) for h in held))
+    names = [HELD_OUT_KEY]
+    for h in held:
+        names += [k for k in (h.sample_metrics() if h is not None and not h.problem else []) if k not in names]
+    for name in names:
+        table.add_section()
+        for point in ("baseline", "final", "change"):
+            table.add_row(f"[bold]{name}[/] {point}", *(_held_out_cell(h, name, point) for h in held))
+    return table
+
+
+def _held_out_cell(held: HeldOut | None, name: str, point: str) -> str:
+    """`0.22`, the change `+0.69`, `-` where that evaluation did not run, `?` where the block cannot be read."""
+    if held is None:
+        return "-"
+    if held.problem:
+        return MALFORMED
+    before, after = (number((p or {}).get(name)) for p in (held.baseline, held.final))
+    if point == "change":
+        return "-" if before is None or after is None else f"{after - before:+.2f}"
+    value = before if point == "baseline" else after
+    return "-" if value is None else f"{value:.2f}"
+
+
 def default_png(runs: list[Run], labels: list[str] | None = None) -> Path:
     """Next to the first run (in the folder that holds it), named after the runs: never the current folder."""
     names = [re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") for label in (labels or _labels(runs))]
@@ -275,9 +328,13 @@ def default_png(runs: list[Run], labels: list[str] | None = None) -> Path:
 
 
 def plot_curves(runs: list[Run], labels: list[str], out: Path) -> Path | None:
-    """Total reward per run (left) and each reward's mean per run (right), in one PNG."""
-    curves = [(label, run.rows()) for run, label in zip(runs, labels)]
-    curves = [(label, rows) for label, rows in curves if rows]
+    """Total reward per run (left), each reward's mean per run (middle) and, when a run has a held-out evaluation,
+    its pass@1 at each evaluation (right), in one PNG."""
+    curves = []
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        logged = run.logged()
+        curves.append((f"C{i % 10}", label, step_rows(logged), held_out_points(logged, run.held)))
+    curves = [curve for curve in curves if curve[2] or curve[3]]
     if not curves:
         return None
     import matplotlib
@@ -285,19 +342,26 @@ def plot_curves(runs: list[Run], labels: list[str], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (total, each) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    held = any(points for *_, points in curves)
+    fig, axes = plt.subplots(1, 3 if held else 2, figsize=(18 if held else 12, 4.5), sharex=True)
+    total, each = axes[0], axes[1]
     styles = ["-", "--", ":", "-."]
-    for i, (label, rows) in enumerate(curves):
-        color = f"C{i % 10}"
+    for color, label, rows, points in curves:
         xs = [r["step"] for r in rows]
         total.plot(xs, [_nan(r.get("reward")) for r in rows], color=color, label=label)
-        names = [k for k in rows[0] if k.startswith("rewards/") and k.endswith("/mean") and k.count("/") == 2]
+        names = [k for k in (rows[0] if rows else {}) if k.startswith("rewards/") and k.endswith("/mean")
+                 and k.count("/") == 2]
         for j, key in enumerate(names):
             each.plot(xs, [_nan(r.get(key)) for r in rows], color=color, linestyle=styles[j % len(styles)],
                       label=f"{label}: {key.split('/')[1]}")
+        if points:
+            axes[2].plot(*zip(*points), color=color, marker="D", label=label)
     total.set_title("reward (weighted sum)")
     each.set_title("each reward's mean")
-    for ax in (total, each):
+    if held:
+        axes[2].set_title(f"held-out {HELD_OUT_KEY} (step 0: before training)")
+        axes[2].set_ylim(-0.02, 1.02)
+    for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")

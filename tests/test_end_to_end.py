@@ -5,6 +5,8 @@ a reward that clearly rises from the first 10% of steps to the last 10%, and the
 learns the task, not only the format); what the console shows: the live view (plain lines, as in CI or a SLURM
 log) instead of TRL's dictionaries, and the closing summary. The run starts from an empty cache, as a fresh
 install does: the tiny model is the one shipped with r1exp (r1exp/models/shipped), copied, not warmed up again.
+The run evaluates on held-out questions before and after training (eval=heldout, the default), and
+`python -m r1exp.eval` scores its adapter and its base model again.
 Slow: the same accuracy rise for seeds 1 and 2 (the warm-up recipe must not hold for one seed by luck).
 """
 
@@ -85,6 +87,38 @@ def first_last(run_dir, key: str) -> tuple[float, float]:
 def test_accuracy_rises_the_demo_learns_the_task_not_only_the_format(default_run):
     first, last = first_last(default_run.run_dir, "rewards/accuracy/mean")
     assert last >= first + 0.3, f"accuracy did not rise: first 10% {first:.3f}, last 10% {last:.3f}"
+
+
+def test_the_demo_is_better_on_held_out_questions(default_run):
+    """The default run evaluates before and after training on arithmetic questions it never trained on (1 in 6 of the
+    task's questions are held out): run.json holds both, metrics.jsonl has the eval/ rows, and training helped."""
+    block = json.loads((default_run.run_dir / "run.json").read_text())["eval"]
+    baseline, final = block["baseline"], block["final"]
+    assert baseline["step"] == 0 and final["step"] == 50 and block["set"]["prompts"] >= 6
+    assert final["pass@1"] >= baseline["pass@1"] + 0.2, (baseline, final)
+    rows = [json.loads(x) for x in (default_run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/pass@1" in r] == [0, 50]
+    assert re.search(r"held-out\s+pass@1 [\d.]+ -> [\d.]+ \(\+[\d.]+\) on \d+ prompts", default_run.stdout)
+
+
+def test_the_eval_command_scores_the_runs_adapter_and_its_base(default_run, tmp_path):
+    """`python -m r1exp.eval RUN_DIR` builds the run's model with its engine, loads the trained adapter and scores the
+    held-out prompts: greedy decoding gives the run's own final pass@1; --base gives its baseline. The record goes
+    into a new folder; the run's folder is left as it was."""
+    import subprocess
+    import sys
+
+    block = json.loads((default_run.run_dir / "run.json").read_text())["eval"]
+    before = sorted(p.name for p in default_run.run_dir.iterdir())
+    for flags, expected in (([], block["final"]["pass@1"]), (["--base"], block["baseline"]["pass@1"])):
+        out = tmp_path / ("base" if flags else "adapter")
+        done = subprocess.run([sys.executable, "-m", "r1exp.eval", str(default_run.run_dir), *flags, "--out", str(out)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"pass@1 {expected:.3f} on {block['set']['prompts']} held-out prompts" in done.stdout
+        record = json.loads((out / "eval.json").read_text())
+        assert record["eval"]["scores"]["pass@1"] == expected and record["run"] == str(default_run.run_dir)
+    assert sorted(p.name for p in default_run.run_dir.iterdir()) == before
 
 
 def test_console_shows_the_live_view_not_trls_dictionaries(default_run):

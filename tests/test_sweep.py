@@ -104,7 +104,10 @@ def test_jobs_of_a_sweep_share_one_wandb_group(grid):
 
 
 def test_the_sweep_ends_with_the_best_job_and_the_summary_path_and_each_job_with_its_own(grid):
-    ok = {n: json.loads((grid.run_dir / n / "run.json").read_text())["metrics"]["reward_last10"] for n in ("0", "2")}
+    manifests = {n: json.loads((grid.run_dir / n / "run.json").read_text()) for n in ("0", "2")}
+    # ranked by the final held-out pass@1 (eval=heldout, the default), ties by the training reward
+    ok = {n: (((m.get("eval") or {}).get("final") or {}).get("pass@1") or 0.0, m["metrics"]["reward_last10"])
+          for n, m in manifests.items()}
     best = max(ok, key=ok.get)
     closing = grid.stdout[grid.stdout.rindex("sweep: 2/4 jobs ok"):]
     assert re.search(rf"best\s+job {best} \(trainer.max_steps=", closing), closing

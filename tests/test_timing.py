@@ -275,9 +275,10 @@ def test_sweep_summary_has_the_phase_columns(tmp_path):
         job.folder.mkdir()
     md = write_summary(tmp_path, jobs)["md"].read_text()
     header = next(line for line in md.splitlines() if line.startswith("| job |"))
-    assert header.split(" | ")[3:-1] == ["steps_logged", "s/step", "gen", "sync", "logp", "train", "reward", "other"]
-    assert "| 0 | vllm | ok | 3 | 2 | 1.25 | 0.25 | 0.1 | 0.3 | 0.01 | 0.09 | `0` |" in md
-    assert "| 1 | hf | failed |  |  |  |  |  |  |  |  | `1` |" in md   # no timing: empty cells
+    assert header.split(" | ")[3:-1] == ["rank", "steps_logged", "s/step", "gen", "sync", "logp", "train", "reward",
+                                          "other"]
+    assert "| 0 | vllm | ok | - | 3 | 2 | 1.25 | 0.25 | 0.1 | 0.3 | 0.01 | 0.09 | `0` |" in md   # no reward: no rank
+    assert "| 1 | hf | failed | - |  |  |  |  |  |  |  |  | `1` |" in md   # no timing: empty cells
     assert "`gen` generation" in md
     csv_header = (tmp_path / "summary.csv").read_text().splitlines()[0]
     assert "time_mean/generation" in csv_header and "time_first/step" in csv_header

@@ -183,7 +183,7 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
 OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.checks.sources", "r1exp.checks.plausibility", "r1exp.scale.distributed",
-             "r1exp.checks.secrets", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
+             "r1exp.checks.secrets", "r1exp.evaluation.rules", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
 
 
 def test_every_rule_of_the_table_has_a_test():

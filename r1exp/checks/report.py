@@ -37,6 +37,7 @@ def choices_table(run) -> Table:
     source = prompt_estimate(cfg).source
     table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
     table.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
+    table.add_row("eval", _eval_line(cfg))
     t = lambda key: trainer_value(cfg, key)  # noqa: E731
     table.add_row("trainer", f"lr={t('learning_rate')} steps={t('max_steps')} batch={t('per_device_train_batch_size')}"
                              f" G={t('num_generations')} generation batch={plan.generation_batch}"
@@ -51,6 +52,21 @@ def choices_table(run) -> Table:
     table.add_row("machine", f"GPUs: {gpus}; vLLM: {env.vllm_version or 'not installed'} ({env.vllm_flavour or '-'})"
                              f"; trl {env.versions.get('trl', 'not installed')}")
     return table
+
+
+def _eval_line(cfg) -> str:
+    from r1exp.evaluation import heldout
+
+    if not heldout.enabled(cfg):
+        return "none (the training reward only; eval=heldout scores held-out prompts)"
+    if not heldout.runs(cfg):
+        return "heldout, skipped: no held-out prompts or no correctness reward (see the warning)"
+    e = cfg.eval
+    when = [w for w, on in (("baseline", e.baseline), (f"every {e.every_steps} steps", e.every_steps),
+                            ("final", e.final)) if on]
+    sampling = "greedy" if e.temperature == 0 else f"temperature {e.temperature}"
+    return (f"heldout: up to {e.prompts} prompts ({heldout.source_of(cfg) or 'none'}), k={e.k} {sampling}, "
+            f"correct = {heldout.correctness_reward(cfg) or 'none (skipped)'}; {', '.join(when)}")
 
 
 def _modules(model) -> str:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from r1exp import components, versions
 from r1exp.components import Resolved
 from r1exp.machine.facts import run_device
+from r1exp.evaluation import rules as eval_rules
 from r1exp.models import rules as model_rules
 from r1exp.models.architecture import fill_arch
 from r1exp.plan.memory import MemoryPlan, plan_memory
@@ -41,7 +42,7 @@ from r1exp.rewards import monitor
 from r1exp.rewards import rules as reward_rules
 
 SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
-                       *sources.RULES, *model_rules.RULES, *plausibility.RULES,
+                       *sources.RULES, *model_rules.RULES, *eval_rules.RULES, *plausibility.RULES,
                        *distributed.RULES, *secret_rules.RULES, *monitor.budget_rules(), *scan.data_rules())
 # hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
 PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "

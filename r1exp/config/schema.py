@@ -171,6 +171,22 @@ def _data_options_with(key: str) -> list[str]:
     return found + (["data=gsm8k", "data=jsonl"] if key in FileData.model_fields else [])
 
 
+class Eval(Strict):
+    """Held-out evaluation (conf/eval/, r1exp/evaluation/)."""
+
+    name: Literal["none", "heldout"]
+    prompts: PositiveInt = 64
+    k: PositiveInt = 1
+    temperature: float = Field(0.0, ge=0, le=10)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: PositiveInt | None = None
+    every_steps: PositiveInt | None = None
+    baseline: bool = True
+    final: bool = True
+    correct: str = Field("auto", min_length=1, description="the reward label whose score >= 1 is correct (auto: the "
+                                                            "first correctness reward)")
+
+
 class Logger(Strict):
     name: str
     project: str = "r1exp"
@@ -196,13 +212,14 @@ class Run(Strict):
     model: Model
     data: Data
     logger: Logger
+    eval: Eval | None = None
     engine: Any
     loader: Any
     trainer: Any
     reward: Any
     distributed: Any = None   # r1exp.scale.distributed's own rows check it
-    objective: str | None = Field(None, description="a sweep's metric to optimise (sweeps/optuna_lr.yaml, "
-                                                    "r1exp/scale/sweep.py)")
+    objective: str | None = Field(None, description="a sweep's metric to optimise: a run.json metric, or eval/<key> "
+                                                    "for the final held-out score (sweeps/README.md)")
 
 
 @functools.cache

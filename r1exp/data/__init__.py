@@ -122,11 +122,12 @@ def rows(data_cfg, n: int | None = None) -> list[dict]:
     return [row_of(ex, data_cfg.get("system_prompt")) for ex in examples(data_cfg, n)]
 
 
-def build_dataset(data_cfg):
-    """The training dataset as a `datasets.Dataset` with `prompt`, `answer` and extra columns."""
+def build_dataset(data_cfg, keep=None):
+    """The training dataset as a `datasets.Dataset` with `prompt`, `answer` and extra columns; `keep`: a predicate on
+    rows (held-out questions left out, r1exp.evaluation.heldout)."""
     from datasets import Dataset
 
-    return Dataset.from_list(rows(data_cfg))
+    return Dataset.from_list([r for r in rows(data_cfg) if keep is None or keep(r)])
 
 
 def eval_config(data_cfg):

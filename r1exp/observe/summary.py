@@ -7,13 +7,19 @@ reward, peak GPU memory next to the plan (on a GPU), the run folder, the reward 
 or open the W&B run, reproduce it. A failed or interrupted run says what failed and in which phase, where the
 traceback (`error.txt`, `save_traceback`) and the checkpoint are, and the resume command. The same text goes to
 the run's train.log. `print_sweep_summary` closes a multirun: jobs ok, the best job, the summary files.
+
+`held_out(manifest)` reads a run's held-out evaluation (run.json "eval", written by r1exp.evaluation) for the
+summary, `python -m r1exp.runs` and a sweep's summary alike, so all three agree on what a damaged block looks like:
+they show it as `?` instead of failing.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1exp.observe import tracking
@@ -126,6 +132,9 @@ def run_summary(run_dir: Path, manifest: dict) -> tuple[str, list[tuple[str, str
             lines.append((name if name == "reward" else f"  {name}", f"{fmt(first)} -> {fmt(last)}  ({_signed(first, last)})"))
     elif status == "ok":
         lines.append(("steps", "none logged"))
+    held = held_out(manifest)
+    if held is not None:
+        lines.append(("held-out", held_out_line(held, status)))
     memory = _memory(manifest)
     if memory:
         lines.append(("GPU memory", memory))
@@ -194,6 +203,173 @@ def _memory(manifest: dict) -> str | None:
     if isinstance(planned, (int, float)) and planned > 0:
         text += f", planned {planned:.1f} GiB ({100 * (measured - planned) / planned:+.0f}%)"
     return text
+
+
+# --- the held-out evaluation (run.json "eval") ---------------------------------------------------------------------
+
+MALFORMED = "?"          # how every reader shows an eval block it cannot make sense of
+HELD_OUT_KEY = "pass@1"  # the headline number: the share of held-out prompts answered right
+
+
+@dataclass
+class HeldOut:
+    """A run's held-out evaluation, read leniently. `baseline` (before training) and `final` (after) are None when
+    that evaluation did not run (switched off, or the run ended first); `problem` says why the block could not be
+    read (a run.json edited by hand, or written by another version), and then nothing else is trusted."""
+    baseline: dict | None = None
+    final: dict | None = None
+    steps: list = field(default_factory=list)
+    set: dict = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def k(self) -> int | None:
+        k = self.set.get("k")
+        return k if isinstance(k, int) and not isinstance(k, bool) else None
+
+    @property
+    def prompts(self) -> int | None:
+        for source in (self.set, self.final or {}, self.baseline or {}):
+            n = source.get("prompts")
+            if isinstance(n, int) and not isinstance(n, bool):
+                return n
+        return None
+
+    def sample_metrics(self) -> list[str]:
+        """pass@k and maj@k for k > 1, as the evaluation logged them (absent when it drew one sample per prompt)."""
+        names: list[str] = []
+        for point in (self.baseline, self.final, *self.steps):
+            names += [key for key in (point or {}) if _is_sample_metric(key) and key != HELD_OUT_KEY
+                      and key not in names and number(point[key]) is not None]
+        return sorted(names, key=lambda key: (not key.startswith("pass@"), key))
+
+    def after(self) -> tuple[dict | None, str]:
+        """The point to compare the baseline with: the final evaluation, else the last one during training (a run
+        that failed, or whose final evaluation was off), with a note that says which."""
+        if self.final is not None:
+            return self.final, ""
+        later = [p for p in self.steps if self.baseline is None or _step(p) > _step(self.baseline)]
+        if later:
+            return later[-1], f"the second number is step {_step(later[-1])}'s evaluation (there is no final one)"
+        return None, ""
+
+
+def held_out(manifest: dict) -> HeldOut | None:
+    """The run's held-out evaluation; None for a run without one (made before r1exp evaluated, or with it off)."""
+    block = manifest.get("eval") if isinstance(manifest, dict) else None
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        return HeldOut(problem=f"'eval' is a {type(block).__name__}, not an object")
+    if not isinstance(block.get("set") or {}, dict):
+        return HeldOut(problem="'eval.set' is not an object")
+    out = HeldOut(set=block.get("set") or {})
+    for name in ("baseline", "final"):
+        point = block.get(name)
+        if point is not None and not _is_point(point):
+            return HeldOut(problem=f"'eval.{name}' has no number {HELD_OUT_KEY}")
+        setattr(out, name, point)
+    steps = block.get("steps") or []
+    if not isinstance(steps, list) or not all(_is_point(p) for p in steps):
+        return HeldOut(problem=f"'eval.steps' is not a list of evaluations with a number {HELD_OUT_KEY}")
+    out.steps = sorted(steps, key=_step)
+    return out
+
+
+def held_out_trend(held: HeldOut | None) -> str:
+    """`pass@1 0.22 -> 0.91` (baseline -> final); the one that ran, named, when only one did; `-` without an
+    evaluation; `?` when the block cannot be read."""
+    if held is None:
+        return "-"
+    if held.problem:
+        return MALFORMED
+    before, after = (number((p or {}).get(HELD_OUT_KEY)) for p in (held.baseline, held.final))
+    if before is not None and after is not None:
+        return f"{HELD_OUT_KEY} {before:.2f} -> {after:.2f}"
+    if before is None and after is None:
+        return "-"
+    return f"{HELD_OUT_KEY} {before:.2f} (baseline)" if after is None else f"{HELD_OUT_KEY} {after:.2f} (final)"
+
+
+def held_out_line(held: HeldOut, status: str = "ok") -> str:
+    """The closing summary's line: `pass@1 0.22 -> 0.91 (+0.69) on 64 prompts (k=4: pass@4 0.41 -> 0.97, ...)`."""
+    if held.problem:
+        return f"{MALFORMED} (run.json's eval block cannot be read: {held.problem})"
+    before, (after, note) = held.baseline, held.after()
+    if before is None and after is None:
+        return ("none ran (the run ended before its first evaluation)" if status != "ok"
+                else "none ran (the baseline and final evaluations were off)")
+    text = f"{HELD_OUT_KEY} {_pair(before, after, HELD_OUT_KEY, change=True)}"
+    if held.prompts is not None:
+        text += f" on {held.prompts} prompts"
+    sampled = [f"{key} {_pair(before, after, key)}" for key in held.sample_metrics()]
+    if sampled:
+        text += f" (k={held.k if held.k is not None else '?'}: {', '.join(sampled)})"
+    notes = [note] if note else []
+    if after is None:
+        notes.append("before training only (no final evaluation)")
+    elif before is None:
+        notes.append("no baseline")
+    return text + (f"; {'; '.join(notes)}" if notes else "")
+
+
+def held_out_points(rows: list[dict], held: HeldOut | None, key: str = HELD_OUT_KEY) -> list[tuple[int, float]]:
+    """(step, value) of every held-out evaluation: metrics.jsonl's eval/ rows, else run.json's eval block."""
+    points = {r["step"]: number(r[f"eval/{key}"]) for r in rows   # the training row of that step comes apart
+              if isinstance(r.get("step"), int) and number(r.get(f"eval/{key}")) is not None}
+    if not points and held is not None and not held.problem:
+        for point in (held.baseline, *held.steps, held.final):
+            if point is not None and number(point.get(key)) is not None:
+                points[_step(point)] = number(point[key])
+    return sorted(points.items())
+
+
+def held_out_set(held: HeldOut | None) -> str:
+    """What the run was evaluated on, in one line: where the prompts came from, how many, k and the sampling."""
+    if held is None:
+        return "-"
+    if held.problem:
+        return MALFORMED
+    s = held.set
+    parts = [str(s["source"])] if s.get("source") else []
+    if held.prompts is not None:
+        parts.append(f"{held.prompts} prompts")
+    parts += [f"{key}={s[key]}" for key in ("k", "temperature", "max_tokens") if key in s]
+    return ", ".join(parts) or "-"
+
+
+def same_set(a: HeldOut, b: HeldOut) -> bool:
+    """Whether two runs were evaluated on the same prompts the same way: their numbers compare only then."""
+    return json.dumps(a.set, sort_keys=True, default=str) == json.dumps(b.set, sort_keys=True, default=str)
+
+
+def number(v) -> float | None:
+    """A finite number of a JSON value, else None (True is not a number here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _is_point(point) -> bool:
+    return isinstance(point, dict) and number(point.get(HELD_OUT_KEY)) is not None
+
+
+def _is_sample_metric(key: str) -> bool:
+    head, at, k = str(key).partition("@")
+    return bool(at) and head in ("pass", "maj") and k.isdigit()
+
+
+def _step(point: dict) -> int:
+    step = point.get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else 0
+
+
+def _pair(before: dict | None, after: dict | None, key: str, change: bool = False) -> str:
+    """`0.22 -> 0.91 (+0.69)`, or the one side that exists."""
+    a, b = number((before or {}).get(key)), number((after or {}).get(key))
+    if a is None or b is None:
+        return "-" if a is None and b is None else f"{a if b is None else b:.2f}"
+    return f"{a:.2f} -> {b:.2f}" + (f" ({b - a:+.2f})" if change else "")
 
 
 # --- printing ------------------------------------------------------------------------------------------------------
