@@ -38,6 +38,15 @@ class ConfigError(Exception):
         return render_problems(self.problems)
 
 
+class RunStopped(RuntimeError):
+    """A stop r1exp designed, during a run that had started (a broken or a too slow reward): the message says why and
+    what to do; the run ends `failed` with exit status 1 and no traceback on the console (error.txt keeps it)."""
+
+    def __init__(self, message: str = "", problems: list[Problem] | None = None):
+        self.problems = list(problems or [])
+        super().__init__(message or render_problems(self.problems))
+
+
 def render_problems(problems: list[Problem]) -> str:
     return "\n\n".join(p.render() for p in problems)
 

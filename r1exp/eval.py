@@ -8,7 +8,8 @@
 The prompts and settings are the `eval` group's (conf/eval/heldout.yaml unless the run had its own). The model is
 built with the run's own loader and engine (the pre-flight checks it first: a bad override, a missing adapter or
 model exits 2 before anything loads). The record goes into a NEW folder, outputs/evals/<date>/<time>_<name>/eval.json
-(`--out DIR` for another), never into the run's: pass@1 (and with k > 1 pass@k, maj@k), each reward's mean and the
+(`--out DIR` for another), never into the run's. A folder is data: code its config names that is not r1exp's own is
+refused unless `--allow=module.name` or `--trust` (as for reproduce). The scores: pass@1 (and with k > 1 pass@k, maj@k), each reward's mean and the
 completion length. Exit 0 with the scores printed; 2 for bad input.
 """
 
@@ -53,12 +54,13 @@ def parse_args(argv: list[str]) -> tuple[Path | None, list[str], bool, Path | No
     return run_dir, overrides, base, out
 
 
-def compose_config(run_dir: Path | None, overrides: list[str]):
+def compose_config(run_dir: Path | None, overrides: list[str], allowed: tuple = (), trust_all: bool = False):
     """The config to evaluate: the run's saved one (its keys changed by the overrides) or conf/ composed; with the
     heldout eval settings when it has none."""
     from omegaconf import OmegaConf, open_dict
 
     from r1exp.config.compose import CONF_DIR, compose
+    from r1exp.records import trust
 
     if run_dir is None:
         cfg = compose(overrides)
@@ -66,10 +68,12 @@ def compose_config(run_dir: Path | None, overrides: list[str]):
         from r1exp.reproduce import UsageError as SavedError, saved_config
 
         try:
-            config = saved_config(run_dir)
+            config = trust.config_of_folder(saved_config(run_dir))   # Hydra's settings are this installation's
         except SavedError as e:
             raise UsageError(str(e)) from None
-        config.pop("hydra", None)   # a run folder is data: Hydra's own settings come from this installation
+        foreign = trust.untrusted_targets(config, allowed, trust_all)
+        if foreign:
+            raise UsageError(trust.refusal(run_dir, foreign, "python -m r1exp.eval"))
         with tempfile.TemporaryDirectory(prefix="r1exp-eval-") as folder:
             OmegaConf.save(OmegaConf.create(config), Path(folder) / f"{PRIMARY}.yaml")
             cfg = compose(overrides, PRIMARY, folder)
@@ -80,11 +84,12 @@ def compose_config(run_dir: Path | None, overrides: list[str]):
     return cfg
 
 
-def evaluate(run_dir: Path | None, overrides: list[str], base: bool, out_dir: Path | None, out=print) -> int:
+def evaluate(run_dir: Path | None, overrides: list[str], base: bool, out_dir: Path | None, out=print,
+             allowed: tuple = (), trust_all: bool = False) -> int:
     from r1exp.checks.validate import preflight
     from r1exp.machine.facts import detect
 
-    cfg = compose_config(run_dir, overrides)
+    cfg = compose_config(run_dir, overrides, allowed, trust_all)
     adapter = run_dir / ADAPTER if run_dir is not None and not base else None
     if adapter is not None and not (adapter / "adapter_config.json").exists():
         raise UsageError(f"{adapter} holds no trained adapter (the run did not finish, or trained every weight)\n"
@@ -146,8 +151,11 @@ def cli(argv: list[str] | None = None) -> int:
         print(__doc__)
         return EXIT_OK
     try:
+        from r1exp.reproduce import trust_flags
+
+        argv, allowed, trust_all = trust_flags(argv)
         run_dir, overrides, base, out_dir = parse_args(argv)
-        return evaluate(run_dir, overrides, base, out_dir)
+        return evaluate(run_dir, overrides, base, out_dir, allowed=allowed, trust_all=trust_all)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -5,7 +5,10 @@
     python -m r1exp.reproduce RUN_DIR trainer.max_steps=10                         # the same, with changes
     python -m r1exp.reproduce RUN_DIR resume=true                                  # continue an interrupted run
 
-1. Reads the saved, resolved config as YAML (RUN_DIR/.hydra/config.yaml, or run.json's "config"), never a pickle.
+1. Reads the saved, resolved config as YAML (RUN_DIR/.hydra/config.yaml, or run.json's "config"), never a pickle, and
+   only the run's part of it: Hydra's settings (`hydra:` callbacks, launcher, ...) are this installation's. Code the
+   config names that is not r1exp's own (a custom reward's `_target_`) is refused before anything is imported unless
+   `--allow=module.name` (or `--trust`) says you trust it (r1exp.records.trust).
 2. Runs it again through the normal entry point (checked before anything loads) into a NEW run folder:
    outputs/runs/<date>/<time>_<name>_repro, or the `hydra.run.dir=...` given. Overrides change keys of the
    saved config (`engine.enforce_eager=true`); a group swap (`engine=vllm`) belongs to a new run of `python -m r1exp`.
@@ -38,15 +41,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from r1exp.records import secrets
+from r1exp.records import secrets, trust
 from r1exp.records.metrics import METRICS_FILE, read_metrics, step_rows
 from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from r1exp.records.manifest import MANIFEST_FILE, read_manifest, update_manifest
 from r1exp.records.verdict import VOLATILE, Comparison, compare, render  # noqa: F401 - VOLATILE: tests filter timings
 
 PRIMARY = "reproduce"
-USAGE = ("usage: python -m r1exp.reproduce RUN_DIR [--criterion=exact|noise] [--atol=X] [key=value ...] "
-         "[resume=true]")
+USAGE = ("usage: python -m r1exp.reproduce RUN_DIR [--criterion=exact|noise] [--atol=X] [--allow=TARGET ...] "
+         "[--trust] [key=value ...] [resume=true]")
 CRITERIA = ("auto", "exact", "noise")
 # Overrides after which the new run is expected to log a different number of steps than the saved one.
 STEP_COUNT_KEYS = ("trainer.max_steps", "trainer.num_train_epochs")
@@ -174,6 +177,14 @@ def _git(g: dict) -> str:
     return f"{commit} (uncommitted changes {g.get('diff_sha256')})" if g.get("dirty") else commit
 
 
+def trust_flags(argv: list[str]) -> tuple[list[str], tuple, bool]:
+    """(the other arguments, the --allow=TARGET values, --trust): what the person running the command lets a
+    folder's config import (r1exp.records.trust)."""
+    allowed = tuple(a.split("=", 1)[1] for a in argv if a.startswith("--allow="))
+    rest = [a for a in argv if a != "--trust" and not a.startswith("--allow=")]
+    return rest, allowed, "--trust" in argv
+
+
 def parse_args(argv: list[str]) -> tuple[Path, list[str], float | None, str]:
     flags = [a for a in argv if a.startswith("-")]
     positional = [a for a in argv if not a.startswith("-") and "=" not in a]
@@ -260,10 +271,13 @@ def _write_primary(folder: Path, config: dict) -> None:
 
 
 def reproduce(run_dir: Path, overrides: list[str], atol: float | None = None, out=print,
-              criterion: str = "auto") -> int:
+              criterion: str = "auto", allowed: tuple = (), trust_all: bool = False) -> int:
     from r1exp.__main__ import main
 
-    config = saved_config(run_dir)
+    config = trust.config_of_folder(saved_config(run_dir))   # the run's config; Hydra's settings are this install's
+    foreign = trust.untrusted_targets(config, allowed, trust_all)
+    if foreign:
+        raise UsageError(trust.refusal(run_dir, foreign, "python -m r1exp.reproduce"))
     old = saved_manifest(run_dir)
     old_rows = saved_metrics(run_dir, out)
     swaps = _group_swaps(config, overrides)
@@ -278,6 +292,10 @@ def reproduce(run_dir: Path, overrides: list[str], atol: float | None = None, ou
                          f"would have two processes write one folder\n  fix: stop it first (kill {old.get('pid')} "
                          f"saves a checkpoint), then resume")
     new_dir = str(run_dir) if resume else _new_run_dir(config, overrides)
+    if not resume and Path(new_dir).expanduser().resolve() == run_dir.resolve():
+        raise UsageError(f"hydra.run.dir={new_dir} is the run being reproduced: a reproduction runs into a new "
+                         f"folder and compares the two\n  fix: drop hydra.run.dir (a new folder is made), give "
+                         f"another one, or continue the run itself: python -m r1exp.reproduce {run_dir} resume=true")
     hidden = secrets.redacted_keys(config)
     if hidden:
         out(f"warning: {', '.join(hidden)} were redacted when saved; give them again as overrides or through the "
@@ -325,8 +343,9 @@ def cli(argv: list[str] | None = None) -> int:
         print(__doc__)
         return EXIT_OK
     try:
+        argv, allowed, trust_all = trust_flags(argv)
         run_dir, overrides, atol, criterion = parse_args(argv)
-        return reproduce(run_dir, overrides, atol, criterion=criterion)
+        return reproduce(run_dir, overrides, atol, criterion=criterion, allowed=allowed, trust_all=trust_all)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

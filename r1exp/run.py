@@ -9,6 +9,7 @@ always says which. It never raises: a sweep goes on after a failed job.
 from __future__ import annotations
 
 import contextlib
+import sys
 import traceback
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from r1exp.evaluation.schedule import Evaluations
 from r1exp.models.architecture import fill_arch
 from r1exp.components import engine_of
 from r1exp.observe.gpu_memory import PeakMemory
-from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, errors_of
+from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, RunStopped, errors_of
 from r1exp.machine.facts import detect, device_label
 from r1exp.records.manifest import Manifest
 from r1exp.records.resume import GracefulStop, last_checkpoint, prepare_resume
@@ -101,6 +102,11 @@ def run(cfg, run_dir: Path | None = None) -> int:
         print(str(e))
         code = EXIT_USAGE
         manifest.finish("failed", error=str(e), exit_code=code)
+    except RunStopped as e:   # a stop r1exp designed (a broken or too slow reward): its message, not a traceback
+        print(f"r1exp: the run stopped: {e}", file=sys.stderr)
+        summary.save_traceback(run_dir)   # error.txt keeps the traceback for whoever debugs the reward
+        manifest.finish("failed", tracking.summarize(read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
+                        exit_code=code)
     except KeyboardInterrupt:
         status, code = "interrupted", stop.exit_code
         saved = last_checkpoint(run_dir)

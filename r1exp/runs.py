@@ -54,7 +54,11 @@ class Run:
         if self.problem:
             return "unreadable"
         status = self.manifest.get("status", "unknown")
-        return "running?" if status == "running" else status   # running, or died without saying
+        if status != "running":
+            return status
+        from r1exp.records.manifest import run_state
+
+        return run_state(self.folder)   # running while its process lives (pid, heartbeat), else dead
 
     @property
     def name(self) -> str:

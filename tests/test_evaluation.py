@@ -109,3 +109,30 @@ def test_the_committed_eval_benchmark_meets_its_target():
                         .read_text())
     assert result["prompts"] >= 32 and len(result["r1exp_eval_s"]) == len(result["vllm_alone_s"]) >= 5
     assert result["ratio"] <= 1.2, result
+
+
+def test_a_run_evaluates_during_training_with_k_samples_on_transformers_generate(tmp_path):
+    """engine=hf: the evaluation generates with transformers' generate on the trainer's model; every_steps adds the
+    evaluations between baseline and final; k=2 sampled adds pass@2 and maj@2."""
+    from conftest import run_cli
+
+    result = run_cli(["engine=hf", "trainer.max_steps=4", "eval.every_steps=2", "eval.k=2", "eval.temperature=1.0",
+                      "logger=none"], tmp_path / "run", timeout=600)
+    assert result.code == 0, result.output[-3000:]
+    block = json.loads((result.run_dir / "run.json").read_text())["eval"]
+    assert [s["step"] for s in block["steps"]] == [2] and block["final"]["step"] == 4
+    for scores in (block["baseline"], *block["steps"], block["final"]):
+        assert {"pass@1", "pass@2", "maj@2", "reward/accuracy", "completion_length"} <= set(scores)
+        assert 0 <= scores["pass@1"] <= scores["pass@2"] <= 1
+    rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/pass@2" in r] == [0, 2, 4]
+
+
+def test_the_gpu_run_evaluated_with_the_colocated_engine():
+    """bench/results/gpu/evaluation/normal_1: an H100 run (peft, in-process vLLM) with the default eval."""
+    from pathlib import Path
+
+    run = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu" / "evaluation" / "normal_1"
+                      / "run.json").read_text())
+    assert run["status"] == "ok" and run["device"].startswith("cuda")
+    assert run["eval"]["baseline"]["step"] == 0 and run["eval"]["final"]["step"] == run["config"]["trainer"]["max_steps"]

@@ -44,3 +44,14 @@ def test_the_trainer_is_not_under_planned_on_measured_peaks():
     table = json.loads((ROOT / "bench" / "results" / "published_memory.json").read_text())
     trainer = [r for r in table if r["quantity"] == "trainer"]
     assert trainer and all(0.9 <= r["ratio"] <= 1.5 for r in trainer), [(r["figure"], r["ratio"]) for r in trainer]
+
+
+def test_two_published_settings_measured_on_the_gpu_are_within_ten_percent_of_the_plan():
+    """bench/results/gpu/published_memory: an Unsloth notebook's engine at the real shape on an H100; the run's
+    measured peak next to the plan that run.json recorded."""
+    for job in ("nb_llama32_3b", "nb_qwen3_4b"):
+        run = json.loads((ROOT / "bench" / "results" / "gpu" / "published_memory" / job / "run.json").read_text())
+        measured, planned = run["gpu_memory"]["gpu/peak_used_gb"], run["plan"]["total_gb"]
+        assert 0.9 <= planned / measured <= 1.1, (job, planned, measured)
+        start = (ROOT / "bench" / "results" / "gpu" / "published_memory" / job / "vllm_start.txt").read_text()
+        assert "Model loading took" in start and "Available KV cache memory" in start

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from r1exp.errors import ConfigError
+from r1exp.errors import RunStopped
 from r1exp.rewards.guard import OVER_BUDGET_STRIKES, GuardedReward, RewardFailureError, RewardTooSlowError
 from r1exp.rewards.monitor import FAILURES_FILE, reward_monitor
 
@@ -30,7 +30,7 @@ def test_a_reward_over_its_budget_warns_then_stops_the_run(capsys):
     assert capsys.readouterr().err.count("over checks.reward_time_budget_s=0.05") == 1   # one warning
     with pytest.raises(RewardTooSlowError) as stopped:
         reward(prompts=None, completions=COMPLETIONS)
-    assert isinstance(stopped.value, ConfigError)   # r1exp.run: exit 2, run.json failed, no traceback
+    assert isinstance(stopped.value, RunStopped)   # r1exp.run: exit 1 (training had started), failed, no traceback
     problem = stopped.value.problems[0]
     assert problem.key == "checks.reward_time_budget_s" and "'slow'" in problem.why and "faster" in problem.fix
 

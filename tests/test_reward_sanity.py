@@ -174,6 +174,8 @@ def test_too_many_reward_failures_stop_the_run(cli):
     assert "checks.max_reward_failure_rate=0.0" in manifest["error"]
     error_txt = (result.run_dir / "error.txt").read_text()   # the traceback is kept, and the summary points at it
     assert error_txt.startswith("Traceback") and "RewardFailureError" in error_txt
+    assert "Traceback" not in result.output   # a designed stop: its message on the console, not a traceback
+    assert "r1exp: the run stopped: reward 'mine' raised on" in result.stderr
     closing = result.stdout[result.stdout.rindex("run failed (exit 1)"):]
     assert re.search(r"failed\s+error during train: RewardFailureError: reward 'mine' raised on", closing), closing
     assert re.search(rf"traceback\s+{re.escape(str(result.run_dir / 'error.txt'))}$", closing, re.M)

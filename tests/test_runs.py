@@ -107,3 +107,14 @@ def test_compare_of_two_jobs_of_a_sweep_writes_into_the_sweep_folder(tmp_path):
     assert png == sweep / "reward_compare_12-00-00_lr-0_vs_12-00-00_lr-1.png"
     many = [runs.load_run(make_trained_run(sweep / f"{n:02d}_{'x' * 40}", 1e-3, [0.1])) for n in range(6)]
     assert runs.default_png(many).name == f"reward_compare_00_{'x' * 40}_vs_5_runs.png"
+
+
+def test_a_killed_run_is_listed_as_dead(tmp_path):
+    """run.json still says `running`, but its process is gone (SIGKILL, a dead node): the list says `dead`."""
+    import socket
+
+    make_run(tmp_path / "outputs" / "runs" / "2026-01-01" / "00-00-00_killed",
+             {**MANIFEST, "status": "running", "pid": 2 ** 22 + 7, "host": socket.gethostname(),
+              "heartbeat": "2026-01-01T00:00:00+00:00", "start": "2026-01-01T00:00:00+00:00"})
+    result = runs_cli(cwd=tmp_path)
+    assert result.code == 0 and "dead" in result.stdout and "running" not in result.stdout, result.stdout

@@ -27,7 +27,7 @@ from pathlib import Path
 
 # run.json fields a committed result keeps (r1exp.records.manifest writes the rest: paths, pids, heartbeats, git)
 RUN_KEYS = ("status", "exit_code", "error", "seed", "device", "versions", "config", "plan", "startup", "gpu_memory",
-            "old_logprobs", "trainer_args")
+            "old_logprobs", "trainer_args", "eval")
 # variants.json run fields that name the machine's folders
 RUN_PATHS = ("run_dir",)
 

@@ -257,6 +257,11 @@ def claim_attempt(run_dir: Path) -> None:
         raise ConfigError([Problem("resume", True, f"the run in {run_dir} is still running ({describe_owner(run_dir)})",
                                    "wait for it to end, or stop it with SIGTERM (it saves a checkpoint), then: "
                                    + again, rule="resume.running")])
+    if not any((c / "trainer_state.json").is_file() for c in (run_dir / "trainer").glob("checkpoint-*")):
+        raise ConfigError([Problem("resume", True, f"there is no checkpoint to continue from in {run_dir / 'trainer'} "
+                                   f"(the run is {state})", "a run saves one when stopped by SIGTERM or Ctrl-C during "
+                                   "training (or with trainer.save_strategy=steps); to run it again from the start: "
+                                   f"python -m r1exp.reproduce {run_dir}", rule="resume.checkpoint")])
     attempt = len(read_manifest(run_dir).get("attempts") or []) + 1
     if not take_file(run_dir / f"{CLAIM_FILE}.resume{attempt}"):
         raise ConfigError([Problem("resume", True, f"another resume of {run_dir} has already started", "let that one run; look at it with: cat "

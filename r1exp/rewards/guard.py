@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from r1exp.errors import ConfigError, Problem
+from r1exp.errors import Problem, RunStopped
 
 SHOWN_PER_REWARD = 3   # failures printed to the log per reward (all of them go to the monitor's file)
 MAX_PENDING = 1000     # failures kept between two logs
@@ -30,15 +30,40 @@ OVER_BUDGET_STRIKES = 3  # calls in a row over checks.reward_time_budget_s that 
 HARD_LIMIT_FACTOR = 3.0  # a call running this many budgets is interrupted
 
 
-class RewardFailureError(RuntimeError):
-    """Too many completions made a reward raise: the run stops rather than train on a broken reward."""
+class RewardFailureError(RunStopped):
+    """Too many completions made a reward raise: the run stops rather than train on a broken reward (exit 1)."""
 
 
-class RewardTooSlowError(ConfigError):
-    """A reward is over its time budget (checks.reward_time_budget_s) again and again, or hangs: exit 2."""
+class RewardTooSlowError(RunStopped):
+    """A reward is over its time budget (checks.reward_time_budget_s) again and again, or hangs: the run stops
+    (exit 1: training had started; the configuration itself was valid)."""
 
 
-class _Interrupted(BaseException):
+def time_limit(seconds: float | None):
+    """A context that interrupts the code in it after `seconds` with Interrupted (SIGALRM; only in the main thread,
+    where TRL calls rewards; None: no limit)."""
+    import contextlib
+
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def armed():
+        def interrupt(signum, frame):
+            raise Interrupted()
+
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, float(seconds))
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return armed()
+
+
+class Interrupted(BaseException):
     """Raised inside a reward call that ran past its hard limit (not an Exception: the per-completion fallback must
     not swallow it)."""
 
@@ -90,7 +115,7 @@ class GuardedReward:
                                             len(completions))
                 except Exception:  # noqa: BLE001 - find which completions make it raise, score the others
                     scores = [self._one(prompts, completions, kwargs, i) for i in range(len(completions))]
-        except _Interrupted:
+        except Interrupted:
             self._stop_slow(time.perf_counter() - start, len(completions), hung=True)
         finally:
             elapsed = time.perf_counter() - start
@@ -102,28 +127,9 @@ class GuardedReward:
         return scores
 
     def _hard_limit(self):
-        """Interrupt the call at HARD_LIMIT_FACTOR x the budget (SIGALRM; only in the main thread, where TRL calls
-        rewards)."""
-        import contextlib
-
+        """Interrupt the call at HARD_LIMIT_FACTOR x the budget."""
         budget = self.time_budget_s
-        if not budget or threading.current_thread() is not threading.main_thread():
-            return contextlib.nullcontext()
-
-        @contextlib.contextmanager
-        def armed():
-            def interrupt(signum, frame):
-                raise _Interrupted()
-
-            previous = signal.signal(signal.SIGALRM, interrupt)
-            signal.setitimer(signal.ITIMER_REAL, HARD_LIMIT_FACTOR * float(budget))
-            try:
-                yield
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-
-        return armed()
+        return time_limit(HARD_LIMIT_FACTOR * float(budget) if budget else None)
 
     def _check_time(self, seconds: float, n: int) -> None:
         budget = self.time_budget_s
@@ -150,7 +156,7 @@ class GuardedReward:
                    f"checks.reward_time_budget_s={budget:g} on {self.stats.over_budget} steps in a row")
         if self.flush is not None:
             self.flush()
-        raise RewardTooSlowError([Problem(
+        raise RewardTooSlowError(problems=[Problem(
             "checks.reward_time_budget_s", budget, why + "; the run stops rather than spend its time in a reward",
             "make the reward faster (cache, batch, no network or subprocess per completion), or raise "
             "checks.reward_time_budget_s (null: no budget)", rule="reward.time_budget")])

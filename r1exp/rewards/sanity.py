@@ -14,14 +14,18 @@ run (exit 2) with a message naming the reward, an example and the likely cause.
 from __future__ import annotations
 
 import inspect
+import sys
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable
 
 from r1exp.data.tags import DEFAULT, Tags, configured
 from r1exp.errors import Problem
-from r1exp.rewards.guard import checked_scores
+from r1exp.rewards.guard import Interrupted, checked_scores, time_limit
 from r1exp.rewards.text import approximate_ids, normalize, to_number
+
+SLOW_NOTE_S = 2.0   # a reward slower than this on the sanity check's completions is named (the dry run waits for it)
 
 MIN_PREFERRED_SHARE = 0.5   # the good completion must score higher in at least this share of rows
 PAD = "Let me check that once more, carefully."
@@ -148,12 +152,13 @@ def check_rewards(cfg) -> SanityReport:
         report.skipped = "the data has no rows"
         return report
     state = SimpleNamespace(global_step=0, epoch=0.0, max_steps=int(cfg.trainer.get("max_steps", -1) or -1))
+    budget = (cfg.get("checks") or {}).get("reward_time_budget_s")   # a sanity call scores about a step's worth
     data_tags = Tags.of(configured(cfg.data.get("tags")))
     for label, entry in cfg.reward.items():
         probe = probe_of(entry)
         if probe == "none":
             continue
-        report.verdicts.append(_judge(str(label), entry, probe, cases, state, data_tags))
+        report.verdicts.append(_judge(str(label), entry, probe, cases, state, data_tags, budget))
     return report
 
 
@@ -174,7 +179,8 @@ def dry_run_sanity(cfg) -> SanityReport:
     return check_rewards(cfg)
 
 
-def _judge(label: str, entry, probe_name: str, cases: list[Case], state, data_tags: Tags = DEFAULT) -> Verdict:
+def _judge(label: str, entry, probe_name: str, cases: list[Case], state, data_tags: Tags = DEFAULT,
+           budget_s: float | None = None) -> Verdict:
     from r1exp.rewards import bound_reward, params_of
 
     probe = PROBES[probe_name]
@@ -186,14 +192,27 @@ def _judge(label: str, entry, probe_name: str, cases: list[Case], state, data_ta
     rows = [c.row for c in cases for _ in range(2)]
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
     fn = bound_reward(entry)
+    start = time.perf_counter()
     try:
-        raw = fn(prompts=[r["prompt"] for r in rows], completions=completions,
-                 completion_ids=[approximate_ids(c[0]["content"]) for c in completions], trainer_state=state,
-                 log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns)
+        with time_limit(budget_s):
+            raw = fn(prompts=[r["prompt"] for r in rows], completions=completions,
+                     completion_ids=[approximate_ids(c[0]["content"]) for c in completions], trainer_state=state,
+                     log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns)
+    except Interrupted:
+        verdict.problem = Problem(f"reward.{label}", label, f"it was still scoring {len(completions)} completions "
+                                  f"after {budget_s:g} s (checks.reward_time_budget_s): a step of training would "
+                                  "wait as long, and the run stops after 3 such steps",
+                                  "make the reward faster (cache, batch, no network or subprocess per completion), "
+                                  "or raise checks.reward_time_budget_s (null: no budget)", rule="reward.sanity")
+        return verdict
     except Exception as e:  # noqa: BLE001 - any error is the reward's, reported with its likely cause
         verdict.problem = _problem(label, entry, f"it raised {type(e).__name__}: {e}", _raise_cause(e, fn, columns),
                                    cases[0], pairs[0], None)
         return verdict
+    seconds = time.perf_counter() - start
+    if seconds > SLOW_NOTE_S:
+        print(f"r1exp: reward {label!r} took {seconds:.1f} s to score {len(completions)} completions in the reward "
+              "sanity check; training pays that on every step's completions", file=sys.stderr)
     try:
         scores = checked_scores(raw, len(completions))
     except (TypeError, ValueError) as e:
