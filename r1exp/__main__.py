@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(arg in HELP_FLAGS for arg in argv):  # help, whatever else the line says: nothing is checked or started
         return _hydra(help_argv(argv), preflight.parse(help_argv(argv)))
     cl = preflight.parse(argv)
-    chosen = choose_model_by_name(cl.overrides)   # model.name_or_path=X alone: model=pretrained
-    if chosen != cl.overrides:
+    chosen = choose_model_by_name(cl.overrides) if cl.config_name == "config" else cl.overrides
+    if chosen != cl.overrides:   # model.name_or_path=X alone: model=pretrained
         argv, cl.overrides = [*argv, chosen[-1]], chosen
     if not cl.passthrough:
         verdict = preflight.check(cl)

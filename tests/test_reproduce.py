@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -298,3 +299,25 @@ def test_engine_vllm_repeats_bit_for_bit_on_cpu(tmp_path):
     result = reproduce_cli(run_dir, new_dir=tmp_path / "vllm-again")
     assert result.code == 0, result.output[-3000:]
     assert "metrics: identical at every one of 3 steps" in result.output
+
+
+def test_a_reproduction_may_point_the_saved_run_at_another_copy_of_its_model(tmp_path):
+    """model.name_or_path=X on a saved config changes that key only: the saved config has no model group to choose
+    (model=pretrained is added for r1exp's own primary config alone)."""
+    import subprocess
+    import sys
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from r1exp.config.compose import compose
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(compose(["model=qwen0_5b"]))))
+    copy = Path(__file__).resolve().parent / "fixtures" / "model_configs" / "Qwen__Qwen2.5-0.5B-Instruct"
+    done = subprocess.run([sys.executable, "-m", "r1exp.reproduce", str(run), f"model.name_or_path={copy}",
+                           "dry_run=true", "hardware.gpu_memory_gb=80", f"hydra.run.dir={tmp_path / 'new'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "does not compose" not in done.stderr

@@ -128,6 +128,9 @@ def test_resume_reuses_its_folder_only_when_the_run_is_not_running(tmp_path, mon
     assert code == 2 and "still running" in output and f"pid {os.getpid()}" in output
 
     finished_run(folder, status="running", pid=dead_pid())   # killed: run.json still says running
+    checkpoint = folder / "trainer" / "checkpoint-1"             # after a step it saved
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 1}')
     assert run_state(folder) == "dead"
     c = claim(f"hydra.run.dir={folder}", "resume=true")
     assert c.folder == folder and (folder / f"{run_folder.CLAIM_FILE}.resume1").exists()

@@ -56,7 +56,8 @@ def parse_command_line(argv: list[str]) -> CommandLine:
 def choose_model_by_name(overrides: list[str]) -> list[str]:
     """`model.name_or_path=X` with no `model=` (or `experiment=`) choice names a model by itself: add `model=pretrained`
     so that X's own config.json and the settings of its size class are used, not the default model's shape and
-    demo settings (conf/model/pretrained.yaml)."""
+    demo settings (conf/model/pretrained.yaml). Only for r1exp's primary config, whose defaults choose a model (a
+    reproduction's saved config has no groups left to choose)."""
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
     if "model.name_or_path" in keys and not keys & {"model", "experiment"}:
         return [*overrides, "model=pretrained"]
@@ -128,5 +129,6 @@ def compose(overrides: list[str], config_name: str = "config", config_dir: str |
     if extra and not (folder / f"{config_name}.yaml").exists():  # a folder of group files only (e.g. your cluster's
         folder, extra = CONF_DIR.resolve(), [f"hydra.searchpath=[file://{folder}]"]  # hydra/launcher): conf/ is primary
     with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=extra + choose_model_by_name(overrides),
+        chosen = choose_model_by_name(overrides) if config_name == "config" else list(overrides)
+        return hydra_compose(config_name=config_name, overrides=extra + chosen,
                              return_hydra_config=return_hydra_config)
