@@ -22,6 +22,7 @@ def dry_run(*overrides) -> tuple[int, str]:
     ("data.system_prompt=Réponds", ["quote the value: data.system_prompt='Réponds'"]),
     ("model=../config", ["'../config' is not a valid option name", "options: llama3_8b"]),
     ("reward=[accuracy,formt]", ["no option 'formt'", "did you mean reward=format"]),
+    ("~model", ["the model group cannot be deleted", "model=<option> (llama3_8b"]),   # the preset follows it
 ])
 def test_messages(override, says):
     code, output = dry_run(override)

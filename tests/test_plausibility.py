@@ -32,6 +32,7 @@ WARN = [  # (overrides, the rule that warns, the key it names)
      "plausible.num_generations", "trainer.num_generations"),
     (["trainer.beta=0.5"], "plausible.beta", "trainer.beta"),
     (["trainer.temperature=0.2"], "plausible.temperature", "trainer.temperature"),
+    (["trainer.temperature=1e30"], "plausible.temperature", "trainer.temperature"),
     (["trainer.loss_type=luspo"], "plausible.trl_warnings", "trainer.loss_type"),
     (["+trainer.importance_sampling_level=sequence"], "plausible.trl_warnings", "trainer.importance_sampling_level"),
 ]

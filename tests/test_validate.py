@@ -63,6 +63,9 @@ BAD = [
         "model.lora.target_modules=[q_proj,v_proj] hardware.gpu_memory_gb=80 dry_run=true",
         "model.lora.target_modules"),
     row("model.chat_template", "model.chat_template=/no/such/template.jinja dry_run=true", "model.chat_template"),
+    row("schema.path", f"data=jsonl data.path=/tmp/{'a' * 300}.jsonl dry_run=true", "data.path"),   # > 255 bytes
+    row("schema.path", f"model.name_or_path=/tmp/{'a' * 300} dry_run=true", "model.name_or_path"),
+    row("schema.path", f"hardware.kernel_cache=/tmp/{'a' * 300} dry_run=true", "hardware.kernel_cache"),
     row("model.arch", f"model=qwen7b model.name_or_path={MODEL_CONFIGS}/Qwen__Qwen2.5-Math-7B "
         "hardware.gpu_memory_gb=80 dry_run=true", "model.arch.max_position"),
     row("model.arch", "model=pretrained dry_run=true", "model.name_or_path"),

@@ -30,6 +30,7 @@ REASONING_MIN_TOKENS = 128       # a <think> block plus an answer; TRL's default
 MIN_GENERATIONS = 4              # TRL 8, open-r1 7-16, Unsloth 4-8
 MAX_BETA = 0.1                   # TRL 0.0, DeepSeek-R1 0.001, TRL < 0.19 0.04
 MIN_TEMPERATURE = 0.5            # TRL, open-r1 and Unsloth sample at 1.0 (0.7 in some open-r1 recipes)
+MAX_TEMPERATURE = 2.0            # above this, sampling is close to uniform (Unsloth refuses >= 10)
 
 
 def _params(cfg) -> float | None:
@@ -106,6 +107,12 @@ def beta(ctx):
 
 def temperature(ctx):
     value = get(ctx.cfg, "trainer.temperature")
+    if is_number(value) and value > MAX_TEMPERATURE:
+        yield Problem("trainer.temperature", value,
+                      "sampling this hot is close to uniform over the vocabulary: completions are noise, rewards "
+                      "near zero, and vLLM's and the trainer's log-probs of them disagree (TRL, open-r1 and Unsloth "
+                      "sample at 0.7-1.0; Unsloth refuses 10 and above)", "use trainer.temperature=1.0 (TRL's "
+                      "default)", severity="warning")
     if is_number(value) and 0 < value < MIN_TEMPERATURE:
         yield Problem("trainer.temperature", value,
                       "sampling this cold makes a prompt's completions nearly identical: equal rewards in a group "

@@ -17,6 +17,7 @@ NOT_FOUND = re.compile(r"Could not (?:find|load) '([\w/.-]+)/([\w.-]+)'")
 CANNOT_OVERRIDE = re.compile(r"Could not override '([\w.]+)'")
 ALREADY_THERE = re.compile(r"An item is already at '([\w.]+)'")
 CANNOT_DELETE = re.compile(r"Could not delete from config. '([\w.]+)' does not exist")
+GROUP_INTERPOLATION = re.compile(r"Error resolving interpolation '\$\{(\w+)\}'")   # `optional preset: ${model}`
 HELP = "`python -m r1exp --help` lists the groups and their options"
 LEXER_ERROR = re.compile(r"LexerNoViableAltException|token recognition error|mismatched input|extraneous input")
 # Characters Hydra's override grammar accepts in an unquoted value (besides letters and digits).
@@ -63,6 +64,11 @@ def composition_problem(error: Exception, overrides: list[str], conf_dir: Path, 
     if m := CANNOT_DELETE.search(text):
         return Problem(m.group(1), "~", f"{m.group(1)} is not in the config, so it cannot be deleted",
                        f"check the spelling; {HELP}", rule="hydra.compose")
+    if (m := GROUP_INTERPOLATION.search(text)) and any(o.lstrip().startswith(f"~{m.group(1)}") for o in overrides):
+        group = m.group(1)
+        return Problem(group, f"~{group}", f"the {group} group cannot be deleted: another group follows its choice "
+                       f"(conf/config.yaml: `optional preset: ${{{group}}}`)", f"choose another option instead: "
+                       f"{group}=<option> ({', '.join(group_options(conf_dir, group))})", rule="hydra.compose")
     key = _unparsable(overrides) or _offending_key(text, overrides)
     rest = "; ".join(line.strip() for line in text.splitlines()[1:]
                      if line.strip() and "provider=" not in line and "search path" not in line.lower())

@@ -37,11 +37,34 @@ def _steps(value: int) -> int:
     return value
 
 
+NAME_MAX, PATH_MAX = 255, 4096   # bytes of one name in a path and of a whole path (Linux's limits)
+
+
+def _fits_a_file_system(value):
+    """A path no file system can hold fails here, before any check stats it (OSError: File name too long)."""
+    if isinstance(value, str) and (len(value.encode()) > PATH_MAX
+                                   or any(len(part.encode()) > NAME_MAX for part in value.split("/"))):
+        raise PydanticCustomError("path_too_long", "a path no file system holds: each name in it at most "
+                                  f"{NAME_MAX} bytes, all of it at most {PATH_MAX}", {})
+    return value
+
+
+FilePath = Annotated[str, AfterValidator(_fits_a_file_system)]
+
+
+def fits_a_file_system(path: str) -> bool:
+    try:
+        _fits_a_file_system(path)
+    except PydanticCustomError:
+        return False
+    return True
+
+
 class Hardware(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_gpus: int | None = Field(None, ge=0, le=1024)
     gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="the memory of one GPU")
-    kernel_cache: str | None = Field(None, description="a folder for every compiled-kernel cache")
+    kernel_cache: FilePath | None = Field(None, description="a folder for every compiled-kernel cache")
 
 
 class Checks(Strict):
@@ -97,7 +120,7 @@ class Warmup(Strict):
 
 
 class Model(Strict):
-    name_or_path: str = Field(min_length=1)
+    name_or_path: FilePath = Field(min_length=1)
     init: Literal["pretrained", "random"]
     dtype: Literal["float32", "bfloat16", "float16"]
     max_seq_length: PositiveInt | None = Field(None, description="the longest sequence (null: the model's context)")
@@ -113,7 +136,7 @@ class Data(Strict):
     `data.name` (`data_class`), so a key no option reads (a typo) is refused with "did you mean"."""
 
     name: str
-    path: str | None = None
+    path: FilePath | None = None
     split: str = "train"
     prompt_field: str = "question"
     answer_field: str = "answer"
@@ -289,6 +312,10 @@ def _problem(key, err, kind, why_more, model_cls, loc, data) -> Problem:
         else:
             fix = f"set {key} {expected}" if expected[0] in "<>" else f"set {key} to {expected}"
         return Problem(key, value, why, fix, rule="range")
+    if kind == "path_too_long":
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+        return Problem(key, shown, err["msg"], f"use a shorter path for {key} (a link or a shorter folder name)",
+                       rule="schema.path")
     if kind == "missing":
         return Problem(key, "(missing)", "this key is required and the config no longer has it",
                        f"do not delete {key} (drop the ~{key} override) or give it a value: {key}=...",

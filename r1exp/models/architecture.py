@@ -49,7 +49,11 @@ def find_config(name_or_path: str, ask_hub: bool = True) -> FoundConfig | None:
 
 def _find(name: str, ask_hub: bool) -> FoundConfig | None:
     local = Path(name).expanduser()
-    candidates = [local / "config.json"] if local.is_dir() else []
+    try:
+        candidates = [local / "config.json"] if local.is_dir() else []
+        exists = local.exists()
+    except (OSError, ValueError):   # a name no file system holds (the schema's rows report it)
+        return None
     if not candidates and hub.is_repo_id(name):
         snapshot = hub.cached_snapshot(name)
         if snapshot is not None:
@@ -58,7 +62,7 @@ def _find(name: str, ask_hub: bool) -> FoundConfig | None:
         config = _read(path)
         if config is not None:
             return FoundConfig(config, str(path))
-    if not ask_hub or local.exists() or not hub.is_repo_id(name) or hub.offline():
+    if not ask_hub or exists or not hub.is_repo_id(name) or hub.offline():
         return None
     return _download(name)
 
@@ -233,10 +237,13 @@ def targeted(arch, target_modules) -> list[str]:
 def _not_found(name: str) -> str:
     """Why no config.json of `name` was found, in the words of where it was looked for."""
     local = Path(name).expanduser()
-    if local.is_dir():
-        return f"the folder {local} has no readable config.json"
-    if local.exists():
-        return f"{local} is a file, not a model folder"
+    try:
+        if local.is_dir():
+            return f"the folder {local} has no readable config.json"
+        if local.exists():
+            return f"{local} is a file, not a model folder"
+    except (OSError, ValueError) as e:   # a name too long for the file system, a NUL byte
+        return f"it cannot be looked up ({getattr(e, 'strerror', None) or e})"
     if not hub.is_repo_id(name) or name.startswith(("/", ".", "~")):
         return f"no such folder (looked at {local.absolute()})"
     where = f"it is not in the Hugging Face cache ({hub.hub_cache()})"
@@ -250,6 +257,7 @@ def fill_arch(cfg) -> list:
     (init=random) and a family the table lacks keep the YAML arch."""
     from omegaconf import OmegaConf, open_dict
 
+    from r1exp.config.schema import fits_a_file_system
     from r1exp.errors import Problem
 
     model = cfg.get("model")
@@ -262,7 +270,7 @@ def fill_arch(cfg) -> list:
             "add model.name_or_path=<hub id or local folder>, e.g. model.name_or_path=Qwen/Qwen3-8B",
             rule="model.arch")]
     name = OmegaConf.select(cfg, "model.name_or_path", default=None)
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip() or not fits_a_file_system(name):
         return []  # the schema's rows report it
     built_here = OmegaConf.select(cfg, "model.init", default=None) == "random"
     found = find_config(name, ask_hub=not built_here)
