@@ -105,3 +105,19 @@ def test_a_resumed_run_logs_what_an_uninterrupted_run_logs(tmp_path, engine):
                 for r in metrics.step_rows(metrics.read_metrics(run_dir))]
 
     assert compared(tmp_path / "resumed") == compared(tmp_path / "whole")
+
+
+def test_metrics_are_cut_back_to_the_checkpoint_without_the_interrupted_attempts_end_line(tmp_path):
+    """A run stopped at step 3 saved a checkpoint there and logged TRL's end-of-training line: a resume repeats
+    nothing before step 3, and the end line does not stay in the middle of the resumed run's rows. A line cut short
+    by a killed writer is read as absent, not as an error."""
+    import json
+
+    from r1exp.records.metrics import read_metrics, truncate_metrics
+
+    rows = [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}, {"step": 3, "reward": 0.3},
+            {"step": 3, "train_runtime": 9.0}, {"step": 4, "reward": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "rew')
+    assert len(read_metrics(tmp_path)) == 5
+    assert truncate_metrics(tmp_path, after_step=3) == 2
+    assert read_metrics(tmp_path) == rows[:3]

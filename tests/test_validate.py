@@ -64,6 +64,8 @@ BAD = [
         "model.lora.target_modules"),
     row("model.chat_template", "model.chat_template=/no/such/template.jinja dry_run=true", "model.chat_template"),
     row("schema.path", f"data=jsonl data.path=/tmp/{'a' * 300}.jsonl dry_run=true", "data.path"),   # > 255 bytes
+    row("range", "trainer.gradient_accumulation_steps=99999999999999999999 dry_run=true",
+        "trainer.gradient_accumulation_steps"),   # named, not blamed on the KV cache it would need
     row("schema.path", f"model.name_or_path=/tmp/{'a' * 300} dry_run=true", "model.name_or_path"),
     row("schema.path", f"hardware.kernel_cache=/tmp/{'a' * 300} dry_run=true", "hardware.kernel_cache"),
     row("model.arch", f"model=qwen7b model.name_or_path={MODEL_CONFIGS}/Qwen__Qwen2.5-Math-7B "
@@ -526,3 +528,9 @@ def test_the_preflight_resolves_the_run_once_and_a_planner_failure_is_an_error_n
     checked = preflight(compose([]), detect(), dry_run=True)
     assert checked.run is None
     assert any(p.severity == "error" and "planner bug" in p.why for p in checked.problems), checked.problems
+
+
+def test_a_long_system_prompt_is_named_when_the_lengths_do_not_fit():
+    found = [p for p in validate(compose(["data.system_prompt=" + "x" * 50_000]), HERE, dry_run=True)
+             if p.rule == "lengths"]
+    assert found and all("data.system_prompt alone is 50,000 characters" in p.fix for p in found)

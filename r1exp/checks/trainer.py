@@ -233,6 +233,9 @@ def grpo_batch(ctx):
                           f"use a multiple of {eval_gens}")
 
 
+LONG_SYSTEM_PROMPT = 2000   # characters: a system prompt this long is named when the lengths do not fit
+
+
 def sequence_lengths(ctx):
     cfg = ctx.cfg
     completion = trainer_value(cfg, "max_completion_length", 256)
@@ -249,6 +252,9 @@ def sequence_lengths(ctx):
                   "guess": "(the prompt length is a guess for data not readable here: set data.max_prompt_tokens)",
                   }[estimate.source]
     severity = "warning" if estimate.is_guess else "error"
+    system = get(cfg, "data.system_prompt")
+    if isinstance(system, str) and len(system) >= LONG_SYSTEM_PROMPT:   # in every prompt: the thing to shorten
+        fix_prompt += f"; data.system_prompt alone is {len(system):,} characters of every prompt"
     seq = get(cfg, "model.max_seq_length")
     if isinstance(seq, int) and need > seq:
         yield Problem("model.max_seq_length", seq,

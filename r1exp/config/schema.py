@@ -253,6 +253,10 @@ def run_class(data_cls: type[Data]) -> type[Run]:
     return create_model(f"Run_{data_cls.__name__}", __base__=Run, data=(data_cls, ...))
 
 
+MAX_COUNT = 1_000_000      # batch sizes and step counts: beyond this a number is a typo, not a batch
+MAX_TOKENS = 10_000_000   # a completion length: beyond any model's context
+
+
 class TrainerRanges(BaseModel):
     """The ranges r1exp knows for trainer.* keys (types come from the installed GRPOConfig)."""
 
@@ -262,11 +266,12 @@ class TrainerRanges(BaseModel):
                                                                  "adapter")
     max_steps: Annotated[int, AfterValidator(_steps)] | None = None
     num_train_epochs: float | None = Field(None, gt=0)
-    per_device_train_batch_size: PositiveInt | None = None
-    gradient_accumulation_steps: PositiveInt | None = None
-    steps_per_generation: PositiveInt | None = None
-    generation_batch_size: PositiveInt | None = None
-    max_completion_length: PositiveInt | None = None
+    per_device_train_batch_size: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    gradient_accumulation_steps: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    steps_per_generation: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    generation_batch_size: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    max_completion_length: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
+    num_generations: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
     temperature: float | None = Field(None, gt=0, description="sampling divides the logits by the temperature")
     top_p: float | None = Field(None, gt=0, le=1)
     min_p: float | None = Field(None, ge=0, le=1)
