@@ -98,10 +98,18 @@ def test_the_printed_summary_keeps_paths_on_one_line_and_goes_to_train_log(tmp_p
 
 def test_a_broken_run_folder_does_not_make_the_summary_raise(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "metrics.jsonl").write_text('{"step": 1, "rew')  # cut short
+    (run_dir / "metrics.jsonl").mkdir(parents=True)   # unreadable as a file
     summary.print_run_summary(run_dir, {"status": "failed", "exit_code": 1})
     assert "no closing summary" in capsys.readouterr().out
+
+
+def test_a_metrics_line_cut_short_does_not_cost_the_summary(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "rew')  # killed while writing
+    summary.print_run_summary(run_dir, {"status": "failed", "exit_code": 1})
+    out = capsys.readouterr().out
+    assert "run failed (exit 1)" in out and "no closing summary" not in out
 
 
 def test_phase_clock_splits_the_wall_time_and_names_the_last_phase():
