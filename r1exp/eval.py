@@ -22,13 +22,10 @@ from datetime import datetime
 from pathlib import Path
 
 from r1exp.errors import EXIT_OK, EXIT_USAGE, errors_of, render_problems
+from r1exp.reproduce import UsageError, saved_config, trust_flags
 
 PRIMARY = "eval"
 ADAPTER = "adapter"
-
-
-class UsageError(Exception):
-    pass
 
 
 def parse_args(argv: list[str]) -> tuple[Path | None, list[str], bool, Path | None]:
@@ -65,12 +62,7 @@ def compose_config(run_dir: Path | None, overrides: list[str], allowed: tuple = 
     if run_dir is None:
         cfg = compose(overrides)
     else:
-        from r1exp.reproduce import UsageError as SavedError, saved_config
-
-        try:
-            config = trust.config_of_folder(saved_config(run_dir))   # Hydra's settings are this installation's
-        except SavedError as e:
-            raise UsageError(str(e)) from None
+        config = trust.config_of_folder(saved_config(run_dir))   # Hydra's settings are this installation's
         foreign = trust.untrusted_targets(config, allowed, trust_all)
         if foreign:
             raise UsageError(trust.refusal(run_dir, foreign, "python -m r1exp.eval"))
@@ -151,8 +143,6 @@ def cli(argv: list[str] | None = None) -> int:
         print(__doc__)
         return EXIT_OK
     try:
-        from r1exp.reproduce import trust_flags
-
         argv, allowed, trust_all = trust_flags(argv)
         run_dir, overrides, base, out_dir = parse_args(argv)
         return evaluate(run_dir, overrides, base, out_dir, allowed=allowed, trust_all=trust_all)

@@ -95,6 +95,7 @@ def test_the_demo_is_better_on_held_out_questions(default_run):
     block = json.loads((default_run.run_dir / "run.json").read_text())["eval"]
     baseline, final = block["baseline"], block["final"]
     assert baseline["step"] == 0 and final["step"] == 50 and block["set"]["prompts"] >= 6
+    assert block["set"]["overlap"] == 0   # held out of training by construction
     assert final["pass@1"] >= baseline["pass@1"] + 0.2, (baseline, final)
     rows = [json.loads(x) for x in (default_run.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval/pass@1" in r] == [0, 50]

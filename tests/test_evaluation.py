@@ -26,7 +26,7 @@ def test_a_generated_task_trains_without_its_held_out_questions():
     trained = {r["prompt"][-1]["content"] for r in data.rows(cfg.data) if keep(r)}
     assert questions and not questions & trained            # disjoint by construction
     assert len(questions) == len(held)                      # distinct questions
-    assert heldout.overlap(cfg, held) == 0
+    assert heldout.overlap(held, [r["prompt"] for r in data.rows(cfg.data) if keep(r)]) == 0
 
 
 @pytest.mark.parametrize("rewards, correct", [
@@ -44,8 +44,10 @@ def test_a_file_holds_out_the_records_after_num_samples(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"question": f"q{i}?", "answer": str(i)}) + "\n" for i in range(10)))
     cfg = compose(["data=jsonl", f"data.path={path}", "data.num_samples=6", "eval=heldout", "eval.prompts=3"])
-    assert [r["answer"] for r in heldout.heldout_rows(cfg, 3)] == ["6", "7", "8"]
-    assert heldout.overlap(cfg, heldout.heldout_rows(cfg, 3)) == 0
+    held = heldout.heldout_rows(cfg, 3)
+    assert [r["answer"] for r in held] == ["6", "7", "8"]
+    assert heldout.overlap(held, [r["prompt"] for r in data.rows(cfg.data)]) == 0
+    assert heldout.overlap(held, [r["prompt"] for r in held[:2]]) == 2   # a split that repeats training questions
 
 
 def test_a_split_is_read_as_the_held_out_prompts(tmp_path):

@@ -70,11 +70,11 @@ def _same(given, derived) -> bool:
 
 def trainer_keys(ctx):
     fields = grpo_fields()
-    for key in (ctx.cfg.get("trainer") or {}):
-        key = str(key)
+    keys = [str(key) for key in (ctx.cfg.get("trainer") or {})]
+    derived = derived_values(ctx) if any(key in DERIVED for key in keys) else {}   # the engine's TRL args, once
+    for key in keys:
         if key in DERIVED:
             value = OmegaConf.select(ctx.cfg, f"trainer.{key}")
-            derived = derived_values(ctx)
             agrees = key in derived and _same(value, derived[key])
             yield Problem(f"trainer.{key}", value, f"r1exp sets GRPOConfig.{key} itself from {DERIVED[key]}"
                           + (f" ({derived[key]!r} here, as you say: kept)" if agrees else

@@ -7,7 +7,7 @@ Where they come from (`heldout_rows`), in order:
   seed;
 - a file or hub dataset read with data.num_samples: the records after the training ones.
 Otherwise there is no held-out data and the pre-flight says what to set (rule eval.data). `overlap` counts held-out
-prompts whose question is also a training one (reported, and an error when all are).
+prompts whose question is also a training one (in the eval record's `set`, and said when there are any).
 """
 
 from __future__ import annotations
@@ -86,11 +86,10 @@ def heldout_rows(cfg, n: int) -> list[dict]:
     return [data.row_of(e, system) for e in examples]
 
 
-def overlap(cfg, rows: list[dict]) -> int:
-    """How many held-out rows ask a question the training rows ask too (generated tasks are disjoint by design)."""
-    if data.is_generated(cfg.data) and not cfg.data.get("eval_split"):
-        return 0
-    training = {_question(r["prompt"]) for r in data.rows(cfg.data)}
+def overlap(rows: list[dict], training_prompts) -> int:
+    """How many held-out rows ask a question the training rows ask too (a generated task's are disjoint by design;
+    a dataset's test split may repeat training questions)."""
+    training = {_question(p) for p in training_prompts}
     return sum(_question(r["prompt"]) in training for r in rows)
 
 

@@ -24,9 +24,12 @@ class Evaluations:
         self.every = int(e.get("every_steps") or 0)
         self.want_baseline, self.want_final = bool(e.get("baseline", True)), bool(e.get("final", True))
         self.run_dir, self.on_record, self.log = Path(run_dir), on_record, log
-        self.block = {"set": {"source": heldout.source_of(cfg), "prompts": len(rows), "k": self.settings.k,
-                              "temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens},
-                      "steps": []}
+        repeated = heldout.overlap(rows, trainer.train_dataset["prompt"]) if trainer.train_dataset else 0
+        self.block = {"set": {"source": heldout.source_of(cfg), "prompts": len(rows), "overlap": repeated,
+                              "k": self.settings.k, "temperature": self.settings.temperature,
+                              "max_tokens": self.settings.max_tokens}, "steps": []}
+        if repeated:
+            log(f"held-out: {repeated} of {len(rows)} prompts also ask a training question ({heldout.source_of(cfg)})")
 
     def run(self, kind: str, step: int) -> dict:
         scores = {"step": step, **self.evaluator.evaluate()}
