@@ -15,26 +15,29 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from r1exp.scale import distributed
-
-from r1exp.machine import processes
-from r1exp.machine import kernel_cache
-from r1exp.records import secrets
-from r1exp.observe import console
-from r1exp.observe import summary
-from r1exp.observe import timing
-from r1exp.observe import tracking
-from r1exp.records.metrics import read_metrics
 from r1exp.checks.validate import preflight
+from r1exp.components import engine_of
+from r1exp.errors import (
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    ConfigError,
+    RunStopped,
+    disk_full_reason,
+    errors_of,
+)
 from r1exp.evaluation import heldout
 from r1exp.evaluation.schedule import Evaluations
-from r1exp.models.architecture import fill_arch
-from r1exp.components import engine_of
-from r1exp.observe.gpu_memory import PeakMemory
-from r1exp.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, ConfigError, RunStopped, errors_of
+from r1exp.machine import kernel_cache, processes
 from r1exp.machine.facts import detect, device_label
+from r1exp.models.architecture import fill_arch
+from r1exp.observe import console, summary, timing, tracking
+from r1exp.observe.gpu_memory import PeakMemory
+from r1exp.records import ending, secrets
 from r1exp.records.manifest import Manifest
+from r1exp.records.metrics import read_metrics
 from r1exp.records.resume import GracefulStop, last_checkpoint, prepare_resume
+from r1exp.scale import distributed
 
 
 def run_dir_of_hydra() -> Path:
@@ -47,22 +50,29 @@ def run(cfg, run_dir: Path | None = None) -> int:
     run_dir = Path(run_dir or run_dir_of_hydra())
     run_dir.mkdir(parents=True, exist_ok=True)
     console.route(run_dir)  # library output (vLLM, transformers, torch, warnings) to train.log; R1EXP_LIVE=verbose
-    secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
+    try:
+        secrets.scrub_hydra_files(run_dir)  # Hydra saved the config before this function was called
+    except OSError as e:
+        return ending.not_started(run_dir, e)
     if distributed.needs_launch(cfg):  # distributed=ddp|fsdp|...: the ranks run this function under accelerate
         return distributed.launch(cfg, run_dir, engine_of(cfg))  # the ranks run the pre-flight themselves
     env = detect()
     fill_arch(cfg)  # model.arch from the model's config.json, before the config is recorded (the pre-flight reports)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    manifest = Manifest(run_dir, config_dict, seed=int(cfg.seed), device=device_label(cfg, env),
-                        resume=bool(cfg.get("resume", False)))
+    try:
+        manifest = Manifest(run_dir, config_dict, seed=int(cfg.seed), device=device_label(cfg, env),
+                            resume=bool(cfg.get("resume", False)))
+    except OSError as e:  # a full or read-only disk: not even run.json could be written
+        return ending.not_started(run_dir, e)
     startup = timing.Startup(on_change=lambda parts: manifest.update(startup=parts))  # run.json `startup`
-    manifest.update(distributed=distributed.facts(cfg))
     status, code = "failed", EXIT_RUNTIME
+    disk_full = False
     servers = contextlib.ExitStack()  # engine=vllm_server: a launched server lives until the run ends
     stop = GracefulStop()  # SIGTERM / Ctrl-C: checkpoint at the end of the step, then stop
     stop.install()
     clock = summary.PhaseClock()  # wall time per phase, kept in run.json (`phases`)
     try:
+        manifest.update(distributed=distributed.facts(cfg))
         checked = preflight(cfg, env, dry_run=False)  # resolves engine, loader and plan once, for all that follows
         if errors_of(checked.problems):
             raise ConfigError(errors_of(checked.problems))
@@ -101,27 +111,36 @@ def run(cfg, run_dir: Path | None = None) -> int:
     except ConfigError as e:
         print(str(e))
         code = EXIT_USAGE
-        manifest.finish("failed", error=str(e), exit_code=code)
+        ending.end(manifest, clock, "failed", error=str(e), exit_code=code)
     except RunStopped as e:   # a stop r1exp designed (a broken or too slow reward): its message, not a traceback
         print(f"r1exp: the run stopped: {e}", file=sys.stderr)
+        ending.end(manifest, clock, "failed", tracking.summarize(read_metrics(run_dir)),
+                   error=f"{type(e).__name__}: {e}", exit_code=code)
         summary.save_traceback(run_dir)   # error.txt keeps the traceback for whoever debugs the reward
-        manifest.finish("failed", tracking.summarize(read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
-                        exit_code=code)
     except KeyboardInterrupt:
         status, code = "interrupted", stop.exit_code
         saved = last_checkpoint(run_dir)
-        manifest.finish("interrupted", tracking.summarize(read_metrics(run_dir)), exit_code=code,
-                        checkpoint=str(saved) if saved else None)
+        ending.end(manifest, clock, "interrupted", tracking.summarize(read_metrics(run_dir)), exit_code=code,
+                   checkpoint=str(saved) if saved else None)
     except Exception as e:  # a runtime failure: keep the traceback for the person debugging it
-        traceback.print_exc()
-        summary.save_traceback(run_dir)  # error.txt, named by the closing summary
-        manifest.finish("failed", tracking.summarize(read_metrics(run_dir)), error=f"{type(e).__name__}: {e}",
-                        exit_code=code)
+        reason = disk_full_reason(e, ending.being_written(run_dir, clock.current))
+        if reason:   # a condition r1exp names: one line, the traceback in error.txt
+            print(f"r1exp: the run failed during {clock.current}: {reason}", file=sys.stderr)
+            disk_full = True
+            ending.discard_partial(run_dir)
+        else:
+            traceback.print_exc()
+        ending.end(manifest, clock, "failed", tracking.summarize(read_metrics(run_dir)),
+                   error=reason or f"{type(e).__name__}: {e}", exit_code=code)   # run.json first: the record matters most
+        summary.save_traceback(run_dir)  # error.txt, named by the closing summary (skipped when it cannot be written)
     finally:
         servers.close()
         stop.restore()
-        manifest.update(phases=clock.stop(), wandb_url=summary.wandb_url())
+        ending.record(manifest, phases=clock.stop(), wandb_url=summary.wandb_url())
         tracking.finish_tracker(cfg, manifest.data.get("metrics", {}), status, run_dir)
+        if disk_full:
+            ending.discard_partial(run_dir)   # again: W&B wrote its last records as it closed
+        manifest.close()
         if processes.is_main_process():
             summary.print_run_summary(run_dir, manifest.data)
     return distributed.rank_exit_status(code)
@@ -140,8 +159,8 @@ def _check_rewards(cfg) -> None:
 
 def _build(resolved, run_dir, report_to):
     _own_rendezvous_port()
-    from r1exp.observe import live
     from r1exp.build import build, prepare_imports
+    from r1exp.observe import live
     from r1exp.rewards.monitor import reward_monitor
 
     prepare_imports(resolved)  # first: the callbacks below import transformers (and with it torch and PEFT)
@@ -149,6 +168,7 @@ def _build(resolved, run_dir, report_to):
     checks = resolved.cfg.get("checks") or {}
     monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
     built = build(resolved, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
+    tracking.redact_completions(built.trainer)   # no secret of a prompt in the completions tables (parquet, W&B)
     timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries

@@ -15,6 +15,7 @@ they show it as `?` instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -58,12 +59,18 @@ class PhaseClock:
         return out
 
 
-def save_traceback(run_dir: Path) -> Path:
-    """The exception being handled, with its traceback (secrets redacted), in <run_dir>/error.txt."""
+def save_traceback(run_dir: Path) -> Path | None:
+    """The exception being handled, with its traceback (secrets redacted), in <run_dir>/error.txt. None when it
+    cannot be written (a full disk): no error.txt is left then rather than one cut short."""
     from r1exp.records.secrets import redact_text
 
     path = Path(run_dir) / ERROR_FILE
-    path.write_text(redact_text(traceback.format_exc()))  # an error message may quote a key: kept out, as in run.json
+    try:
+        path.write_text(redact_text(traceback.format_exc()))  # an error message may quote a key: kept out
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        return None
     return path
 
 
@@ -407,7 +414,7 @@ def print_block(title: str, lines: list[tuple[str, str]], color: str, console=No
 
 def _append(path: Path, title: str, lines: list[tuple[str, str]]) -> None:
     width = max(len(label) for label, _ in lines) if lines else 0
-    with path.open("a") as f:
+    with contextlib.suppress(OSError), path.open("a") as f:   # a full disk: the console has the summary
         f.write(f"--- {title}\n" + "".join(f"{label.ljust(width)}  {text}\n" for label, text in lines))
 
 

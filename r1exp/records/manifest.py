@@ -12,6 +12,8 @@ ask it rather than reading `status`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from r1exp.errors import is_disk_full
 from r1exp.records import secrets
 from r1exp.machine import processes
 from r1exp.machine.facts import installed_versions
@@ -35,6 +38,12 @@ STATES = (*STATUSES, "dead", "unknown")
 HEARTBEAT_S = 30.0      # how often a running run rewrites its heartbeat
 STALE_AFTER_S = 150.0   # a heartbeat older than this from another machine (whose processes cannot be seen): dead
 # What an earlier attempt in the same folder leaves in `attempts` when the run is resumed.
+RESERVE_FILE = ".run.json.reserve"   # room kept for run.json's last record while a run runs (removed at its end)
+RESERVE_BYTES = 64 * 1024
+# Dropped, in this order, only when run.json's last record fits nowhere else (a disk with no byte left): the
+# config is in .hydra/config.yaml, the rest is detail.
+TRIM_ORDER = ("versions", "trainer_args", "plan", "startup", "config", "attempts", "eval", "distributed", "slurm",
+              "hydra", "git", "command", "metrics")
 ATTEMPT_FIELDS = ("status", "exit_code", "start", "end", "command", "git", "versions", "metrics", "error",
                   "checkpoint", "wandb_id")
 
@@ -124,7 +133,9 @@ class Manifest:
             self.data["attempts"] = earlier.get("attempts", []) + [attempt]
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self.reserve = Reserve(self.path.with_name(RESERVE_FILE))
         self.write()
+        self.reserve.take()   # after run.json: a disk that is nearly full at the start still gets a record
         self._beat = threading.Thread(target=self._heartbeat, name="r1exp-heartbeat", daemon=True)
         self._beat.start()
 
@@ -137,8 +148,17 @@ class Manifest:
                exit_code: int | None = None, **fields) -> None:
         assert status in STATUSES, status
         self._stop.set()
-        self.update(status=status, end=now(), metrics=metrics or self.data["metrics"],
-                    error=secrets.redact_text(error) if error else None, exit_code=exit_code, **fields)
+        try:
+            self.update(status=status, end=now(), metrics=metrics or self.data["metrics"],
+                        error=secrets.redact_text(error) if error else None, exit_code=exit_code, **fields)
+        finally:
+            if status != "running":
+                self.reserve.release()
+
+    def close(self) -> None:
+        """The run is over: no more heartbeats, and the reserve is given back (finish does both)."""
+        self._stop.set()
+        self.reserve.release()
 
     def write(self) -> None:
         from r1exp.machine.processes import is_main_process
@@ -146,7 +166,8 @@ class Manifest:
         if not is_main_process():  # the ranks of a distributed run share rank 0's run.json
             return
         with self._lock:
-            _write(self.path, self.data)
+            ended = self.data.get("status") != "running"   # only the last record may use the reserve
+            _write(self.path, self.data, self.reserve if ended else None, in_place=ended)
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -160,11 +181,117 @@ class Manifest:
                     pass
 
 
-def _write(path: Path, data: dict) -> None:
-    """Atomically: a temporary file of this process and thread, renamed over run.json."""
+class Reserve:
+    """A few KiB set aside on the run folder's disk while a run runs, given back when run.json must be rewritten
+    and the disk is full. Taken with fallocate (real blocks, not a sparse file); at most a quarter of the free space
+    (halved until it fits, down to one block); none on a disk without room (the in-place write remains)."""
+
+    def __init__(self, path: Path, size: int = RESERVE_BYTES):
+        self.path, self.size, self.held = Path(path), size, 0
+
+    def take(self) -> int:
+        from r1exp.machine.processes import is_main_process
+
+        if not is_main_process():
+            return 0
+        try:   # never more than a quarter of what is free: the reserve must not be what fills a small disk
+            st = os.statvfs(self.path.parent)
+            size = min(self.size, st.f_bavail * st.f_frsize // 4)
+        except OSError:
+            size = self.size
+        while size >= 4096 and not self.held:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+            except OSError:
+                return 0
+            try:
+                _allocate(fd, size)
+                self.held = size
+            except OSError:
+                size //= 2
+            finally:
+                os.close(fd)
+        if not self.held:
+            self.path.unlink(missing_ok=True)
+        return self.held
+
+    def release(self) -> bool:
+        """Delete the reserve (whether there was one to free)."""
+        held, self.held = self.held, 0
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        return bool(held)
+
+
+def _allocate(fd: int, size: int) -> None:
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    block = b"\0" * 4096
+    for _ in range(0, size, len(block)):  # no fallocate (macOS): zeros, written out
+        os.write(fd, block)
+    os.fsync(fd)
+
+
+def _write(path: Path, data: dict, reserve: Reserve | None = None, in_place: bool = True) -> None:
+    """Atomically: a temporary file of this process and thread, renamed over run.json. On a full disk: again after
+    giving back the reserve, else in place (`_overwrite`) unless in_place=False (then the OSError is raised). Never
+    leaves a temporary file or a half-written run.json."""
+    text = json.dumps(data, indent=2, default=str)
+    for attempt in ("as is", "with the reserve given back"):
+        if attempt != "as is" and (reserve is None or not reserve.release()):
+            break
+        try:
+            _replace(path, text)
+            return
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+    if not in_place:
+        raise OSError(errno.ENOSPC, "no space left on device", str(path))
+    _overwrite(path, data)
+
+
+def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _overwrite(path: Path, data: dict) -> None:
+    """run.json rewritten in place, within the blocks it already holds (no new space needed): compact, and
+    without the fields of TRIM_ORDER (named under `trimmed`) while it does not fit. Raises OSError(ENOSPC) when
+    there is no run.json to write over, leaving it as it was."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise OSError(errno.ENOSPC, "no space left on device", str(path)) from None
+    room = max(st.st_size, getattr(st, "st_blocks", 0) * 512)
+    record, trimmed = dict(data), []
+    text = json.dumps(record, separators=(",", ":"), default=str)
+    for key in TRIM_ORDER:
+        if len(text.encode()) <= room:
+            break
+        if key in record:
+            record.pop(key)
+            trimmed.append(key)
+            record["trimmed"] = trimmed
+            text = json.dumps(record, separators=(",", ":"), default=str)
+    payload = text.encode()
+    if len(payload) > room:
+        raise OSError(errno.ENOSPC, "no space left on device", str(path))
+    with open(path, "r+b") as f:
+        f.write(payload)
+        f.truncate(len(payload))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -235,5 +362,5 @@ def describe_owner(run_dir: Path) -> str:
 def update_manifest(run_dir: Path, **fields) -> dict:
     """Add fields to a finished run's run.json (a reproduction's verdict)."""
     data = {**read_manifest(run_dir), **fields}
-    _write(Path(run_dir) / MANIFEST_FILE, data)
+    _write(Path(run_dir) / MANIFEST_FILE, data)  # a full disk: in place, compact (never half-written)
     return data

@@ -211,9 +211,25 @@ def take_file(path: Path) -> bool:
         handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(handle, "w") as f:
-        json.dump(owner(), f)
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(owner(), f)
+    except OSError as e:   # a full disk: the claim is given back, nothing was started
+        path.unlink(missing_ok=True)
+        raise _unwritable(path, e) from None
     return True
+
+
+def _unwritable(path: Path, e: OSError) -> ConfigError:
+    from r1exp.errors import disk_full_reason
+
+    folder = Path(path).parent
+    why = disk_full_reason(e, path) or f"cannot write {path}: {e.strerror or e}"
+    return ConfigError([Problem("hydra.run.dir", str(folder), why,
+                                "free space on that disk, or give a folder on another one: hydra.run.dir=PATH",
+                                rule="run_folder.create")])
 
 
 def _started(folder: Path) -> bool:

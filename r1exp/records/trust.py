@@ -12,6 +12,8 @@ from __future__ import annotations
 
 OWN = ("r1exp.",)                    # r1exp's own components and rewards
 NOT_THE_RUN = ("hydra", "defaults")  # Hydra's settings: never taken from a folder
+# Keys other than `_target_` whose values are import paths r1exp imports (a list of them, or one)
+CODE_KEYS = ("model.warmup.tools.functions",)   # the tools a locally built model is warmed up to call
 
 
 def config_of_folder(config: dict) -> dict:
@@ -35,11 +37,24 @@ def named_targets(config, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def named_code(config: dict) -> list[tuple[str, str]]:
+    """(key, import path) for every `_target_` and every value of a CODE_KEYS key in a plain config."""
+    found = named_targets(config)
+    for dotted in CODE_KEYS:
+        node = config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values = node if isinstance(node, list) else [node] if node is not None else []
+        found += [(f"{dotted}[{i}]", str(v)) for i, v in enumerate(values)]
+    return found
+
+
 def untrusted_targets(config: dict, allowed: tuple = (), trust_all: bool = False) -> list[tuple[str, str]]:
-    """The `_target_`s a folder's config names that are neither r1exp's own nor allowed."""
+    """The import paths a folder's config names (`_target_`s and CODE_KEYS) that are neither r1exp's own nor
+    allowed."""
     if trust_all:
         return []
-    return [(key, target) for key, target in named_targets(config)
+    return [(key, target) for key, target in named_code(config)
             if not target.startswith(OWN) and target not in allowed]
 
 

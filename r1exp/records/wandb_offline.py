@@ -17,12 +17,9 @@ _BLOCK, _HEADER = 32768, 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
-def _records(path: Path):
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path} is not a W&B run file")
+def _whole_records(data: bytes):
+    """(end position, serialized record) for each whole record of a .wandb file's bytes, in order; stops at a record
+    whose bytes end early (a file cut short)."""
     pos, parts = _HEADER, b""
     while pos + _HEADER <= len(data):
         left = _BLOCK - pos % _BLOCK
@@ -33,12 +30,24 @@ def _records(path: Path):
         if length == 0 and kind == 0:
             pos += left
             continue
+        if pos + _HEADER + length > len(data):
+            return
         chunk, pos = data[pos + _HEADER:pos + _HEADER + length], pos + _HEADER + length
         parts = chunk if kind in (_FULL, _FIRST) else parts + chunk
         if kind in (_FULL, _LAST):
-            record = pb.Record()
-            record.ParseFromString(parts)
-            yield record
+            yield pos, parts
+
+
+def _records(path: Path):
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    for _end, parts in _whole_records(data):
+        record = pb.Record()
+        record.ParseFromString(parts)
+        yield record
 
 
 def _items(items) -> dict:
@@ -72,3 +81,26 @@ def read_offline_run(run_dir: Path) -> dict:
         elif kind == "environment":
             out["args"] = list(record.environment.args)
     return out
+
+
+def trim_partial(path: Path) -> bool:
+    """Cut a .wandb file that a full disk ended in the middle of a record back to its last whole record (what
+    `wandb sync` and `read_offline_run` can read); whether it was cut. Truncating needs no free space."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        return False
+    good = _HEADER
+    for end, parts in _whole_records(data):
+        try:
+            pb.Record().ParseFromString(parts)
+        except Exception:  # noqa: BLE001 - a record cut short
+            break
+        good = end
+    if good >= len(data.rstrip(b"\0")) or good >= len(data):
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(good)
+    return True
