@@ -48,6 +48,10 @@ echo "torch==$have_torch" > "$keep"
 # then r1exp itself. From the index, the extra resolves except vLLM and Unsloth, which go in without their declared
 # dependencies. The import check below names anything missing.
 if [ -n "$bundle" ]; then
+  if [ -f "$bundle/left-to-machine.txt" ]; then
+    echo "install_gpu.sh: from $bundle; the bundle leaves these to this machine (its torch $have_torch and what came with it):"
+    sed 's/^/  /' "$bundle/left-to-machine.txt"
+  fi
   python -m pip install -q --no-index --no-deps "$bundle"/*.whl
   python -m pip install -q --no-index --no-deps --no-build-isolation -e .
 else
