@@ -66,12 +66,26 @@ def prepare_imports(run) -> None:
     run.loader.prepare_imports(run.cfg)
 
 
+def tool_arguments(cfg, tools) -> dict:
+    """GRPOTrainer's `tools` and `environment_factory`, only when the config selects some: a trainer of a TRL
+    without them is then built as before."""
+    out = {}
+    if cfg.get("tools"):
+        out["tools"] = tools.build_tools(cfg.tools)
+    factory = tools.build_environment(cfg.get("environment"))
+    if factory is not None:
+        out["environment_factory"] = factory
+    return out
+
+
 def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Built:
     """The trainer of a run whose components the pre-flight resolved (r1exp.components.Resolved), as open-r1's
     grpo.py does it: model source, rewards, GRPOConfig, model, data, trainer."""
-    from r1exp import data, rewards
+    from r1exp import data, rewards, tools
     from r1exp.evaluation import heldout
     from r1exp.models.source import model_source
+    from r1exp.tools.rules import uses_tools
+    from r1exp.tools.turns import log_turns
 
     cfg, engine, loader, plan, device = run.cfg, run.engine, run.loader, run.plan, run.device
     prepare_imports(run)
@@ -79,6 +93,8 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
     # on rank 0 only); the arguments are checked before the model loads: seconds, not minutes
     source = model_source(cfg, log=log)
     funcs, weights = rewards.build_rewards(cfg.reward)
+    if uses_tools(cfg):
+        funcs[0].observers.append(log_turns)   # tools/turns next to TRL's tools/call_frequency
     args, args_report = grpo_config(run, run_dir, report_to, weights)
     loaded = loader.load(cfg, source, plan, engine.loader_engine_context(cfg, plan, device))
     trainer_class = loader.trainer_class()
@@ -89,6 +105,7 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
         trainer = trainer_class(
             model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset, eval_dataset=held_out,
             processing_class=loaded.tokenizer, peft_config=loaded.peft_config, callbacks=callbacks,
+            **tool_arguments(cfg, tools),
         )
     return Built(trainer=trainer, loaded=loaded, dataset=dataset, reward_funcs=funcs, args=args, engine=engine,
                  loader=loader, args_report=args_report)

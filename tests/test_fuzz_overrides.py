@@ -23,11 +23,15 @@ KEYS = ["trainer.learning_rate", "trainer.max_steps", "trainer.num_generations",
         "model.lora.r", "data.num_samples", "checks.reward_sanity_samples", "hardware.gpu_memory_gb",
         "engine.gpu_memory_utilization", "engine.max_model_len", "name", "model.name_or_path", "data.path",
         "trainer.loss_type", "logger.mode", "hardware.device", "model.dtype", "checks.reward_time_budget_s",
-        "checks.max_reward_failure_rate", "reward.accuracy.weight", "data.system_prompt", "model.warmup.steps"]
+        "checks.max_reward_failure_rate", "reward.accuracy.weight", "data.system_prompt", "model.warmup.steps",
+        "tools.calculator.time_limit_s", "tools.calculator.probe", "trainer.max_tool_calling_iterations",
+        "environment.max_checks", "environment._target_", "model.chat_template"]
 GROUPS = {"model": ["tiny", "qwen0_5b", "qwen7b", "llama3_8b", "nope", "../config", "tiny/x"],
           "loader": ["peft", "unsloth", "nope"], "engine": ["vllm", "vllm_server", "hf", "nope"],
           "data": ["arithmetic", "countdown", "jsonl", "nope"], "logger": ["wandb", "none", "nope"],
-          "experiment": ["open_r1_demo", "nope"]}
+          "experiment": ["open_r1_demo", "nope", "tool_use"], "tools": ["[calculator]", "[calculator,python]", "[nope]",
+                                                                      "[]", "calculator"],
+          "environment": ["answer_checker", "none", "nope"]}
 VALUES = ["0", "-1", "1", "3", "0.5", "1e-5", "1e30", "-1e30", "nan", "inf", "-inf", "99999999999999999999", "''",
           "null", "true", "[1,2]", "{a: 1}", "abc", "é", "'é'", "x y", "a'b", "x" * 300, "${nonexistent}",
           "${oc.env:HOME}", "${oc.env:R1EXP_NO_SUCH_VAR}", "${seed}", "/no/such/file", "./missing.jsonl", "~",

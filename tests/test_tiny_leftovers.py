@@ -16,7 +16,7 @@ def test_a_failed_build_removes_its_temporary_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("R1EXP_CACHE", str(tmp_path))
     model_cfg = OmegaConf.create({"arch": {"family": "qwen2", "vocab": -5}, "warmup": None})
 
-    def fail(*args):
+    def fail(*args, **kwargs):
         raise RuntimeError("build failed")
 
     monkeypatch.setattr(tiny, "_train_tokenizer", fail)

@@ -26,7 +26,9 @@ def no_build(*args):
     raise AssertionError("built, where the shipped build should have been copied")
 
 
-def test_the_demo_recipe_ships_and_is_small(demo):
+@pytest.mark.parametrize("overrides", [[], ["experiment=tool_use"]], ids=["demo", "tool_use"])
+def test_the_demo_recipe_ships_and_is_small(overrides):
+    demo = compose(overrides)
     folder = tiny.shipped_folder(demo.model, demo.data)
     assert folder is not None, (f"no shipped build {tiny.folder_name(demo.model, demo.data)} for the demo's recipe: "
                                 "python -m r1exp.models.tiny --write-shipped")
@@ -111,10 +113,12 @@ def test_the_shared_prefix_loss_is_the_whole_models_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_rebuilding_the_recipe_gives_the_shipped_build_bit_for_bit(tmp_path):
-    """`python -m r1exp.models.tiny --check-shipped`: the warm-up again from conf/model/tiny.yaml (~15 s on two
-    cores). A difference on another kind of CPU or another torch: see `built_with` in the message."""
-    proc = subprocess.run([sys.executable, "-m", "r1exp.models.tiny", "--check-shipped"], check=False,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "R1EXP_CACHE": str(tmp_path)})
+@pytest.mark.parametrize("overrides,steps", [([], 300), (["experiment=tool_use"], 500)], ids=["demo", "tool_use"])
+def test_rebuilding_the_recipe_gives_the_shipped_build_bit_for_bit(tmp_path, overrides, steps):
+    """`python -m r1exp.models.tiny --check-shipped [experiment=tool_use]`: the warm-up again from the recipe (~15 s
+    for the demo's, ~60 s for the tool recipe's on two cores). A difference on another kind of CPU or another torch:
+    see `built_with` in the message."""
+    proc = subprocess.run([sys.executable, "-m", "r1exp.models.tiny", "--check-shipped", *overrides], check=False,
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "R1EXP_CACHE": str(tmp_path)})
     assert proc.returncode == 0 and "equals the shipped build" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "warm-up (learn) 300/300 steps" in proc.stdout
+    assert f"warm-up (learn) {steps}/{steps} steps" in proc.stdout

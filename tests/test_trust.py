@@ -19,7 +19,7 @@ from r1exp.records import trust
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def planted(tmp_path: Path, *, reward_target: bool, hydra_callback: bool) -> tuple[Path, Path]:
+def planted(tmp_path: Path, *, reward_target: bool, hydra_callback: bool, place: str = "reward") -> tuple[Path, Path]:
     """A run folder whose saved config would run a hubconf.py that writes a marker file."""
     marker = tmp_path / "RAN"
     hub = tmp_path / "hub"
@@ -27,8 +27,12 @@ def planted(tmp_path: Path, *, reward_target: bool, hydra_callback: bool) -> tup
     (hub / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef x(**_):\n    return None\n")
     config = OmegaConf.to_container(compose(["trainer.max_steps=1", "engine=hf", "eval=none", "logger=none"]))
     call = {"_target_": "torch.hub.load", "repo_or_dir": str(hub), "model": "x", "source": "local"}
-    if reward_target:
+    if reward_target and place == "reward":
         config["reward"]["evil"] = {**call, "weight": 1.0}
+    elif reward_target and place == "tools":
+        config["tools"] = {"evil": {**call, "time_limit_s": 2.0}}
+    elif reward_target:
+        config[place] = call
     if hydra_callback:
         config["hydra"] = {"callbacks": {"evil": call}}
     run = tmp_path / "run"
@@ -41,13 +45,16 @@ def command(*args, timeout=300):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
-@pytest.mark.parametrize("module", ["r1exp.reproduce", "r1exp.eval"])
-def test_code_a_folder_names_is_refused_before_anything_is_imported(tmp_path, module):
-    run, marker = planted(tmp_path, reward_target=True, hydra_callback=False)
+@pytest.mark.parametrize("module,place,key", [
+    ("r1exp.reproduce", "reward", "reward.evil"), ("r1exp.eval", "reward", "reward.evil"),
+    ("r1exp.reproduce", "tools", "tools.evil"), ("r1exp.reproduce", "environment", "environment"),
+])
+def test_code_a_folder_names_is_refused_before_anything_is_imported(tmp_path, module, place, key):
+    run, marker = planted(tmp_path, reward_target=True, hydra_callback=False, place=place)
     new = tmp_path / "new"
     done = command("-m", module, str(run), f"hydra.run.dir={new}" if module == "r1exp.reproduce" else "eval.k=1")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "reward.evil: torch.hub.load" in done.stderr and "--allow=torch.hub.load" in done.stderr
+    assert f"{key}: torch.hub.load" in done.stderr and "--allow=torch.hub.load" in done.stderr
     assert "Traceback" not in done.stderr
     assert not marker.exists() and not new.exists()
 
@@ -67,6 +74,8 @@ def test_a_folders_hydra_section_is_not_taken(tmp_path):
     ({"reward": {"a": {"_target_": "mypkg.judge"}}}, (), True, []),
     ({"engine": {"_target_": "evil.Engine"}, "x": [{"_target_": "os.system"}]}, (), False,
      [("engine", "evil.Engine"), ("x[0]", "os.system")]),
+    ({"model": {"warmup": {"tools": {"functions": ["r1exp.tools.calculator.calculator", "evil.fn"]}}}}, (), False,
+     [("model.warmup.tools.functions[1]", "evil.fn")]),   # import paths outside `_target_`
 ])
 def test_what_is_trusted(config, allowed, trust_all, expected):
     assert trust.untrusted_targets(config, allowed, trust_all) == expected

@@ -188,7 +188,8 @@ UNIT_TESTED = {"engine.vllm_installed", "engine.vllm_build", "versions.installed
 
 # Rows specified in their own test files (rewards, data, the model's source, plausibility warnings).
 OWN_FILES = ("r1exp.rewards.rules", "r1exp.data.rules", "r1exp.checks.sources", "r1exp.checks.plausibility", "r1exp.scale.distributed",
-             "r1exp.checks.secrets", "r1exp.evaluation.rules", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode")
+             "r1exp.checks.secrets", "r1exp.evaluation.rules", "r1exp.rewards.monitor", "r1exp.data.scan", "r1exp.machine.bytecode",
+             "r1exp.tools.rules")   # tools: tests/test_tools.py
 
 
 def test_every_rule_of_the_table_has_a_test():
@@ -256,7 +257,7 @@ def shipped_models_in_the_hub_cache(tmp_path_factory, monkeypatch):
     if not home.exists():
         for option in options("model"):
             model = OmegaConf.load(CONF_DIR / "model" / f"{option}.yaml")
-            if model.init == "pretrained" and not OmegaConf.is_missing(model, "name_or_path"):
+            if model.get("init") == "pretrained" and not OmegaConf.is_missing(model, "name_or_path"):
                 put_in_hub_cache(home, model.name_or_path)
     monkeypatch.setenv("HF_HOME", str(home))
     for var in HF_CACHE_VARS:

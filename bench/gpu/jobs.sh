@@ -24,7 +24,17 @@ fraction() { python -c "print(round($1 / ${TOTAL_GIB:-139.8}, 4))"; }
 CONFIGS=tests/fixtures/model_configs
 NB_LLAMA32="model.name_or_path=$CONFIGS/meta-llama__Llama-3.2-3B-Instruct model.init=random loader=unsloth engine=vllm model.lora.r=64 model.lora.alpha=64 loader.max_lora_rank=64 trainer.num_generations=4 trainer.per_device_train_batch_size=4 trainer.gradient_accumulation_steps=1 trainer.max_completion_length=1760 ++data.max_prompt_tokens=288 trainer.max_steps=2 engine.gpu_memory_utilization=$(fraction 31.28)"
 NB_QWEN3="model.name_or_path=$CONFIGS/Qwen__Qwen3-4B-Base model.init=random loader=unsloth engine=vllm model.lora.r=32 model.lora.alpha=32 loader.max_lora_rank=32 trainer.num_generations=4 trainer.per_device_train_batch_size=4 trainer.gradient_accumulation_steps=1 trainer.max_completion_length=1846 ++data.max_prompt_tokens=202 trainer.max_steps=2 engine.gpu_memory_utilization=$(fraction 10.22)"
+# Tools (bench/results/gpu/tools/): TRL's tool loop with in-process vLLM. The chat template is TRL's copy of
+# Qwen2.5's (the one TRL parses tool calls of); both runs of a pair use it, so they differ by the tools alone.
+QWEN_TEMPLATE=$(python -c "import os, trl; print(os.path.join(os.path.dirname(trl.__file__), 'chat_templates', 'qwen2_5.jinja'))" 2>/dev/null)
+TOOLS05="$Q05 loader=peft engine=vllm model.chat_template=$QWEN_TEMPLATE trainer.max_steps=8 ++trainer.max_tool_calling_iterations=2 eval=none"
 declare -A JOBS=(
+  # one tool run at the 0.5B shape beside the same run without tools (random weights: few calls parse)
+  [tools_0.5b]="$TOOLS05 tools=[calculator]"
+  [no_tools_0.5b]="$TOOLS05"
+  [tools_0.5b_unsloth]="$TOOLS05 loader=unsloth tools=[calculator]"
+  # the CPU demo on the GPU: the tiny model learning to call the calculator, with vLLM on CUDA
+  [tool_use_demo]="experiment=tool_use"
   # published settings measured (bench/results/gpu/published_memory/): Unsloth notebooks' engines at their GiB
   [nb_llama32_3b]="$NB_LLAMA32"
   [nb_qwen3_4b]="$NB_QWEN3"

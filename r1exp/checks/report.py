@@ -38,6 +38,9 @@ def choices_table(run) -> Table:
     table.add_row("data", f"{cfg.data.name} ({samples} samples; longest prompt ~{plan.prompt_tokens} tokens, {source})")
     table.add_row("reward", ", ".join(f"{k} x{v.get('weight', 1.0)}" for k, v in cfg.reward.items()))
     table.add_row("eval", _eval_line(cfg))
+    tools = _tools_line(cfg)
+    if tools:
+        table.add_row("tools", tools)
     t = lambda key: trainer_value(cfg, key)  # noqa: E731
     table.add_row("trainer", f"lr={t('learning_rate')} steps={t('max_steps')} batch={t('per_device_train_batch_size')}"
                              f" G={t('num_generations')} generation batch={plan.generation_batch}"
@@ -54,13 +57,19 @@ def choices_table(run) -> Table:
     return table
 
 
+def _tools_line(cfg) -> str | None:
+    from r1exp.tools.rules import describe
+
+    return describe(cfg)
+
+
 def _eval_line(cfg) -> str:
     from r1exp.evaluation import heldout
 
     if not heldout.enabled(cfg):
         return "none (the training reward only; eval=heldout scores held-out prompts)"
     if not heldout.runs(cfg):
-        return "heldout, skipped: no held-out prompts or no correctness reward (see the warning)"
+        return "heldout, skipped: no held-out prompts, no correctness reward or an environment (see the warning)"
     e = cfg.eval
     when = [w for w, on in (("baseline", e.baseline), (f"every {e.every_steps} steps", e.every_steps),
                             ("final", e.final)) if on]

@@ -40,10 +40,11 @@ from r1exp.data import scan
 from r1exp.errors import Problem
 from r1exp.rewards import monitor
 from r1exp.rewards import rules as reward_rules
+from r1exp.tools import rules as tool_rules
 
 SHARED_RULES: tuple = (*checks.RULES, *trainer_rules.RULES, *versions.RULES, *reward_rules.RULES, *data_rules.RULES,
                        *sources.RULES, *model_rules.RULES, *eval_rules.RULES, *plausibility.RULES,
-                       *distributed.RULES, *secret_rules.RULES, *monitor.budget_rules(), *scan.data_rules())
+                       *distributed.RULES, *secret_rules.RULES, *tool_rules.RULES, *monitor.budget_rules(), *scan.data_rules())
 # hardware.* keys and their defaults: a config that sets one of them otherwise plans for another machine
 PLAN_ELSEWHERE = ("; or, to plan a run for another machine, say which (e.g. hardware.gpu_memory_gb=80): then what "
                   "this machine lacks is a warning")

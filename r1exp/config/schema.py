@@ -105,6 +105,15 @@ class Lora(Strict):
                                                                       "(PEFT's rules)")
 
 
+class WarmupTools(Strict):
+    """The tiny model's warm-up on tool-calling transcripts (r1exp/models/tiny.py, conf/model/tiny_tools.yaml)."""
+
+    functions: list[str] = Field(min_length=1, description="import paths of the tools shown in the prompt; the "
+                                                           "transcripts call the first")
+    call_rate: float = Field(ge=0, le=1)
+    sloppy_call_rate: float = Field(ge=0, le=1)
+
+
 class Warmup(Strict):
     """The tiny model's warm-up on the task's own text (r1exp/models/tiny.py, conf/model/tiny.yaml)."""
 
@@ -117,6 +126,7 @@ class Warmup(Strict):
     sloppy_learning_rate: float = Field(gt=0)
     sloppy_format_rate: float = Field(ge=0, le=1)
     sloppy_think_rate: float = Field(ge=0, le=1)
+    tools: WarmupTools | None = None
 
 
 class Model(Strict):
@@ -154,6 +164,14 @@ class ArithmeticData(Data):
     operations: list[str] = ["+"]
 
 
+class SumsData(Data):
+    """data=sums: generated "What is 4821 + 3770?" tasks (r1exp/data/sums.py)."""
+
+    digits: list[int] = Field([4, 4], min_length=2, max_length=2, description="digits of each number: [min, max]")
+    terms: int = Field(2, ge=2)
+    max_total: PositiveInt | None = Field(None, description="the largest sum (null: no limit)")
+
+
 class CountdownData(Data):
     """data=countdown: generated countdown tasks (r1exp/data/countdown.py)."""
 
@@ -179,7 +197,7 @@ class FileData(Data):
 
 
 # data.name -> its class: the generators of r1exp.data.GENERATORS; any other name is read from data.path (FileData).
-GENERATED_DATA: dict[str, type[Data]] = {"arithmetic": ArithmeticData, "countdown": CountdownData}
+GENERATED_DATA: dict[str, type[Data]] = {"arithmetic": ArithmeticData, "countdown": CountdownData, "sums": SumsData}
 
 
 def data_class(data) -> type[Data]:
@@ -240,6 +258,8 @@ class Run(Strict):
     loader: Any
     trainer: Any
     reward: Any
+    tools: Any = None         # r1exp.tools.rules checks them
+    environment: Any = None   # r1exp.tools.rules checks it
     distributed: Any = None   # r1exp.scale.distributed's own rows check it
     objective: str | None = Field(None, description="a sweep's metric to optimise: a run.json metric, or eval/<key> "
                                                     "for the final held-out score (sweeps/README.md)")

@@ -3,7 +3,7 @@
 A row has `prompt` (chat messages: optional system prompt + the question), `answer` (the gold answer as text)
 and any extra columns a reward needs. TRL applies the tokenizer's chat template to `prompt` for every engine.
 
-Sources: tasks generated offline from a seed (`data.name` in GENERATORS: arithmetic, countdown), or records read
+Sources: tasks generated offline from a seed (`data.name` in GENERATORS: arithmetic, countdown, sums), or records read
 from `data.path` (a local jsonl/json/csv/parquet file or folder, or a hub dataset name) and mapped by
 `prompt_field`, `answer_field`, `answer_format` (plain | gsm8k), `keep_fields`, `prompt_template`. The answer
 format the rewards look for is `data.tags` (r1exp.data.tags). Each option's keys are declared in
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from r1exp.data import arithmetic, countdown, files
+from r1exp.data import arithmetic, countdown, files, sums
 from r1exp.data.example import Example
 from r1exp.data.records import ANSWER_FORMATS, FieldError, example_of
 
@@ -33,6 +33,7 @@ class Generator:
 GENERATORS = {
     "arithmetic": Generator(arithmetic.generate, ("answer",)),
     "countdown": Generator(countdown.generate, countdown.COLUMNS),
+    "sums": Generator(sums.generate, ("answer",)),
 }
 
 

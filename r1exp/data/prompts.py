@@ -2,7 +2,7 @@
 use for "prompt" in prompt + completion.
 
 In order of trust: data.max_prompt_tokens when the user gives it; measured on a sample of the data when it is
-generated or a local file (the longest system prompt + question, at CHARS_PER_TOKEN characters a token, plus the
+generated or a local file (the longest system prompt + question, at r1exp.models.tokens' characters a token, plus the
 chat template); a guess for a hub dataset (GUESS_CHARS characters). A guess is flagged so that a rule resting on
 it can be a warning instead of an error.
 """
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
+from r1exp.models.tokens import chars_per_token
+
 SAMPLE = 64                 # examples measured
 TEMPLATE_TOKENS = 16        # chat-template tokens around system + user messages
 GUESS_CHARS = 1200          # a long math word problem, for data that cannot be looked at here
-CHARS_PER_TOKEN = {"large": 3.5, "small": 2.0}  # vocab >= 32k (real BPE) | a small local BPE (the tiny model)
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,23 @@ def prompt_estimate(cfg) -> PromptEstimate:
     data = cfg.data
     if data.get("max_prompt_tokens"):
         return PromptEstimate(int(data.max_prompt_tokens), "given")
-    vocab = OmegaConf.select(cfg, "model.arch.vocab", default=None) or 151936
-    per_token = CHARS_PER_TOKEN["large" if int(vocab) >= 32000 else "small"]
     text = json.dumps(OmegaConf.to_container(data, resolve=True), sort_keys=True, default=str)
     chars, source = _longest_prompt_chars(text)
-    return PromptEstimate(int(math.ceil(chars / per_token)) + TEMPLATE_TOKENS, source)
+    tokens = int(math.ceil(chars / chars_per_token(cfg))) + TEMPLATE_TOKENS
+    return PromptEstimate(tokens + _tool_tokens(cfg), source)
+
+
+def _tool_tokens(cfg) -> int:
+    """The tools' descriptions TRL renders into every prompt (r1exp.tools), 0 without tools."""
+    if not OmegaConf.select(cfg, "tools", default=None) and not OmegaConf.select(cfg, "environment._target_",
+                                                                                 default=None):
+        return 0
+    from r1exp.tools.rules import tool_prompt_tokens
+
+    try:
+        return tool_prompt_tokens(cfg)
+    except Exception:  # noqa: BLE001 - a broken tool is reported by the tools rows; plan without its text
+        return 0
 
 
 @functools.lru_cache(maxsize=32)

@@ -101,7 +101,8 @@ def whole_file(ctx):
 
 def _long_prompt(cfg, result: Scan):
     """The longest prompt past the length rule's sample, when it cannot fit with the completion."""
-    from r1exp.data.prompts import CHARS_PER_TOKEN, SAMPLE, TEMPLATE_TOKENS
+    from r1exp.data.prompts import SAMPLE, TEMPLATE_TOKENS
+    from r1exp.models.tokens import CHARS_PER_TOKEN
 
     if result.longest_index < SAMPLE or cfg.data.get("max_prompt_tokens"):
         return  # the length rule measured it (or the user gave the prompt length)

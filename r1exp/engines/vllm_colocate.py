@@ -444,7 +444,7 @@ class VllmColocate(VllmEngine):
             from r1exp.patches.vllm_cpu_linear import prepare_cpu_engine
 
             prepare_cpu_engine(log=log)
-        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides(plan)):
+        with llm_kwargs_for_trl(self.llm_kwargs(cfg, plan, device), self.llm_overrides(plan), seed=int(cfg.seed)):
             yield
 
     def loader_engine_settings(self, cfg: DictConfig, plan, device: str) -> dict:

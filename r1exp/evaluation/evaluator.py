@@ -28,7 +28,7 @@ class Settings:
     correct: str          # the reward that marks a completion correct (score >= 1)
 
     @classmethod
-    def of(cls, cfg) -> "Settings":
+    def of(cls, cfg) -> Settings:
         from r1exp.evaluation.heldout import correctness_reward
 
         e = cfg.eval
@@ -59,8 +59,11 @@ class Evaluator:
 
     # -- generation
 
-    def generate(self, prompts: list) -> list[tuple[list[str], list[int]]]:
-        """k completions (texts, token counts) of each prompt, with the engine the trainer generates with."""
+    def generate(self, prompts: list) -> list[tuple[list, list[int]]]:
+        """k completions (texts, or chat messages in a tool run; token counts) of each prompt, with the engine the
+        trainer generates with."""
+        if getattr(self.trainer, "tools", None):
+            return self._with_tools(prompts)
         tokenizer = self.trainer.processing_class
         ids = [self._prompt_ids(p) for p in prompts]
         k = self.settings.k
@@ -70,6 +73,55 @@ class Evaluator:
             outputs = self._transformers(ids)
         texts = [tokenizer.decode(o, skip_special_tokens=True) for o in outputs]
         return [(texts[i * k:(i + 1) * k], [len(o) for o in outputs[i * k:(i + 1) * k]]) for i in range(len(ids))]
+
+    def _with_tools(self, prompts: list) -> list[tuple[list, list[int]]]:
+        """A tool run's completions come out of TRL's own rollout (`_generate`: generation, tool calls, generation
+        again), with the evaluation's sampling for the call and the trainer's metrics and tool tables as they were
+        (TRL keeps per-batch tool tables, rebuilt by each training batch). Token counts are the model's own tokens
+        (TRL's tool mask), not the tools' results."""
+        import copy
+        import inspect
+
+        trainer, k = self.trainer, self.settings.k
+        repeated = [p for p in prompts for _ in range(k)]
+        tools = list(getattr(trainer, "_standalone_tools", None) or trainer.tools)
+        sync = {t.__name__: t for t in tools if not inspect.iscoroutinefunction(t)}
+        run_async = {t.__name__: t for t in tools if inspect.iscoroutinefunction(t)}
+        kept = {name: getattr(trainer, name, None) for name in ("_sync_tool_dicts", "_async_tool_dicts")}
+        metrics = copy.deepcopy(trainer._metrics)
+        model = trainer.model
+        was_training = model.training
+        trainer._sync_tool_dicts = [sync] * len(repeated)
+        trainer._async_tool_dicts = [run_async] * len(repeated)
+        model.eval()
+        try:
+            with self._trainer_sampling():
+                _, completion_ids, tool_mask, completions, *_ = trainer._generate(repeated)
+        finally:
+            model.train(was_training)
+            trainer._metrics = metrics
+            for name, value in kept.items():
+                setattr(trainer, name, value)
+        lengths = [sum(m) for m in tool_mask] if tool_mask is not None else [len(c) for c in completion_ids]
+        return [(completions[i * k:(i + 1) * k], lengths[i * k:(i + 1) * k]) for i in range(len(prompts))]
+
+    @contextlib.contextmanager
+    def _trainer_sampling(self):
+        """The evaluation's sampling wherever the trainer generates from: TRL's vLLM generation, else its
+        GenerationConfig (transformers' generate)."""
+        generation = getattr(self.trainer, "vllm_generation", None)
+        if getattr(self.trainer, "use_vllm", False) and generation is not None:
+            with self._sampling(generation):
+                yield
+            return
+        config, s = getattr(self.trainer, "generation_config", None), self.settings
+        if config is None:
+            yield
+            return
+        with _attributes(config, {"max_new_tokens": s.max_tokens, "do_sample": s.temperature > 0,
+                                  "temperature": s.temperature or None,
+                                  "top_p": s.top_p if s.temperature > 0 else None}):
+            yield
 
     def _prompt_ids(self, prompt) -> list[int]:
         key = repr(prompt)
@@ -95,15 +147,9 @@ class Evaluator:
         s = self.settings
         wanted = {"temperature": s.temperature, "top_p": s.top_p, "top_k": -1 if s.temperature == 0 else None,
                   "min_p": 0.0, "repetition_penalty": 1.0, "max_completion_length": s.max_tokens}
-        saved = {name: getattr(generation, name) for name in SAMPLING if hasattr(generation, name)}
-        for name, value in wanted.items():
-            if name in saved and value is not None:
-                setattr(generation, name, value)
-        try:
+        with _attributes(generation, {name: value for name, value in wanted.items()
+                                      if name in SAMPLING and hasattr(generation, name) and value is not None}):
             yield
-        finally:
-            for name, value in saved.items():
-                setattr(generation, name, value)
 
     def _transformers(self, ids: list[list[int]]) -> list[list[int]]:
         import torch
@@ -135,11 +181,12 @@ class Evaluator:
 
     # -- scoring
 
-    def score(self, row: dict, texts: list[str], lengths: list[int]) -> PromptResult:
-        """Every reward on the k completions of one prompt, with the row's columns as TRL passes them."""
+    def score(self, row: dict, texts: list, lengths: list[int]) -> PromptResult:
+        """Every reward on the k completions of one prompt (texts, or a tool run's chat messages), with the row's
+        columns as TRL passes them."""
         k = len(texts)
         columns = {key: [value] * k for key, value in row.items() if key != "prompt"}
-        completions = [[{"role": "assistant", "content": t}] for t in texts]
+        completions = [t if isinstance(t, list) else [{"role": "assistant", "content": t}] for t in texts]
         rewards = {}
         for func in self.funcs:
             name = getattr(func, "__name__", str(func))
@@ -153,6 +200,19 @@ class Evaluator:
         answers = [_answer(completion_text(c), self.tags) for c in completions]
         return PromptResult(correct=[m is not None and m >= 1.0 for m in marks], answers=answers, rewards=rewards,
                             lengths=lengths)
+
+
+@contextlib.contextmanager
+def _attributes(obj, values: dict):
+    """These attribute values on obj for the duration of the block, the old ones back after it."""
+    saved = {name: getattr(obj, name, None) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
 
 
 def _token_ids(rendered) -> list[int]:

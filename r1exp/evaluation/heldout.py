@@ -36,8 +36,15 @@ def correctness_reward(cfg) -> str | None:
 
 
 def runs(cfg) -> bool:
-    """Whether this run evaluates: eval=heldout, held-out prompts, and a reward that says what is correct."""
-    return enabled(cfg) and source_of(cfg) is not None and correctness_reward(cfg) is not None
+    """Whether this run evaluates: eval=heldout, held-out prompts, a reward that says what is correct, and no
+    environment (its rollouts need one environment per prompt, reset with the prompt's row: training's alone)."""
+    return (enabled(cfg) and source_of(cfg) is not None and correctness_reward(cfg) is not None
+            and not has_environment(cfg))
+
+
+def has_environment(cfg) -> bool:
+    node = cfg.get("environment")
+    return node is not None and bool(node.get("_target_"))
 
 
 def enabled(cfg) -> bool:

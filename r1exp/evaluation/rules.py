@@ -20,6 +20,14 @@ def heldout_data(ctx):
                   severity="warning")
 
 
+def with_environment(ctx):
+    if heldout.enabled(ctx.cfg) and heldout.has_environment(ctx.cfg):
+        yield Problem("eval.name", "heldout", "held-out evaluation does not run with an environment yet (each "
+                      "held-out rollout would need its own environment, reset with its row, as TRL does in "
+                      "training): this run reports its training reward only", "eval=none to silence this; tools "
+                      "without an environment (tools=[...]) are evaluated", severity="warning")
+
+
 def correct_reward(ctx):
     cfg = ctx.cfg
     if not heldout.enabled(cfg):
@@ -63,6 +71,8 @@ def completion_fits(ctx):
 
 
 RULES: list[Rule] = [
+    Rule("eval.environment", ("eval.name", "environment._target_"), with_environment,
+         doc="held-out evaluation is skipped with an environment (warning)"),
     Rule("eval.data", ("eval.name", "data.eval_split", "data.num_samples"), heldout_data,
          doc="held-out evaluation has prompts the model does not train on (warning: else it is skipped)"),
     Rule("eval.correct", ("eval.correct", "reward.*"), correct_reward,

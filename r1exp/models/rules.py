@@ -78,7 +78,7 @@ def chat_template_renders(ctx):
                       "template for the usual loop over messages)")
 
 
-def render_chat(template: str, messages: list) -> str:
+def render_chat(template: str, messages: list, tools: list | None = None) -> str:
     """A chat template rendered the way transformers does (sandboxed Jinja, trim_blocks, lstrip_blocks,
     raise_exception and strftime_now), with add_generation_prompt=True."""
     from datetime import datetime
@@ -94,7 +94,7 @@ def render_chat(template: str, messages: list) -> str:
     env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False: __import__("json").dumps(
         x, indent=indent, ensure_ascii=ensure_ascii)
     return env.from_string(template).render(messages=messages, add_generation_prompt=True, bos_token="<s>",
-                                            eos_token="</s>", tools=None, documents=None)
+                                            eos_token="</s>", tools=tools, documents=None)
 
 
 def _short(text: str) -> str:

@@ -14,12 +14,23 @@ rebuilds the recipe and compares (tests/test_tiny_shipped.py, slow). The warm-up
 (`WARMUP_THREADS`): with more, its sums are split by the core count and the weights differ from machine to machine
 (1 and 2 threads gave two different models from the same recipe). A build prints a line per phase (tokenizer, each
 quarter of each warm-up phase with its loss and seconds, the end), where it used to be silent for up to two minutes.
+
+Tool use (`model.warmup.tools`, conf/model/tiny_tools.yaml, experiment=tool_use; absent from the demo's recipe, whose
+key it leaves as it was). The tokenizer gets TRL's copy of Qwen2.5's chat template, the one TRL parses tool calls of
+(`trl.chat_template_utils.add_response_schema`), its tool tokens, and the tool prompt's boilerplate as whole tokens
+(`_tool_phrases`: the prompt takes ~65 tokens instead of ~270, a call ~17). The warm-up texts are transcripts
+rendered with that template and the tools' schemas, as TRL renders the prompts: a share (`call_rate`) call the first
+tool with the example's worked expression, read its response and copy it into <answer></answer>; the others answer
+in their head as above (`format_rate`, `think_rate`). The loss is on the model's own turns only (not on the tool's
+response, which TRL masks too). The recipe's key includes a hash of the template and of the tools' schemas: a changed
+docstring is another prompt, so another build.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -49,6 +60,8 @@ WARMUP_THREADS = 1   # torch threads while a warm-up model is built: the result 
 # each failed the end-to-end test for one seed of 42, 1, 2 (accuracy +0.16, +0.27); clipped, three builds that
 # differed only in their random init learned on all three seeds (+0.39 to +0.71).
 WARMUP_CLIP = 1.0
+TOOL_TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+TOOL_TEMPLATE = "qwen2_5"   # trl/chat_templates/<name>.jinja: a template TRL knows how to parse tool calls of
 DONE = "done"        # written last into a build's folder: the build is complete (JSON: its recipe and who built it)
 
 
@@ -63,9 +76,13 @@ def build_spec(model_cfg, data_cfg) -> dict:
         spec["dtype"] = str(model_cfg.dtype)
     if model_cfg.get("warmup"):
         # the warm-up text depends on the task, not on the run's seed or dataset size
-        spec["data"] = {k: v for k, v in _plain(data_cfg).items() if k not in ("seed", "num_samples", "path", "split")}
+        spec["data"] = {k: v for k, v in _plain(data_cfg).items()
+                        if k not in ("seed", "num_samples", "path", "split", "max_prompt_tokens")}
         if data_cfg.get("path"):  # a file or hub dataset: its rows are the warm-up text
             spec["data"]["source"] = [str(data_cfg.path), str(data_cfg.get("split"))]
+    tools = (model_cfg.get("warmup") or {}).get("tools")
+    if tools:  # only a tool recipe has the key: the other recipes' keys stay as they were
+        spec["tool_prompt"] = _tool_prompt_hash(tools)
     return spec
 
 
@@ -116,14 +133,53 @@ def ensure_local_model(model_cfg, data_cfg, log=print) -> Path:
 TMP_MARK = ".tmp-"   # <model folder>.tmp-<host>-<pid>: a build under way (or one whose process was killed)
 
 
+def _without_secrets(data_cfg):
+    """The task's config with secrets left out of its system prompt: a model trained on the prompt's text keeps
+    pieces of it in its tokenizer (the run's files are scrubbed, a vocabulary cannot be)."""
+    from r1exp.records.secrets import redact_text
+
+    prompt = data_cfg.get("system_prompt")
+    if not prompt or redact_text(str(prompt)) == str(prompt):
+        return data_cfg
+    data_cfg = data_cfg.copy()
+    data_cfg.system_prompt = redact_text(str(prompt))
+    return data_cfg
+
+
+def _recipe_tokenizer(model_cfg, data_cfg):
+    """(the recipe's tokenizer, the warm-up's learning-phase texts it was trained on): the build's first step."""
+    data_cfg = _without_secrets(data_cfg)
+    warm = model_cfg.get("warmup")
+    tools = warm.get("tools") if warm else None
+    if tools:
+        learn = _tool_warmup_texts(data_cfg, tools, warm.format_rate, warm.think_rate, tools.call_rate)
+    else:
+        learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
+    phrases = _tool_phrases(data_cfg, tools) if tools else None
+    return _train_tokenizer(learn, int(model_cfg.arch.vocab), phrases=phrases), learn
+
+
+_TOKENIZERS: dict = {}
+
+
+def recipe_tokenizer(model_cfg, data_cfg):
+    """The tokenizer a recipe's build will have, without building the model (a couple of seconds, kept for the
+    process): what the pre-flight counts a prompt's tokens with before the model is built."""
+    key = build_key(model_cfg, data_cfg)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = _recipe_tokenizer(model_cfg, data_cfg)[0]
+    return _TOKENIZERS[key]
+
+
 def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
     start = time.perf_counter()
+    data_cfg = _without_secrets(data_cfg)
     warm = model_cfg.get("warmup")
     if warm:
         log(f"tiny model: building {folder_name(model_cfg, data_cfg)} (no cached or shipped build of this recipe): "
             f"tokenizer, then a warm-up of {warm.steps} + {warm.sloppy_steps} steps on the task's text")
-    learn = _warmup_texts(data_cfg, warm.format_rate, warm.think_rate) if warm else _filler_texts()
-    tokenizer = _train_tokenizer(learn, int(model_cfg.arch.vocab))
+    tools = warm.get("tools") if warm else None
+    tokenizer, learn = _recipe_tokenizer(model_cfg, data_cfg)
     with _torch_threads(WARMUP_THREADS if warm else None):
         model = _random_model(model_cfg, tokenizer)
         if warm:
@@ -133,7 +189,11 @@ def _build_into(tmp: Path, model_cfg, data_cfg, log) -> None:
                 f"parameters) in {time.perf_counter() - start:.1f} s")
             batch = int(warm.get("batch_size", 64))
             _warm_up(model, tokenizer, learn, warm.steps, warm.learning_rate, batch, log=log, phase="learn")
-            sloppy = _warmup_texts(data_cfg, warm.sloppy_format_rate, warm.sloppy_think_rate)
+            if tools:
+                sloppy = _tool_warmup_texts(data_cfg, tools, warm.sloppy_format_rate, warm.sloppy_think_rate,
+                                            tools.sloppy_call_rate)
+            else:
+                sloppy = _warmup_texts(data_cfg, warm.sloppy_format_rate, warm.sloppy_think_rate)
             _warm_up(model, tokenizer, sloppy, warm.sloppy_steps, warm.sloppy_learning_rate, batch, log=log,
                      phase="sloppy")
     model.save_pretrained(tmp)
@@ -197,13 +257,21 @@ def _remove_stale_builds(models: Path) -> list[Path]:
 
 # --- tokenizer -------------------------------------------------------------------------------------------------
 
-def _train_tokenizer(texts: list[str], vocab: int):
+def _train_tokenizer(texts: list, vocab: int, phrases: list[str] | None = None):
+    """A byte-level BPE trained on the texts. With `phrases` (a tool recipe): the texts are transcripts (lists of
+    segments); the tags, the tool tokens and the phrases (`_tool_phrases`) are whole tokens before training (the BPE
+    spends no merges on them); the chat template is TRL's Qwen2.5 template (TOOL_TEMPLATE)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    tool_template = phrases is not None
+    if tool_template:
+        texts = ["".join(text for text, _ in segments) for segments in texts]
+        tok.add_special_tokens(SPECIAL)
+        tok.add_tokens(TAGS + TOOL_TAGS + phrases)
     trainer = trainers.BpeTrainer(
         vocab_size=min(vocab, 4096), special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -212,9 +280,10 @@ def _train_tokenizer(texts: list[str], vocab: int):
     if vocab > 4096:  # real shapes: widen the vocabulary with synthetic merges, so every id decodes as real text
         tok = _widen(tok, vocab - len(TAGS))  # the special tokens are in the trained vocabulary already
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE,
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        chat_template=_tool_template() if tool_template else CHAT_TEMPLATE,
     )
-    fast.add_tokens(TAGS)
+    fast.add_tokens(TAGS + TOOL_TAGS + phrases if tool_template else TAGS)
     return fast
 
 
@@ -304,20 +373,201 @@ def _warmup_texts(data_cfg, format_rate: float, think_rate: float) -> list[str]:
     answers = [ex.answer for ex in pool]
     texts = []
     for ex in pool:
-        think = rng.random() < think_rate
-        reasoning, answer = (ex.reasoning, ex.answer) if think else ("", rng.choice(answers))
-        if rng.random() < format_rate:
-            completion = f"<think>{reasoning}</think><answer>{answer}</answer>"
-        else:
-            completion = f"{reasoning} = {answer}" if think else answer
+        completion = _head_answer(ex, answers, rng, think_rate, format_rate)
         msgs = data.messages(ex.question, data_cfg.get("system_prompt"))
         msgs.append({"role": "assistant", "content": completion})
         texts.append(_render(msgs))
     return texts
 
 
+def _head_answer(ex, answers: list, rng, think_rate: float, format_rate: float) -> str:
+    """A warm-up completion without a tool: reasoned and right (think_rate), or a guess among the task's answers;
+    in the <think>/<answer> format (format_rate) or bare. The draws' order is part of every shipped build."""
+    think = rng.random() < think_rate
+    reasoning, answer = (ex.reasoning, ex.answer) if think else ("", rng.choice(answers))
+    if rng.random() < format_rate:
+        return f"<think>{reasoning}</think><answer>{answer}</answer>"
+    return f"{reasoning} = {answer}" if think else answer
+
+
 def _render(msgs: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+
+
+# --- tool use ----------------------------------------------------------------------------------------------------
+
+def chat_template_for(model_cfg) -> str:
+    """The chat template a recipe's tokenizer gets: TRL's tool template with `model.warmup.tools`, else CHAT_TEMPLATE
+    (read by the tool checks, r1exp/tools/template.py, before anything is built)."""
+    warm = model_cfg.get("warmup")
+    return _tool_template() if warm and warm.get("tools") else CHAT_TEMPLATE
+
+
+def _tool_template() -> str:
+    """TRL's copy of a chat template it parses tool calls of (read from its package: no TRL import)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("model.warmup.tools needs TRL installed: its chat template is TRL's copy of Qwen2.5's")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return (folder / "chat_templates" / f"{TOOL_TEMPLATE}.jinja").read_text(encoding="utf-8")
+
+
+def _tool_functions(tools_cfg) -> list:
+    from hydra.utils import get_method
+
+    names = list(tools_cfg.functions)
+    if not names:
+        raise ValueError("model.warmup.tools.functions is empty: name the tool the warm-up calls (its import path)")
+    return [get_method(str(name)) for name in names]
+
+
+def _tool_prompt_hash(tools_cfg) -> str:
+    """What the tool prompt is made of: the template and the tools' schemas (name, arguments, docstring)."""
+    from transformers.utils import get_json_schema
+
+    schemas = [get_json_schema(fn) for fn in _tool_functions(tools_cfg)]
+    text = _tool_template() + json.dumps(schemas, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tool_warmup_texts(data_cfg, tools_cfg, format_rate: float, think_rate: float, call_rate: float) -> list:
+    """Transcripts as lists of (text, trained) segments, rendered with the tool template and the tools' schemas: the
+    prompt (not trained); a share (`call_rate`) call the first tool on the example's worked expression
+    (`Example.reasoning`, e.g. "4821 + 3770"), the tool's response (not trained: TRL masks it too) and an answer that
+    copies the response; the others answer at once, as `_warmup_texts` writes them (`format_rate`, `think_rate`).
+
+    The template is rendered once per kind of transcript with placeholders, which each example fills in (rendering
+    4000 transcripts took 4 s); the first example of each kind is checked against a full rendering."""
+    from r1exp import data
+
+    format_rate, think_rate, call_rate = float(format_rate), float(think_rate), float(call_rate)
+    functions = _tool_functions(tools_cfg)
+    tool = functions[0]
+    argument = next(iter(inspect.signature(tool).parameters))   # the calculator's `expression`
+    render = _tool_renderer(functions)
+    shapes = {}
+
+    def shape(kind, *fields):
+        """The segments of a transcript of this kind with these fields: its rendering with placeholders, filled in."""
+        if kind not in shapes:
+            marks = [f"@@{i}@@" for i in range(len(fields))]   # left as they are by the template's tojson
+            shapes[kind] = _tool_segments(render, kind, data_cfg.get("system_prompt"), tool, argument, *marks)
+        segments = shapes[kind]
+        out = []
+        for text, train in segments:
+            for i, value in enumerate(fields):
+                text = text.replace(f"@@{i}@@", value)
+            out.append((text, train))
+        return out
+
+    rng = random.Random(f"tools/{format_rate}/{think_rate}/{call_rate}")
+    pool = data.examples(data_cfg, n=4000, seed=1234)
+    answers = [ex.answer for ex in pool]
+    texts, checked = [], set()
+    for ex in pool:
+        if rng.random() < call_rate:
+            kind, fields = "call", (ex.question, ex.reasoning, str(tool(ex.reasoning)))
+        else:
+            kind, fields = "head", (ex.question, _head_answer(ex, answers, rng, think_rate, format_rate))
+        segments = shape(kind, *fields)
+        if kind not in checked:
+            checked.add(kind)
+            if segments != _tool_segments(render, kind, data_cfg.get("system_prompt"), tool, argument, *fields):
+                raise RuntimeError(f"the tool template renders a {kind} transcript otherwise than its placeholders")
+        texts.append(segments)
+    return texts
+
+
+def _tool_phrases(data_cfg, tools_cfg) -> list[str]:
+    """The tool prompt's boilerplate as whole tokens: each piece of the system turn between line breaks and tags
+    (the tools' instructions, each tool's JSON schema) and the opening of each tool's call up to its first argument's
+    value (`{"name": "calculator", "arguments": {"expression": "`). The byte-level BPE cannot merge across the pieces
+    Qwen2's pre-tokenizer splits text into: without them the prompt took ~270 tokens (the question ~15) and a call
+    put ~30 tokens between the question's numbers and their copy in the call, which the tiny model learned to copy
+    only after ~1000 warm-up steps (with them: ~20 tokens, learned in 500 steps)."""
+    import re
+
+    functions = _tool_functions(tools_cfg)
+    render = _tool_renderer(functions)
+    prompt = render([{"role": "system", "content": "@@"}, {"role": "user", "content": "@@"}], generation=True)
+    system = prompt.split("<|im_start|>system\n", 1)[1].split("<|im_end|>", 1)[0].replace("@@", "\n")
+    tags = "|".join(re.escape(t) for t in SPECIAL + TAGS + TOOL_TAGS)
+    pieces = [p for line in system.split("\n") for p in re.split(tags, line) if len(p.strip()) > 1]
+    for fn in functions:
+        argument = next(iter(inspect.signature(fn).parameters))
+        call = json.dumps({"name": fn.__name__, "arguments": {argument: "@@"}})  # as the template's tojson writes it
+        pieces.append(call.split("@@", 1)[0])
+    return list(dict.fromkeys(pieces))
+
+
+def _tool_renderer(functions):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    template = _tool_template()
+
+    def render(msgs, generation=False):
+        return render_jinja_template([msgs], tools=functions, chat_template=template,
+                                     add_generation_prompt=generation)[0][0]
+
+    return render
+
+
+def _tool_segments(render, kind, system_prompt, tool, argument, question, *fields) -> list:
+    """One transcript's (text, trained) segments: "call" (fields: expression, the tool's result) or "head" (fields:
+    the completion). They join into the whole transcript as the template renders it (checked)."""
+    from r1exp import data
+
+    msgs = data.messages(question, system_prompt)
+    prompt = render(msgs, generation=True)
+    if kind == "head":
+        done = render([*msgs, {"role": "assistant", "content": fields[0]}])
+        segments = [(prompt, False), (done[len(prompt):], True)]
+    else:
+        expression, result = fields
+        msgs = [*msgs, {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": tool.__name__, "arguments": {argument: expression}}}]}]
+        called = render(msgs)
+        msgs.append({"role": "tool", "name": tool.__name__, "content": result})
+        responded = render(msgs, generation=True)
+        msgs.append({"role": "assistant", "content": f"<answer>{result}</answer>"})
+        done = render(msgs)
+        end = called.rindex("<|im_end|>") + len("<|im_end|>")  # TRL's completion ends at EOS; "\n" is the tool's
+        segments = [(prompt, False), (called[len(prompt):end], True), (responded[end:], False),
+                    (done[len(responded):], True)]
+    if "".join(text for text, _ in segments) != done:
+        raise RuntimeError("the tool template does not render a transcript as a prefix of the next turn's")
+    return segments
+
+
+def _tokenized_segments(tokenizer, texts: list):
+    """`_tokenized` for transcripts of (text, trained) segments: targets only at the tokens of trained segments.
+    Every segment is tokenized apart (they meet at special tokens, so the ids are those of the whole text)."""
+    import torch
+
+    seqs, trained = [], []
+    for segments in texts:
+        ids, mask = [], []
+        for text, train in segments:
+            piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            mask += [train] * len(piece)
+        seqs.append(ids)
+        trained.append(mask)
+    width = max(len(seq) for seq in seqs)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+    targets = torch.full((len(seqs), width), -100)
+    prefix = width
+    for i, (seq, mask) in enumerate(zip(seqs, trained)):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        for t in range(1, len(seq)):
+            if mask[t]:
+                targets[i, t - 1] = seq[t]
+        start = mask.index(True)
+        same = next((k for k, (a, b) in enumerate(zip(seq, seqs[0])) if a != b), min(len(seq), len(seqs[0])))
+        prefix = min(prefix, same, start)
+    return ids, targets, torch.tensor([len(seq) for seq in seqs]), prefix
 
 
 def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: float, batch_size: int = 64, log=None,
@@ -337,7 +587,8 @@ def _warm_up(model, tokenizer, texts: list[str], steps: int, learning_rate: floa
         return
     torch.manual_seed(0)
     rng = random.Random(0)
-    ids, targets, lengths, prefix = _tokenized(tokenizer, texts)
+    tokenize = _tokenized if isinstance(texts[0], str) else _tokenized_segments
+    ids, targets, lengths, prefix = tokenize(tokenizer, texts)
     opt = torch.optim.AdamW(model.parameters(), lr=float(learning_rate), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(learning_rate), total_steps=steps, pct_start=0.1)
     model.train()

@@ -53,6 +53,7 @@ class Step:
     length: float | None = None
     step_time_s: float | None = None     # mean of the last steps after the first
     first_step_s: float | None = None    # the first step's time (warm-up included), shown until there is a mean
+    tools: dict = field(default_factory=dict)    # tool runs: calls / failures / turns (TRL's tools/*, r1exp's turns)
 
 
 def reward_means(logs: dict) -> dict:
@@ -61,12 +62,26 @@ def reward_means(logs: dict) -> dict:
             if k.startswith("rewards/") and k.endswith("/mean") and k.count("/") == 2 and _num(v)}
 
 
+TOOL_KEYS = {"calls": "tools/call_frequency", "failures": "tools/failure_frequency", "turns": "tools/turns"}
+
+
+def tool_stats(logs: dict) -> dict:
+    """{calls, failures, turns} of a tool run's logged step (empty without tools)."""
+    return {name: float(logs[key]) for name, key in TOOL_KEYS.items() if _num(logs.get(key))}
+
+
 def stats_text(s: Step) -> str:
     """'reward 0.84 (accuracy 0.31, format 0.53) | length 17.9 | 0.31 s/step'"""
     parts = [f"reward {_f(s.reward)}" + (" (" + ", ".join(f"{k} {_f(v)}" for k, v in s.rewards.items()) + ")"
                                           if s.rewards else "")]
     if s.length is not None:
         parts.append(f"length {s.length:.1f}")
+    if s.tools:
+        t = s.tools
+        parts.append(", ".join(text for text in (
+            f"tool calls {t['calls']:.2f}/completion" if "calls" in t else None,
+            f"{t['failures']:.0%} failed" if "failures" in t else None,
+            f"{t['turns']:.2f} turns" if "turns" in t else None) if text))
     if s.step_time_s is not None:
         parts.append(f"{s.step_time_s:.2f} s/step")
     elif s.first_step_s is not None:
@@ -226,7 +241,8 @@ def live_view(run_dir: Path, mode: str = "plain", max_completion_length: int | N
                 step_time = None
             first = self.step_times[0] if self.step_times else None
             return Step(step, total, elapsed, eta, _float(logs.get("reward")), reward_means(logs),
-                        _float(logs.get("completions/mean_length")), step_time, first_step_s=first)
+                        _float(logs.get("completions/mean_length")), step_time, first_step_s=first,
+                        tools=tool_stats(logs))
 
         def _start_rich(self, total: int, done: int):
             from rich.console import Console, Group

@@ -20,6 +20,7 @@ from pathlib import Path
 from r1exp.records import secrets
 from r1exp.records.metrics import METRICS_FILE, read_metrics, step_rows
 from r1exp.observe import timing
+from r1exp.patches.trl_completions_table import uniform_messages
 
 CURVE_FILE = "reward_curve.png"
 
@@ -35,18 +36,72 @@ def metrics_callback(run_dir: Path):
             if not logs or not state.is_world_process_zero:
                 return
             row = {"step": state.global_step, **{k: _plain(v) for k, v in logs.items()}}
-            with path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_line(path, json.dumps(row) + "\n")
 
     return MetricsRecorder()
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one whole line, or nothing: a write the disk cuts short is truncated away again (truncating needs no
+    space), so metrics.jsonl never ends in half a line; the OSError is raised."""
+    data = line.encode()
+    with path.open("ab", buffering=0) as f:   # unbuffered: nothing is left to be flushed after a failure
+        start = f.seek(0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += f.write(data[done:])
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
 
 
 
 
 
 
+
+
+
+
+def redact_completions(trainer) -> None:
+    """What TRL logs of each step's prompts and completions (`log_completions`: trainer/completions/*.parquet, the
+    W&B `completions` table, the console sample) goes through r1exp.records.secrets first: a secret in the system
+    prompt, or one a completion repeats, is written as `<redacted>`. The model still sees the prompt as given.
+
+    GRPOTrainer.log writes the table from `trainer._logs`; this runs just before it, on the trainer's own buffers,
+    and also gives a tool run's messages one shape (r1exp.patches.trl_completions_table)."""
+    buffers = getattr(trainer, "_logs", None)
+    if not isinstance(buffers, dict) or getattr(trainer, "_r1exp_redacts", False):
+        return
+    original = trainer.log
+
+    def log(logs, *args, **kwargs):
+        scrub_buffers(getattr(trainer, "_logs", None))
+        uniform_messages(getattr(trainer, "_logs", None))   # a tool run's messages, as wandb.Table takes them
+        return original(logs, *args, **kwargs)
+
+    trainer.log = log
+    trainer._r1exp_redacts = True
+
+
+def scrub_buffers(buffers) -> None:
+    """Redact, in place, the prompt / completion / extra columns TRL keeps for its completions table."""
+    if not isinstance(buffers, dict):
+        return
+    values = secrets.secret_values()
+    columns = [buffers.get("prompt"), buffers.get("completion")]
+    extra = buffers.get("extra")
+    if isinstance(extra, dict):
+        columns += list(extra.values())
+    for column in columns:
+        if column is None or not hasattr(column, "__setitem__"):
+            continue
+        for i, item in enumerate(list(column)):
+            clean = secrets.redact_values(item, values)
+            if clean != item:
+                column[i] = clean
 
 
 def plot_reward_curve(run_dir: Path, title: str = "") -> Path | None:
@@ -149,12 +204,22 @@ def finish_tracker(cfg, summary: dict, status: str, run_dir: Path | None = None)
 
     if wandb.run is None:
         return
-    for key, value in summary.items():
-        wandb.run.summary[f"r1exp/{key}"] = value
-    wandb.run.summary["r1exp/status"] = status
-    if status == "ok" and run_dir is not None and (Path(run_dir) / "adapter").is_dir():
-        wandb.run.log_artifact(_artifact(wandb, Path(run_dir), summary))
-    wandb.finish(exit_code=0 if status == "ok" else 1)
+    try:
+        for key, value in summary.items():
+            wandb.run.summary[f"r1exp/{key}"] = value
+        wandb.run.summary["r1exp/status"] = status
+        if status == "ok" and run_dir is not None and (Path(run_dir) / "adapter").is_dir():
+            wandb.run.log_artifact(_artifact(wandb, Path(run_dir), summary))
+    finally:
+        try:
+            wandb.finish(exit_code=0 if status == "ok" else 1)
+        except Exception as e:  # noqa: BLE001 - a full disk under run_dir/wandb: run.json keeps the facts
+            from r1exp.errors import disk_full_reason
+
+            reason = disk_full_reason(e, Path(run_dir or ".") / "wandb")
+            if reason is None:
+                raise
+            print(f"r1exp: W&B could not close its run: {reason}", file=sys.stderr)
 
 
 def _artifact(wandb, run_dir: Path, summary: dict):

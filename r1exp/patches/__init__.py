@@ -78,6 +78,11 @@ PATCHES: dict[str, Patch] = {p.name: p for p in (
           {"trl": ("1.15.0", "1.16.0"), "vllm": ("0.26.0", "0.31.0"), "transformers": ("5.17.0",)},
           "none: a method or worker that is not found is left alone and its phase is not timed",
           "tests/test_timing.py", fails_safe=True),
+    Patch("trl_completions_table", "the prompt / completion buffers GRPOTrainer.log writes as its completions table",
+          "a tool run's completions mix messages with and without tool_calls (and reasoning_content None): "
+          "wandb.Table refuses them and the run stopped at its first logged step",
+          {"trl": ("1.15.0", "1.16.0"), "wandb": ("0.31.0",)}, "logger=none or ++trainer.log_completions=false",
+          "tests/test_tools.py", fails_safe=True),
     Patch("library_output", "transformers.utils.logging's default handler and tqdm hook; torch._logging's "
           "_init_logs; vllm.logger._configure_vllm_root_logger, weight_utils.tqdm, EngineCore.__init__ (stderr)",
           "each library prints through a console handler or bar of its own, past the root logger where r1exp sends "

@@ -25,30 +25,36 @@ def _trl_version() -> str:
     return version("trl")
 
 
-def _with_defaults(llm_cls, extra: dict, overrides: dict):
+def _with_defaults(llm_cls, extra: dict, overrides: dict, seed: int | None = None):
     class LLMWithR1expSettings(llm_cls):
-        """vllm.LLM with r1exp's engine settings: `extra` where TRL passes nothing, `overrides` over TRL's."""
+        """vllm.LLM with r1exp's engine settings: `extra` where TRL passes nothing, `overrides` over TRL's; with
+        `seed`, the run's seed added to the seed TRL gives (TRL seeds its colocated engine with the process's index
+        alone, so every run sampled alike whatever its seed; the index keeps tensor-parallel workers together)."""
 
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**extra, **kwargs, **overrides})
+            kwargs = {**extra, **kwargs, **overrides}
+            if seed is not None:
+                kwargs["seed"] = seed + int(kwargs.get("seed") or 0)
+            super().__init__(*args, **kwargs)
 
-    LLMWithR1expSettings.r1exp_settings = {**extra, **overrides}
+    LLMWithR1expSettings.r1exp_settings = {**extra, **overrides, **({"seed": seed} if seed is not None else {})}
     return LLMWithR1expSettings
 
 
 @contextlib.contextmanager
-def llm_class_with(module, extra: dict, overrides: dict):
-    """Inside the block, `module.LLM(...)` builds `LLM(**extra, **its_kwargs, **overrides)`."""
+def llm_class_with(module, extra: dict, overrides: dict, seed: int | None = None):
+    """Inside the block, `module.LLM(...)` builds `LLM(**extra, **its_kwargs, **overrides)` (seeded by `seed`)."""
     original = module.LLM
-    module.LLM = _with_defaults(original, extra, overrides)
+    module.LLM = _with_defaults(original, extra, overrides, seed)
     try:
         yield
     finally:
         module.LLM = original
 
 
-def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
-    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs, **overrides)`."""
+def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None, seed: int | None = None):
+    """Inside the block, TRL's colocate engine is built as `LLM(**extra, **trl_kwargs, **overrides)`, its seed the
+    run's plus TRL's."""
     import importlib
 
     module = importlib.import_module(TRL_ENGINE_MODULE)
@@ -59,4 +65,4 @@ def llm_kwargs_for_trl(extra: dict, overrides: dict | None = None):
             f"{', '.join(sorted(extra))} to it",
             "install the TRL version of the r1exp stack (pyproject.toml extras, docs/gpu.md), or remove those engine settings",
             rule="engine.trl.llm_kwargs")])
-    return llm_class_with(module, extra, overrides or {})
+    return llm_class_with(module, extra, overrides or {}, seed)

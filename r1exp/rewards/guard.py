@@ -105,6 +105,7 @@ class GuardedReward:
         self.time_budget_s = time_budget_s
         self.flush = None       # called before the run is stopped (the monitor writes pending failures)
         self.stats = RewardStats()
+        self.observers: list = []   # fn(completions, log_metric) after each call: metrics read off the completions
 
     def __call__(self, prompts=None, completions=(), **kwargs):
         start = time.perf_counter()
@@ -124,6 +125,8 @@ class GuardedReward:
         self.stats.scored += len(completions)
         self._check_time(elapsed, len(completions))
         self._check_rate()
+        for observe in self.observers:
+            observe(completions, kwargs.get("log_metric"))
         return scores
 
     def _hard_limit(self):
