@@ -188,6 +188,7 @@ def test_an_unusable_tool_is_an_error_naming_its_key(overrides, rule, key, words
 GOOD_TOOLS = [
     ["tools=[calculator]", QWEN, *ROOMY],
     ["tools=[calculator,python]", QWEN, *ROOMY],
+    ["tools=[calculator,python]", "tools.python.time_limit_s=null", QWEN, *ROOMY],   # its own default limit, hidden
     [f"+tools.t._target_={TOOL}.lookup", "+tools.t.suffix=?", QWEN, *ROOMY],
     [f"+tools.t._target_={TOOL}.lookup", "+tools.t.probe={word: x}", f"model.chat_template={TRL_TEMPLATES}/"
      "llama3_1.jinja", *ROOMY],

@@ -39,16 +39,20 @@ def bind(fn, settings: dict, time_limit_s: float | None):
     if time_limit_s and "time_limit_s" in inspect.signature(fn).parameters:
         settings = {**settings, "time_limit_s": time_limit_s}
         time_limit_s = time_limit_s + OWN_LIMIT_SLACK_S
-    visible = model_parameters(fn, settings)
+    visible = [p for p in model_parameters(fn, settings) if p.name not in RESERVED]   # r1exp's keys, never the model's
+
+    name = getattr(fn, "__name__", type(fn).__name__)
 
     def call(*args, **kwargs):
-        return run_limited(functools.partial(fn, **settings), args, kwargs, time_limit_s, fn.__name__)
+        return run_limited(functools.partial(fn, **settings), args, kwargs, time_limit_s, name)
 
     functools.update_wrapper(call, fn)
     del call.__wrapped__  # inspect.signature would follow it back to the bound arguments
     call.__signature__ = inspect.signature(fn).replace(parameters=visible)
-    call.__annotations__ = {k: v for k, v in getattr(fn, "__annotations__", {}).items() if k not in settings}
-    call.r1exp_tool = {"target": f"{fn.__module__}.{fn.__qualname__}", "time_limit_s": time_limit_s}
+    shown = {p.name for p in visible} | {"return"}
+    call.__annotations__ = {k: v for k, v in getattr(fn, "__annotations__", {}).items() if k in shown}
+    call.r1exp_tool = {"target": f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', name)}",
+                       "time_limit_s": time_limit_s}
     return call
 
 

@@ -91,7 +91,9 @@ def bound_tools(cfg) -> list[tuple[str, dict, object]]:
     out = []
     for label, entry in tool_entries(cfg):
         fn, _why = _import(entry.get("_target_")) if entry.get("_target_") else (None, None)
-        if fn is None or not callable(fn) or isinstance(fn, type):
+        limit = entry.get("time_limit_s")
+        if fn is None or not callable(fn) or isinstance(fn, type) or (limit is not None and not (
+                is_number(limit) and limit > 0)):
             continue
         settings = settings_of(entry)
         try:
@@ -132,20 +134,22 @@ def check_tools(ctx):
                           f"{unknown[0]!r}: r1exp passes a tool's YAML keys (other than {', '.join(TOOL_KEYS)}) as "
                           "keyword arguments", f"drop it, or use one of {list(params) or 'its parameters'}")
             continue
-        tool = bind(fn, settings, entry.get("time_limit_s"))
-        problem = schema_problem(tool)
-        if problem:
-            yield Problem(key, target, f"TRL cannot describe this tool to the model: {problem}", _schema_fix(label))
-            continue
-        if fn.__name__ in names:
-            yield Problem(key, target, f"two tools are named {fn.__name__!r} (also tools.{names[fn.__name__]}): "
-                          "TRL finds a tool by its function's name, so one would never be called",
-                          "keep one of them, or give one function another name")
-        names[fn.__name__] = label
         limit = entry.get("time_limit_s")
         if limit is not None and (not is_number(limit) or limit <= 0):
             yield Problem(f"tools.{label}.time_limit_s", limit, "not a positive number of seconds",
                           "set the seconds one call may take (e.g. 2.0), or null for no limit")
+            continue
+        tool = bind(fn, settings, limit)
+        problem = schema_problem(tool)
+        if problem:
+            yield Problem(key, target, f"TRL cannot describe this tool to the model: {problem}", _schema_fix(label))
+            continue
+        name = getattr(fn, "__name__", label)
+        if name in names:
+            yield Problem(key, target, f"two tools are named {name!r} (also tools.{names[name]}): "
+                          "TRL finds a tool by its function's name, so one would never be called",
+                          "keep one of them, or give one function another name")
+        names[name] = label
 
 
 def check_environment(ctx):
@@ -378,7 +382,8 @@ def check_probe(ctx):
             yield Problem(f"tools.{label}.{PROBE}", args, "not a mapping of argument -> value",
                           f"e.g. tools.{label}.probe={{expression: '1 + 2'}}")
             continue
-        limit = entry.get("time_limit_s") or 10.0
+        limit = entry.get("time_limit_s")
+        limit = float(limit) if is_number(limit) and limit > 0 else 10.0
         try:
             run_limited(tool, (), dict(args), limit, label)
         except TimeoutError:
