@@ -93,7 +93,7 @@ def build(run, run_dir: Path, report_to: str, callbacks: list, log=print) -> Bui
     # on rank 0 only); the arguments are checked before the model loads: seconds, not minutes
     source = model_source(cfg, log=log)
     funcs, weights = rewards.build_rewards(cfg.reward)
-    if uses_tools(cfg):
+    if uses_tools(cfg) and funcs:
         funcs[0].observers.append(log_turns)   # tools/turns next to TRL's tools/call_frequency
     args, args_report = grpo_config(run, run_dir, report_to, weights)
     loaded = loader.load(cfg, source, plan, engine.loader_engine_context(cfg, plan, device))

@@ -337,9 +337,11 @@ def added_tokens(cfg, before: str, after: str) -> int:
 
 
 def tool_prompt_tokens(cfg) -> int:
-    """Tokens the tools' descriptions add to every prompt (TRL renders them into the system turn)."""
+    """Tokens the tools' descriptions add to every prompt (TRL renders them into the system turn): the tools' and the
+    environment's methods', plus the text the environment's reset() appends to the question (made with the YAML's
+    settings and reset with a row of the data, as TRL does before each rollout)."""
     template = find_template(cfg)
-    tools = [tool for _label, _entry, tool in bound_tools(cfg)]
+    tools = [tool for _label, _entry, tool in bound_tools(cfg)] + environment_methods(cfg)
     if template is None or not tools:
         return 0
     from transformers.utils.chat_template_utils import get_json_schema
@@ -351,7 +353,36 @@ def tool_prompt_tokens(cfg) -> int:
     with_tools, without = renders_tools(template.text, schemas), renders_tools(template.text, [])
     if with_tools is None or without is None:
         return 0
-    return added_tokens(cfg, without, with_tools)
+    return added_tokens(cfg, without, with_tools) + added_tokens(cfg, "", reset_text(cfg))
+
+
+def environment_methods(cfg) -> list:
+    """The environment's public methods as TRL exposes them (without `self`), [] when there is none or its class
+    cannot be read here (its own row reports that)."""
+    entry = environment_entry(cfg)
+    cls = _import(entry["_target_"])[0] if entry else None
+    if not isinstance(cls, type):
+        return []
+    return [_unbound(member) for name, member in inspect.getmembers(cls, inspect.isfunction)
+            if not name.startswith("_") and name not in ENV_METHODS_NOT_TOOLS and schema_problem(
+                _unbound(member)) is None]
+
+
+def reset_text(cfg) -> str:
+    """What the environment's reset() returns for the data's first row ("" when it cannot be made here)."""
+    entry = environment_entry(cfg)
+    cls = _import(entry["_target_"])[0] if entry else None
+    if cls is None:
+        return ""
+    from r1exp import data
+
+    try:
+        env = cls(**{k: v for k, v in entry.items() if k not in ("_target_", "name")})
+        row = data.examples(cfg.data, n=1)[0]
+        text = env.reset(question=row.question, answer=row.answer)
+    except Exception:  # noqa: BLE001 - the user's class: its rows and TRL report what fails
+        return ""
+    return text if isinstance(text, str) else ""
 
 
 def check_tool_round_fits(ctx):

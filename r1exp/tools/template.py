@@ -40,8 +40,7 @@ def find_template(cfg) -> Template | None:
     if get(cfg, "model.init") == "random":
         from r1exp.models import tiny
 
-        template_for = getattr(tiny, "chat_template_for", lambda model_cfg: tiny.CHAT_TEMPLATE)
-        return Template(template_for(cfg.model), "the locally built model (r1exp.models.tiny)")
+        return Template(tiny.chat_template_for(cfg.model), "the locally built model (r1exp.models.tiny)")
     return _from_folder(str(get(cfg, "model.name_or_path") or ""))
 
 
