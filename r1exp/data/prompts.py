@@ -43,15 +43,25 @@ def prompt_estimate(cfg) -> PromptEstimate:
     return PromptEstimate(tokens + _tool_tokens(cfg), source)
 
 
+TOOL_GROUPS = ("tools", "environment", "model", "data")   # what the tools' share of a prompt is made of
+
+
 def _tool_tokens(cfg) -> int:
-    """The tools' descriptions TRL renders into every prompt (r1exp.tools), 0 without tools."""
+    """The tools' descriptions TRL renders into every prompt (r1exp.tools), 0 without tools; once per config (the
+    checks and the plan ask for the prompt length several times)."""
     if not OmegaConf.select(cfg, "tools", default=None) and not OmegaConf.select(cfg, "environment._target_",
                                                                                  default=None):
         return 0
+    groups = {g: OmegaConf.to_container(cfg[g], resolve=True) if g in cfg else None for g in TOOL_GROUPS}
+    return _tool_tokens_of(json.dumps(groups, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=32)
+def _tool_tokens_of(groups_json: str) -> int:
     from r1exp.tools.rules import tool_prompt_tokens
 
     try:
-        return tool_prompt_tokens(cfg)
+        return tool_prompt_tokens(OmegaConf.create(json.loads(groups_json)))
     except Exception:  # noqa: BLE001 - a broken tool is reported by the tools rows; plan without its text
         return 0
 

@@ -34,7 +34,7 @@ def _entries(cfg):
     return [(label, entry) for label, entry in reward.items() if OmegaConf.is_dict(entry)] if reward else []
 
 
-def _import_target(target: str):
+def import_target(target: str):
     """(function, None) or (None, why it cannot be used), imported as Hydra imports a `_target_`."""
     from hydra.utils import get_object
 
@@ -94,7 +94,7 @@ def check_target(ctx):
         target = entry.get("_target_")
         if not target:
             continue
-        fn, why = _import_target(target)
+        fn, why = import_target(target)
         if fn is None:
             yield Problem(f"reward.{label}._target_", target, f"cannot import the reward: {why}",
                           "point _target_ at an importable function (is its package on PYTHONPATH?)")
@@ -136,7 +136,7 @@ def check_columns(ctx):
     have = set(data.columns_of(data_cfg))
     for label, entry in _entries(ctx.cfg):
         if entry.get("_target_"):
-            fn, _ = _import_target(entry._target_)
+            fn, _ = import_target(entry._target_)
             if fn is None:
                 continue
             needs = required_columns(fn, set(params_of(entry)))
@@ -164,7 +164,9 @@ def check_reward_checks(ctx):
 
 
 def _library() -> dict:
-    from r1exp.rewards.library import LIBRARY  # light: functions only, math-verify loads on first call
+    from r1exp.rewards.library import (
+        LIBRARY,  # light: functions only, math-verify loads on first call
+    )
 
     return LIBRARY
 

@@ -7,7 +7,7 @@ before anything loads; the build (`build_tools`, `build_environment`) hands TRL 
 
 from __future__ import annotations
 
-from r1exp.tools.binding import bind, settings_of
+from r1exp.tools.binding import bind, environment_settings, settings_of
 
 
 def target_of(entry):
@@ -39,6 +39,4 @@ def build_environment(env_cfg):
     if not env_cfg or not env_cfg.get("_target_"):
         return None
     entry = OmegaConf.to_container(env_cfg, resolve=True)
-    cls = get_class(str(entry.pop("_target_")))
-    entry.pop("name", None)
-    return functools.partial(cls, **entry)
+    return functools.partial(get_class(str(entry["_target_"])), **environment_settings(entry))

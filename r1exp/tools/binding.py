@@ -27,6 +27,11 @@ def settings_of(entry) -> dict:
     return {k: v for k, v in dict(entry).items() if k not in RESERVED}
 
 
+def environment_settings(entry) -> dict:
+    """The keyword arguments an environment's YAML gives its class (every key but `_target_` and `name`)."""
+    return {k: v for k, v in dict(entry).items() if k not in ("_target_", "name")}
+
+
 def model_parameters(fn, bound: dict) -> list[inspect.Parameter]:
     """The parameters the model fills: the function's, less those the YAML binds."""
     return [p for name, p in inspect.signature(fn).parameters.items() if name not in bound]

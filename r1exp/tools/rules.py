@@ -11,16 +11,17 @@ reward rows do for a reward's; transformers is imported (for `get_json_schema`) 
 from __future__ import annotations
 
 import inspect
-from importlib import metadata
 
 from omegaconf import OmegaConf
 from packaging.version import InvalidVersion, Version
 
 from r1exp.config.rule import Rule, get, is_number
 from r1exp.errors import Problem
+from r1exp.rewards.rules import import_target
 from r1exp.tools.binding import (
     RESERVED,
     bind,
+    environment_settings,
     run_limited,
     settings_of,
 )
@@ -56,20 +57,6 @@ def uses_tools(cfg) -> bool:
     return bool(tool_entries(cfg) or environment_entry(cfg))
 
 
-def _import(target):
-    from hydra.utils import get_object
-
-    from r1exp.rewards.rules import _why_not_importable
-
-    module_name, _, attr = str(target).rpartition(".")
-    if not module_name:
-        return None, "it is not a dotted path pkg.module.name"
-    try:
-        return get_object(str(target)), None
-    except Exception as e:  # noqa: BLE001 - any import failure is the user's to see, with its cause
-        return None, _why_not_importable(module_name, attr, e)
-
-
 def schema_problem(fn) -> str | None:
     """Why TRL cannot describe this callable to the model (transformers' get_json_schema, as TRL calls it)."""
     from transformers.utils.chat_template_utils import get_json_schema
@@ -90,9 +77,9 @@ def bound_tools(cfg) -> list[tuple[str, dict, object]]:
     """(label, entry, the tool as TRL will call it) for each tool that imports (the import row reports the others)."""
     out = []
     for label, entry in tool_entries(cfg):
-        fn, _why = _import(entry.get("_target_")) if entry.get("_target_") else (None, None)
+        fn, _why = import_target(entry.get("_target_")) if entry.get("_target_") else (None, None)
         limit = entry.get("time_limit_s")
-        if fn is None or not callable(fn) or isinstance(fn, type) or (limit is not None and not (
+        if fn is None or isinstance(fn, type) or (limit is not None and not (
                 is_number(limit) and limit > 0)):
             continue
         settings = settings_of(entry)
@@ -112,14 +99,13 @@ def check_tools(ctx):
             yield Problem(f"tools.{label}", None, "the tool names no `_target_` function",
                           f"set tools.{label}._target_ to a function, e.g. r1exp.tools.calculator.calculator")
             continue
-        fn, why = _import(target)
+        fn, why = import_target(target)
         if fn is None:
             yield Problem(key, target, f"cannot import the tool: {why}",
                           "point _target_ at an importable function (is its package on PYTHONPATH?)")
             continue
-        if isinstance(fn, type) or not callable(fn):
-            yield Problem(key, target, f"{target} is a {'class' if isinstance(fn, type) else type(fn).__name__}, "
-                          "not a function: TRL calls a tool as fn(**arguments)",
+        if isinstance(fn, type):
+            yield Problem(key, target, f"{target} is a class, not a function: TRL calls a tool as fn(**arguments)",
                           "point _target_ at a function (an environment's methods: environment=..., not tools)")
             continue
         try:
@@ -157,7 +143,7 @@ def check_environment(ctx):
     if entry is None:
         return
     target = entry["_target_"]
-    cls, why = _import(target)
+    cls, why = import_target(target)
     if cls is None:
         yield Problem("environment._target_", target, f"cannot import the environment: {why}",
                       "point _target_ at an importable class")
@@ -172,7 +158,7 @@ def check_environment(ctx):
         accepted = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         accepted = {}
-    settings = {k: v for k, v in entry.items() if k not in ("_target_", "name")}
+    settings = environment_settings(entry)
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         for k, value in settings.items():
             if k not in accepted:
@@ -226,7 +212,7 @@ def check_trl_support(ctx):
                           'upgrade TRL: pip install "trl>=1.16" (python -m r1exp.versions shows the stack)')
             continue
         floor = support.needs.get(feature)
-        installed = _version("transformers")
+        installed = ctx.env.versions.get("transformers")
         if floor and installed and _older(installed, floor):
             yield Problem(key, installed, f"TRL {support.version} needs transformers >= {floor} for `{feature}` "
                           f"(it raises ImportError when the trainer is built); transformers {installed} is installed",
@@ -360,24 +346,24 @@ def environment_methods(cfg) -> list:
     """The environment's public methods as TRL exposes them (without `self`), [] when there is none or its class
     cannot be read here (its own row reports that)."""
     entry = environment_entry(cfg)
-    cls = _import(entry["_target_"])[0] if entry else None
+    cls = import_target(entry["_target_"])[0] if entry else None
     if not isinstance(cls, type):
         return []
-    return [_unbound(member) for name, member in inspect.getmembers(cls, inspect.isfunction)
-            if not name.startswith("_") and name not in ENV_METHODS_NOT_TOOLS and schema_problem(
-                _unbound(member)) is None]
+    methods = [_unbound(member) for name, member in inspect.getmembers(cls, inspect.isfunction)
+               if not name.startswith("_") and name not in ENV_METHODS_NOT_TOOLS]
+    return [method for method in methods if schema_problem(method) is None]
 
 
 def reset_text(cfg) -> str:
     """What the environment's reset() returns for the data's first row ("" when it cannot be made here)."""
     entry = environment_entry(cfg)
-    cls = _import(entry["_target_"])[0] if entry else None
+    cls = import_target(entry["_target_"])[0] if entry else None
     if cls is None:
         return ""
     from r1exp import data
 
     try:
-        env = cls(**{k: v for k, v in entry.items() if k not in ("_target_", "name")})
+        env = cls(**environment_settings(entry))
         row = data.examples(cfg.data, n=1)[0]
         text = env.reset(question=row.question, answer=row.answer)
     except Exception:  # noqa: BLE001 - the user's class: its rows and TRL report what fails
@@ -423,13 +409,6 @@ def check_probe(ctx):
         except Exception as e:  # noqa: BLE001 - the user's tool: any failure is the message
             yield Problem(f"tools.{label}", entry.get("_target_"), f"the tool raised on its probe {args}: "
                           f"{type(e).__name__}: {e}", f"fix the tool, or its probe (tools.{label}.probe)")
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _older(installed: str, floor: str) -> bool:
