@@ -168,7 +168,7 @@ def _build(resolved, run_dir, report_to):
     checks = resolved.cfg.get("checks") or {}
     monitor = reward_monitor(run_dir, checks.get("max_reward_failure_rate"), checks.get("reward_time_budget_s"))
     built = build(resolved, run_dir, report_to, callbacks=[tracking.metrics_callback(run_dir)])
-    tracking.redact_completions(built.trainer)   # no secret of a prompt in the completions tables (parquet, W&B)
+    tracking.prepare_completions_table(built.trainer)   # no secret in the completions tables; tool turns W&B takes
     timing.attach(built.trainer)  # time/* phases of every step in the logs (metrics.jsonl, W&B)
     monitor.attach(built.trainer, built.reward_funcs)  # first callback: reward failures and seconds in every log
     live.attach(built.trainer, run_dir)  # the console: a compact live view instead of TRL's dictionaries

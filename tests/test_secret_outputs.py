@@ -53,7 +53,7 @@ def test_tokens_recognisable_by_their_form(text, kept):
 
 
 def test_trl_completion_buffers_are_redacted_in_place(monkeypatch):
-    from r1exp.observe.tracking import redact_completions
+    from r1exp.observe.tracking import prepare_completions_table
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_VALUE)
 
@@ -68,8 +68,8 @@ def test_trl_completion_buffers_are_redacted_in_place(monkeypatch):
                                                        self._logs["extra"]["note"])])
 
     trainer = Trainer()
-    redact_completions(trainer)
-    redact_completions(trainer)   # attaching twice wraps once
+    prepare_completions_table(trainer)
+    prepare_completions_table(trainer)   # attaching twice wraps once
     trainer.log({"loss": 1.0})
     assert TOKEN_FORM not in trainer.seen and ENV_VALUE not in trainer.seen and "<redacted>" in trainer.seen
     assert '"role": "user", "content": "1+1"' in trainer.seen

@@ -65,7 +65,7 @@ def append_line(path: Path, line: str) -> None:
 
 
 
-def redact_completions(trainer) -> None:
+def prepare_completions_table(trainer) -> None:
     """What TRL logs of each step's prompts and completions (`log_completions`: trainer/completions/*.parquet, the
     W&B `completions` table, the console sample) goes through r1exp.records.secrets first: a secret in the system
     prompt, or one a completion repeats, is written as `<redacted>`. The model still sees the prompt as given.
@@ -73,7 +73,7 @@ def redact_completions(trainer) -> None:
     GRPOTrainer.log writes the table from `trainer._logs`; this runs just before it, on the trainer's own buffers,
     and also gives a tool run's messages one shape (r1exp.patches.trl_completions_table)."""
     buffers = getattr(trainer, "_logs", None)
-    if not isinstance(buffers, dict) or getattr(trainer, "_r1exp_redacts", False):
+    if not isinstance(buffers, dict) or getattr(trainer, "_r1exp_prepares_table", False):
         return
     original = trainer.log
 
@@ -83,7 +83,7 @@ def redact_completions(trainer) -> None:
         return original(logs, *args, **kwargs)
 
     trainer.log = log
-    trainer._r1exp_redacts = True
+    trainer._r1exp_prepares_table = True
 
 
 def scrub_buffers(buffers) -> None:

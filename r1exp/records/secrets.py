@@ -1,5 +1,5 @@
 """Keeping API keys and tokens out of everything r1exp writes: run.json, .hydra/*.yaml, W&B config and metadata, and
-the prompts and completions TRL logs (completions tables, W&B tables; r1exp.observe.tracking.redact_completions).
+the prompts and completions TRL logs (completions tables, W&B tables; r1exp.observe.tracking.prepare_completions_table).
 
 Two nets, because a secret arrives either under a telling name or as a bare value somewhere else:
 - by name: a config key, override or environment variable whose name reads like a credential (`WANDB_API_KEY`,
